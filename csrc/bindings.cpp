@@ -1,0 +1,174 @@
+// pybind11 bindings: array checks, GIL release, dispatch on dtype. Validation of
+// user input happens in Python (ntkx/_validate.py); these checks only guard the
+// C++ API against a wrong internal call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "ntkx/api.h"
+
+namespace py = pybind11;
+using ntkx::Act;
+using ntkx::FcParams;
+
+namespace {
+
+/// Ctrl-C: the OpenMP master thread briefly takes the GIL and asks Python.
+struct PyInterrupt : ntkx::Interrupt {
+  bool requested() override {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  }
+};
+
+void need(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument("ntkx._core: " + msg);
+}
+
+/// Leading dimension (in elements) of a 2-D array with unit inner stride.
+int64_t lead(const py::array& a, const char* name) {
+  need(a.ndim() == 2, std::string(name) + " must be 2-D");
+  need(a.strides(1) == a.itemsize() || a.shape(1) <= 1, std::string(name) + " needs unit column stride");
+  return a.strides(0) / a.itemsize();
+}
+
+template <typename T>
+void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
+                py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads) {
+  ntkx::FcPanelArgs<T> a;
+  a.params = p;
+  a.rows = rows;
+  a.cols = x2.shape(0);
+  a.d = x1.shape(1);
+  need(x1.shape(0) >= rows && x2.shape(1) == a.d && gram.shape(0) >= rows && gram.shape(1) == a.cols,
+       "fc_panel: inconsistent shapes");
+  need(sq1.ndim() == 1 && sq2.ndim() == 1 && sq1.shape(0) >= rows && sq2.shape(0) == a.cols &&
+           py::dtype::of<double>().is(sq1.dtype()) && py::dtype::of<double>().is(sq2.dtype()) &&
+           (sq1.flags() & py::array::c_style) && (sq2.flags() & py::array::c_style),
+       "fc_panel: squared norms must be contiguous float64 of matching length");
+  a.x1 = static_cast<const T*>(x1.data()), a.ld1 = lead(x1, "x1");
+  a.x2 = static_cast<const T*>(x2.data()), a.ld2 = lead(x2, "x2");
+  a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
+  a.gram = static_cast<const T*>(gram.data()), a.ldg = lead(gram, "gram");
+  int64_t ldo = -1;
+  for (py::object* o : {&nngp, &ntk}) {
+    if (o->is_none()) continue;
+    py::array out = o->cast<py::array>();
+    need(out.writeable(), "fc_panel: output is read-only");
+    need(py::dtype::of<T>().is(out.dtype()), "fc_panel: output dtype must match the inputs");
+    const int64_t ld = lead(out, "out");
+    need(ldo < 0 || ld == ldo, "fc_panel: nngp and ntk outputs need the same row stride");
+    ldo = ld;
+    need(out.shape(0) >= (symmetric ? a.cols : rows) && out.shape(1) >= a.cols, "fc_panel: output too small");
+    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
+  }
+  a.ldo = ldo;
+  a.symmetric = symmetric;
+  a.threads = threads;
+  PyInterrupt interrupt;
+  bool stopped = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      ntkx::fc_panel_cpu<T>(a, &interrupt);
+    } catch (const ntkx::Interrupted&) {
+      stopped = true;
+    }
+  }
+  if (stopped) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw py::value_error("ntkx: interrupted");
+  }
+}
+
+template <typename T>
+py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_nngp, bool want_ntk,
+                    const std::string& backend, int device, bool reverse) {
+  need(x1.ndim() == 2 && (x1.flags() & py::array::c_style), "fc_full: x1 must be C-contiguous 2-D");
+  const bool sym = x2o.is_none();
+  py::array x2 = sym ? x1 : x2o.cast<py::array>();
+  need(x2.ndim() == 2 && (x2.flags() & py::array::c_style) && x2.shape(1) == x1.shape(1),
+       "fc_full: x2 must be C-contiguous 2-D with x1's feature size");
+  ntkx::FcFullArgs<T> a;
+  a.params = p;
+  a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
+  a.x1 = static_cast<const T*>(x1.data()), a.x2 = static_cast<const T*>(x2.data());
+  a.symmetric = sym;
+  py::array_t<T> nngp, ntk;
+  if (want_nngp) nngp = py::array_t<T>({a.n1, a.n2}), a.nngp = nngp.mutable_data();
+  if (want_ntk) ntk = py::array_t<T>({a.n1, a.n2}), a.ntk = ntk.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (backend == "emulate")
+      ntkx::fc_emulate_cuda<T>(a, reverse);
+    else if (backend == "cuda")
+      ntkx::fc_cuda<T>(a, device);
+    else
+      throw std::invalid_argument("fc_full: backend must be 'emulate' or 'cuda'");
+  }
+  return py::make_tuple(want_nngp ? py::object(nngp) : py::none(), want_ntk ? py::object(ntk) : py::none());
+}
+
+bool is_f32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "ntkx compiled core: FC NNGP/NTK recursion (OpenMP) and the fused CUDA kernel with its CPU emulator.";
+
+  py::enum_<Act>(m, "Act")
+      .value("ABRelu", Act::kABRelu)
+      .value("ArcCos0", Act::kArcCos0)
+      .value("ArcCos2", Act::kArcCos2)
+      .value("Erf", Act::kErf);
+
+  py::class_<FcParams>(m, "FcParams", "Dense(w_std, b_std) -> [act -> Dense] x depth (mirrors ntkx::FcParams).")
+      .def(py::init<>())
+      .def_readwrite("depth", &FcParams::depth)
+      .def_readwrite("w_std", &FcParams::w_std)
+      .def_readwrite("b_std", &FcParams::b_std)
+      .def_readwrite("act", &FcParams::act)
+      .def_readwrite("a", &FcParams::a)
+      .def_readwrite("b", &FcParams::b)
+      .def_readwrite("c", &FcParams::c);
+
+  m.def(
+      "fc_panel",
+      [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
+         py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads) {
+        need(x1.dtype().is(x2.dtype()) && x1.dtype().is(gram.dtype()), "fc_panel: x1, x2, gram dtypes differ");
+        if (is_f32(x1))
+          fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads);
+        else if (py::dtype::of<double>().is(x1.dtype()))
+          fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads);
+        else
+          throw std::invalid_argument("ntkx._core: fc_panel needs float32 or float64");
+      },
+      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
+      py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
+      "Fill one row panel of an FC kernel from its Gram products (OpenMP; GIL released; Ctrl-C aware).");
+
+  m.def(
+      "fc_full",
+      [](const FcParams& p, py::array x1, py::object x2, bool want_nngp, bool want_ntk, const std::string& backend,
+         int device, bool reverse) {
+        if (is_f32(x1)) return fc_full_t<float>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse);
+        if (py::dtype::of<double>().is(x1.dtype()))
+          return fc_full_t<double>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse);
+        throw std::invalid_argument("ntkx._core: fc_full needs float32 or float64");
+      },
+      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("want_nngp"), py::arg("want_ntk"),
+      py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false,
+      "Whole FC kernel by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate').");
+
+  m.def("has_cuda", &ntkx::built_with_cuda, "Whether this build contains the CUDA backend.");
+  m.def("cuda_device_count", &ntkx::cuda_device_count, "Usable CUDA devices (0 without driver or GPU).");
+  m.def("openmp_threads", &ntkx::openmp_threads, "OpenMP threads (1 when built without OpenMP).");
+#ifdef _OPENMP
+  m.attr("has_openmp") = true;
+#else
+  m.attr("has_openmp") = false;
+#endif
+}

@@ -1,0 +1,88 @@
+// The Python-free C++ API of ntkx: plain pointers, sizes and one params struct.
+// bindings.cpp converts arrays, releases the GIL and calls these; nothing here
+// knows about Python.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+
+#include "ntkx/math/fc.h"
+
+namespace ntkx {
+
+/// Asked between work items whether the caller wants the computation stopped
+/// (the Python binding answers from PyErr_CheckSignals, i.e. Ctrl-C).
+struct Interrupt {
+  virtual ~Interrupt() = default;
+  virtual bool requested() = 0;
+};
+
+/// Thrown by a backend that stopped because Interrupt::requested() said so.
+/// Outputs are then partially written.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "ntkx: computation interrupted"; }
+};
+
+/// One row panel of an FC kernel matrix, given its Gram products.
+/// T is the input/output type (float or double); the recursion is float64.
+template <typename T>
+struct FcPanelArgs {
+  FcParams params;
+  int64_t rows = 0;            ///< panel rows (points of x1)
+  int64_t cols = 0;            ///< panel columns (points of x2)
+  int64_t d = 0;               ///< feature dimension
+  const T* x1 = nullptr;       ///< [rows, ld1] inputs of the rows
+  int64_t ld1 = 0;
+  const T* x2 = nullptr;       ///< [cols, ld2] inputs of the columns
+  int64_t ld2 = 0;
+  const double* sq1 = nullptr; ///< [rows] squared norms |x1_i|^2
+  const double* sq2 = nullptr; ///< [cols] squared norms |x2_j|^2
+  const T* gram = nullptr;     ///< [rows, ldg] Gram products x1_i . x2_j
+  int64_t ldg = 0;
+  T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
+  T* ntk = nullptr;            ///< [rows, ldo] NTK output, or null
+  int64_t ldo = 0;
+  /// Rows and columns start at the same point (a diagonal panel of a symmetric
+  /// Gram): only j >= i is computed, and (j, i) is written as a mirror of (i, j)
+  /// (outputs then need ldo rows below the panel too).
+  bool symmetric = false;
+  /// OpenMP threads (<= 0: the OpenMP default).
+  int threads = 0;
+};
+
+/// CPU (OpenMP) backend: fills the panel's outputs. Throws Interrupted.
+template <typename T>
+void fc_panel_cpu(const FcPanelArgs<T>& args, Interrupt* interrupt);
+
+/// A whole FC kernel matrix on a CUDA device (or its CPU emulator): the Gram
+/// products are computed inside the fused kernel.
+template <typename T>
+struct FcFullArgs {
+  FcParams params;
+  int64_t n1 = 0, n2 = 0, d = 0;
+  const T* x1 = nullptr;    ///< [n1, d] contiguous
+  const T* x2 = nullptr;    ///< [n2, d] contiguous (== x1 when symmetric)
+  T* nngp = nullptr;        ///< [n1, n2] contiguous, or null
+  T* ntk = nullptr;         ///< [n1, n2] contiguous, or null
+  bool symmetric = false;   ///< x2 is x1: compute the upper triangle, mirror it
+};
+
+/// Runs the fused FC CUDA kernel's phase bodies on the CPU with the kernel's grid
+/// and block geometry (DESIGN.md section 3). `reverse` runs the threads of each
+/// phase in reverse order, which exposes races on shared memory.
+template <typename T>
+void fc_emulate_cuda(const FcFullArgs<T>& args, bool reverse);
+
+/// The real CUDA launch (throws std::runtime_error when not built with CUDA or
+/// when no device is usable).
+template <typename T>
+void fc_cuda(const FcFullArgs<T>& args, int device);
+
+/// Whether this build contains the CUDA backend.
+bool built_with_cuda();
+/// Number of usable CUDA devices (0 without a driver or device).
+int cuda_device_count();
+/// OpenMP threads available (1 without OpenMP).
+int openmp_threads();
+
+}  // namespace ntkx

@@ -1,0 +1,101 @@
+// Host/device helpers shared by every backend: the NTKX_HD macro and the few
+// elementary functions the layer recursion needs, written as branch-free
+// polynomials so that a loop over pairs vectorizes (CPU) and runs without
+// divergence (CUDA). Everything here compiles with g++ alone.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define NTKX_HD __host__ __device__ __forceinline__
+#else
+#define NTKX_HD inline
+#endif
+
+namespace ntkx {
+namespace math {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kHalfPi = 1.57079632679489661923;
+constexpr double kInvPi = 0.31830988618379067154;
+
+NTKX_HD double sel(bool c, double a, double b) { return c ? a : b; }
+NTKX_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
+
+/// asin(x) for |x| <= 1/2: x + x^3 P(x^2), P a degree-11 Chebyshev fit of
+/// (asin(sqrt z) - sqrt z) / z^{3/2} on z in [0, 1/4] (fit error 2.3e-16 relative,
+/// 1 ulp in float64 after rounding; fitted with mpmath.chebyfit at 50 digits).
+NTKX_HD double asin_small(double x) {
+  const double z = x * x;
+  double p = 0.028169218060881414;
+  p = p * z - 0.010749050339697808;
+  p = p * z + 0.01603551434914882;
+  p = p * z + 0.0078029494773533175;
+  p = p * z + 0.011875494382636922;
+  p = p * z + 0.013929652902326633;
+  p = p * z + 0.017355259955786323;
+  p = p * z + 0.02237204763174451;
+  p = p * z + 0.03038194736709848;
+  p = p * z + 0.044642857103423646;
+  p = p * z + 0.07500000000020764;
+  p = p * z + 0.1666666666666665;
+  return x + x * z * p;
+}
+
+/// The angle theta = arccos(rho) in [0, pi], well conditioned at both ends.
+/// `delta` = 1 - rho and `eps` = 1 + rho must be carried with full relative
+/// accuracy by the caller: near rho = +-1 they, not rho, hold the information
+/// (an error e in rho moves theta by ~sqrt(e); DESIGN.md section 3).
+///   rho >=  1/2: theta = 2 asin(sqrt(delta / 2))
+///   |rho| < 1/2: theta = pi/2 - asin(rho)
+///   rho <= -1/2: theta = pi - 2 asin(sqrt(eps / 2))
+/// One polynomial on |x| <= 1/2 serves the three branches (selects, no jumps).
+NTKX_HD double angle(double rho, double delta, double eps) {
+  const bool hi = rho >= 0.5;
+  const bool lo = rho <= -0.5;
+  const double h = sel(hi, delta, eps);
+  const double r = std::sqrt(clamp01(0.5 * h));  // sqrt(h/2) <= 1/2 on its branches
+  const double x = sel(hi || lo, r, rho);
+  const double p = asin_small(x < 0.5 ? (x > -0.5 ? x : -0.5) : 0.5);
+  return sel(hi, 2.0 * p, sel(lo, kPi - 2.0 * p, kHalfPi - p));
+}
+
+/// g(theta) = sin(theta) - theta cos(theta) >= 0, given s = sin, c = cos.
+/// The direct difference cancels as theta^3/3 for small theta, so below 1 the
+/// Taylor series sum_k (-1)^(k+1) 2k theta^(2k+1) / (2k+1)! is used (11 terms,
+/// truncation < 1e-22 at theta = 1).
+NTKX_HD double sin_minus_tcos(double t, double s, double c) {
+  const double z = t * t;
+  double p = 8.509974375387505e-22;
+  p = p * z - 3.9145882126782523e-19;
+  p = p * z + 1.4797143443923793e-16;
+  p = p * z - 4.498331606952833e-14;
+  p = p * z + 1.0706029224547743e-11;
+  p = p * z - 1.9270852604185937e-09;
+  p = p * z + 2.505210838544172e-07;
+  p = p * z - 2.2045855379188714e-05;
+  p = p * z + 0.0011904761904761906;
+  p = p * z - 0.03333333333333333;
+  p = p * z + 0.3333333333333333;
+  return sel(t < 1.0, z * t * p, s - t * c);
+}
+
+/// h(x) = x - sin(x) >= 0 given sin(x); Taylor series below 1 (same reason as above).
+NTKX_HD double x_minus_sin(double x, double sin_x) {
+  const double z = x * x;
+  double p = 3.868170170630684e-23;
+  p = p * z - 1.9572941063391263e-20;
+  p = p * z + 8.22063524662433e-18;
+  p = p * z - 2.8114572543455206e-15;
+  p = p * z + 7.647163731819816e-13;
+  p = p * z - 1.6059043836821613e-10;
+  p = p * z + 2.505210838544172e-08;
+  p = p * z - 2.7557319223985893e-06;
+  p = p * z + 0.0001984126984126984;
+  p = p * z - 0.008333333333333333;
+  p = p * z + 0.16666666666666666;
+  return sel(x < 1.0, z * x * p, x - sin_x);
+}
+
+}  // namespace math
+}  // namespace ntkx

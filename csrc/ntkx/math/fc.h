@@ -1,0 +1,276 @@
+// The fully-connected NNGP/NTK layer recursion, written once for every backend.
+//
+// Convention (neural-tangents' NTK parameterization, DESIGN.md section 2): the
+// network is Dense -> [phi -> Dense] x L with weight std w and bias std b,
+//   Sigma^0 = w^2 x.x'/d + b^2,                 Theta^0 = Sigma^0,
+//   Sigma^l = w^2 E[phi(u) phi(v)] + b^2,       Theta^l = w^2 E[phi'(u) phi'(v)] Theta^{l-1} + Sigma^l.
+//
+// Stable normalized form. Write Q_l(x) = Sigma^l(x, x) and carry, per pair,
+//   rho_l = Sigma^l / sqrt(Q_l Q_l'),  delta_l = 1 - rho_l,  eps_l = 1 + rho_l,
+//   tau_l = Theta^l / sqrt(Q_l Q_l'),
+// each computed from nonnegative pieces so that delta (eps) keeps full relative
+// accuracy when the pair is (anti)colinear; the angle theta = arccos(rho) is then
+// recovered from the small one without cancellation. Per point and layer, with
+// V(Q) = E[phi(u)^2], u ~ N(0, Q):
+//   u_l = sqrt(w^2 V(Q_{l-1}) / Q_l),  v_l = b / sqrt(Q_l)   (u^2 + v^2 = 1),
+// and a layer is
+//   rho_l   = u u' r + v v'                                   r = E[phi phi] / sqrt(V V')
+//   delta_l = ((u-u')^2 + (v-v')^2)/2 + u u' (1 - r)          (both terms >= 0)
+//   eps_l   = ((u-u')^2 + (v-v')^2)/2 + u u' (1 + r) + 2 v v'
+//   tau_l   = u u' D tau_{l-1} + rho_l,     D = E[phi' phi'] sqrt(Q Q') / sqrt(V V').
+// w never appears in the pair recursion, and the scale lives in log Q per point:
+// depth 10^6 neither underflows nor overflows (NNGP = sqrt(Q_L Q_L') rho_L).
+// The normalized duals r, 1 - r, 1 + r and D of each activation are below; see
+// Cho & Saul 2009 (arc-cosine kernels, J_n) and Lee et al. 2019 (arXiv:1902.06720)
+// for the closed forms, Jacot et al. 2018 (arXiv:1806.07572) for the NTK recursion.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "ntkx/math/common.h"
+
+namespace ntkx {
+
+/// Activation families with closed-form duals.
+enum class Act : int {
+  kABRelu = 0,   ///< phi(x) = a min(x, 0) + b max(x, 0): ReLU (0, 1), leaky (alpha, 1), abs (-1, 1), arc-cosine order 1
+  kArcCos0 = 1,  ///< phi(x) = 1[x > 0] (arc-cosine order 0, step); phi' = 0 almost everywhere
+  kArcCos2 = 2,  ///< phi(x) = max(x, 0)^2 (arc-cosine order 2, ReQU)
+  kErf = 3,      ///< phi(x) = a erf(b x) + c (neural-tangents' stax.Erf)
+};
+
+/// One fully-connected architecture: Dense(w_std, b_std) -> [act -> Dense] x depth.
+struct FcParams {
+  /// Number L of (activation -> Dense) blocks after the first Dense; L = 0 is linear.
+  int64_t depth = 1;
+  /// Weight standard deviation w (weights have variance w^2 / fan_in).
+  double w_std = 1.0;
+  /// Bias standard deviation b (0: no bias).
+  double b_std = 0.0;
+  /// Activation family.
+  Act act = Act::kABRelu;
+  /// ABRelu: slope a for x < 0. Erf: amplitude a.
+  double a = 0.0;
+  /// ABRelu: slope b for x > 0. Erf: input scale b.
+  double b = 1.0;
+  /// Erf only: additive constant c.
+  double c = 0.0;
+};
+
+namespace math {
+
+/// Per point and layer: mixing weights of the layer's Dense and, for erf, the
+/// activation-input quantities gamma = sqrt(2 b^2 Q / (1 + 2 b^2 Q)) and sqrt(V).
+struct PointLayer {
+  double u, v, g, s;
+};
+
+/// Activation constants derived once from FcParams.
+struct ActConst {
+  double kappa;   ///< ABRelu: (a - b)^2 / (a^2 + b^2)
+  bool fold;      ///< ABRelu with a == -b (abs-like): r(theta) = r(pi - theta)
+  double a2, c2;  ///< Erf: a^2 and c^2
+};
+
+inline ActConst act_const(const FcParams& p) {
+  ActConst k{0.0, false, p.a * p.a, p.c * p.c};
+  if (p.act == Act::kABRelu) {
+    const double n2 = p.a * p.a + p.b * p.b;
+    k.kappa = (p.a - p.b) * (p.a - p.b) / n2;
+    k.fold = (p.a == -p.b);
+  }
+  return k;
+}
+
+/// log V(Q) = log E[phi(u)^2], u ~ N(0, Q), from log Q (host only).
+/// A zero-variance input gives phi(0)^2 (zero except for erf with c != 0).
+inline double log_second_moment(const FcParams& p, double logq) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  switch (p.act) {
+    case Act::kABRelu:
+      return logq == ninf ? ninf : std::log(0.5 * (p.a * p.a + p.b * p.b)) + logq;
+    case Act::kArcCos0:
+      return logq == ninf ? ninf : std::log(0.5);
+    case Act::kArcCos2:
+      return logq == ninf ? ninf : std::log(1.5) + 2.0 * logq;
+    case Act::kErf: {
+      const double q2 = 2.0 * p.b * p.b * std::exp(logq);
+      const double v = p.a * p.a * (2.0 * kInvPi) * std::asin(q2 / (1.0 + q2)) + p.c * p.c;
+      return v > 0.0 ? std::log(v) : ninf;
+    }
+  }
+  return ninf;
+}
+
+/// Mixes the Dense layer's weight part (log A) with its bias (log b^2):
+/// returns log Q = log(A + b^2) and sets u, v. Zero variance gives u = v = 0.
+inline double mix_point(double log_a, double log_b2, PointLayer* out) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const double hi = log_a > log_b2 ? log_a : log_b2;
+  if (hi == ninf) {
+    out->u = out->v = 0.0;
+    return ninf;
+  }
+  const double lo = log_a > log_b2 ? log_b2 : log_a;
+  const double logq = hi + std::log1p(std::exp(lo - hi));
+  out->u = std::exp(0.5 * (log_a - logq));
+  out->v = std::exp(0.5 * (log_b2 - logq));
+  return logq;
+}
+
+/// Layer 0 of one point from its squared norm: returns log Q_0.
+inline double point_layer0(const FcParams& p, double sqnorm, int64_t d, PointLayer* out) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const double w2 = p.w_std * p.w_std;
+  const double log_a = (sqnorm > 0.0 && w2 > 0.0) ? std::log(w2 * sqnorm / double(d)) : ninf;
+  const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
+  out->g = out->s = 0.0;
+  return mix_point(log_a, log_b2, out);
+}
+
+/// Layer l >= 1 of one point from log Q_{l-1}: returns log Q_l.
+inline double point_layer(const FcParams& p, double logq_prev, PointLayer* out) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const double logv = log_second_moment(p, logq_prev);
+  const double log_a = (p.w_std != 0.0 && logv != ninf) ? 2.0 * std::log(std::fabs(p.w_std)) + logv : ninf;
+  const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
+  out->g = out->s = 0.0;
+  if (p.act == Act::kErf) {
+    const double q2 = 2.0 * p.b * p.b * std::exp(logq_prev);
+    out->g = std::sqrt(q2 / (1.0 + q2));
+    out->s = logv == ninf ? 0.0 : std::exp(0.5 * logv);
+  }
+  return mix_point(log_a, log_b2, out);
+}
+
+/// Normalized dual of an activation at the previous layer's angle.
+struct Dual {
+  double r, omr, opr, d;  ///< r, 1 - r, 1 + r, D (see the file comment)
+};
+
+/// Per-pair recursion state (all normalized by sqrt(Q Q')).
+struct PairState {
+  double rho, delta, eps, tau;
+};
+
+template <Act K>
+NTKX_HD Dual dual(const ActConst& k, const PairState& st, double gi, double si, double gj, double sj) {
+  const double theta = angle(st.rho, st.delta, st.eps);
+  const double sin_t = std::sqrt(st.delta * st.eps > 0.0 ? st.delta * st.eps : 0.0);
+  Dual o;
+  if (K == Act::kABRelu) {
+    // r = cos t + kappa g(t)/pi, 1 - r = (1 - cos t) - kappa g/pi, D = 1 - kappa t/pi.
+    // abs-like (kappa = 2) is symmetric under t -> pi - t; folding keeps 1 - r exact there.
+    const bool flip = k.fold && st.eps < st.delta;
+    const double tf = sel(flip, kPi - theta, theta);
+    const double cf = sel(flip, -st.rho, st.rho);
+    const double omc = sel(flip, st.eps, st.delta);
+    const double opc = sel(flip, st.delta, st.eps);
+    const double kg = k.kappa * kInvPi * sin_minus_tcos(tf, sin_t, cf);
+    o.r = cf + kg;
+    o.omr = omc - kg;
+    o.opr = opc + kg;
+    o.d = 1.0 - k.kappa * kInvPi * theta;
+  } else if (K == Act::kArcCos0) {
+    // J_0 = pi - t: r = 1 - t/pi; phi' = 0 a.e.
+    o.r = 1.0 - kInvPi * theta;
+    o.omr = kInvPi * theta;
+    o.opr = 2.0 - kInvPi * theta;
+    o.d = 0.0;
+  } else if (K == Act::kArcCos2) {
+    // J_2 = 3 sin t cos t + (pi - t)(1 + 2 cos^2 t), r = J_2 / (3 pi),
+    // 3 pi - J_2 = 1.5 (2t - sin 2t) + 2 (pi - t) sin^2 t, D = 4 J_1 / (3 pi).
+    const double c = st.rho, pt = kPi - theta;
+    const double s2t = 2.0 * sin_t * c;
+    const double j2 = 1.5 * s2t + pt * (1.0 + 2.0 * c * c);
+    o.r = j2 * (kInvPi / 3.0);
+    o.omr = (1.5 * x_minus_sin(2.0 * theta, s2t) + 2.0 * pt * sin_t * sin_t) * (kInvPi / 3.0);
+    o.opr = 1.0 + o.r;
+    o.d = 4.0 * (sin_t + pt * c) * (kInvPi / 3.0);
+  } else {
+    // Erf: E[phi phi] = a^2 (2/pi) asin(g g' cos t) + c^2,
+    // E[phi' phi'] sqrt(Q Q') = a^2 (2/pi) g g' / sqrt(1 - (g g' cos t)^2).
+    const double den = si * sj;
+    const double s = gi * gj * st.rho;
+    const double t = k.a2 * (2.0 * kInvPi) * std::asin(s) + k.c2;
+    o.r = den > 0.0 ? t / den : 0.0;
+    o.omr = 1.0 - o.r;
+    o.opr = 1.0 + o.r;
+    o.d = den > 0.0 ? k.a2 * (2.0 * kInvPi) * gi * gj / (std::sqrt((1.0 - s) * (1.0 + s)) * den) : 0.0;
+  }
+  return o;
+}
+
+/// Applies one Dense layer's mixing to a normalized dual (or, at layer 0, to the
+/// input cosine). `first` starts the NTK: tau_0 = rho_0.
+NTKX_HD void mix_pair(PairState& st, const Dual& du, double ui, double vi, double uj, double vj, bool first) {
+  const double uu = ui * uj, vv = vi * vj;
+  const double m = 0.5 * ((ui - uj) * (ui - uj) + (vi - vj) * (vi - vj));
+  st.rho = uu * du.r + vv;
+  st.delta = m + uu * du.omr;
+  st.eps = m + uu * du.opr + 2.0 * vv;
+  st.tau = first ? st.rho : uu * du.d * st.tau + st.rho;
+}
+
+/// One layer l >= 1 of the pair recursion; (u, v, g, s) are the two points'
+/// PointLayer fields at layer l, passed as scalars so loops over j vectorize.
+template <Act K>
+NTKX_HD void layer_step(const ActConst& k, PairState& st, double ui, double vi, double gi, double si,
+                        double uj, double vj, double gj, double sj) {
+  const Dual du = dual<K>(k, st, gi, si, gj, sj);
+  mix_pair(st, du, ui, vi, uj, vj, false);
+}
+
+/// Layer 0 from the input cosine: omc = 1 - cos, opc = 1 + cos, each accurate.
+NTKX_HD void layer0(PairState& st, double cos_in, double omc, double opc, const PointLayer& pi,
+                    const PointLayer& pj) {
+  Dual du{cos_in, omc, opc, 0.0};
+  mix_pair(st, du, pi.u, pi.v, pj.u, pj.v, true);
+}
+
+/// 1 - |cos| below which the input cosine from a Gram product is recomputed from
+/// the normalized vectors (the Gram's absolute error ~1e-16 would move a small
+/// angle by ~1e-16 / sin(theta)).
+constexpr double kColinear = 0.05;
+
+/// The input cosine of a pair and its complements 1 - cos, 1 + cos, from the
+/// Gram entry `dot` = x.x' and squared norms; a near-(anti)colinear pair is
+/// recomputed as |x/|x| -+ x'/|x'||^2 / 2 from the rows (length d), so identical
+/// points give exactly 0. A zero vector gives cos = 0.
+template <typename T>
+NTKX_HD void input_cosine(double dot, double sqi, double sqj, const T* xi, const T* xj, int64_t d,
+                          double* cos_out, double* omc, double* opc) {
+  const double den = std::sqrt(sqi) * std::sqrt(sqj);
+  if (!(den > 0.0)) {
+    *cos_out = 0.0, *omc = 1.0, *opc = 1.0;
+    return;
+  }
+  double c = dot / den;
+  c = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
+  if (1.0 - (c < 0.0 ? -c : c) < kColinear) {
+    const double ni = 1.0 / std::sqrt(sqi), nj = (c < 0.0 ? -1.0 : 1.0) / std::sqrt(sqj);
+    double e = 0.0;
+    for (int64_t t = 0; t < d; ++t) {
+      const double diff = double(xi[t]) * ni - double(xj[t]) * nj;
+      e += diff * diff;
+    }
+    const double small = 0.5 * e > 1.0 ? 1.0 : 0.5 * e;  // 1 - |cos|
+    *omc = c < 0.0 ? 2.0 - small : small;
+    *opc = c < 0.0 ? small : 2.0 - small;
+    c = c < 0.0 ? small - 1.0 : 1.0 - small;
+  } else {
+    *omc = 1.0 - c, *opc = 1.0 + c;
+  }
+  *cos_out = c;
+}
+
+/// sqrt(Q_L Q_L') from the two log-variances, without overflow in between.
+NTKX_HD double pair_scale(double lqi, double lqj) {
+  const double s = 0.5 * (lqi + lqj);
+  return s == -HUGE_VAL ? 0.0 : std::exp(s);
+}
+
+}  // namespace math
+}  // namespace ntkx

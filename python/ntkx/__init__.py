@@ -1,0 +1,15 @@
+"""ntkx: exact infinite-width neural network kernels, fast, on OpenMP and CUDA."""
+from ntkx import _core
+from ntkx._src.fc import Activation, FcSpec, Kernels, fc_kernels
+
+__all__ = ["Activation", "FcSpec", "Kernels", "fc_kernels", "build_info"]
+
+
+def build_info() -> dict:
+    """What the compiled core was built with and what this machine offers."""
+    return {
+        "openmp": bool(_core.has_openmp),
+        "openmp_threads": _core.openmp_threads(),
+        "cuda_built": _core.has_cuda(),
+        "cuda_devices": _core.cuda_device_count(),
+    }

@@ -1,0 +1,1 @@
+"""Private implementation of ntkx; the public surface is re-exported by ``ntkx``."""

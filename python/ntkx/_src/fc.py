@@ -1,0 +1,224 @@
+"""The fully-connected NNGP/NTK engine: tiling, dispatch and output handling.
+
+The math lives in ``csrc/ntkx/math/fc.h``; this module decides panel sizes (so
+memory is bounded by ``memory_budget`` plus the outputs), runs the Gram products
+through numpy's BLAS, hands each panel to the compiled OpenMP recursion with the
+GIL released, and honours Ctrl-C between and inside panels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ntkx import _core
+from ntkx._src import validate
+from ntkx._src.progress import Progress, ProgressArg
+
+Get = Union[None, str, Sequence[str]]
+_KINDS = ("nngp", "ntk")
+
+#: Default bound on the working memory of one call besides inputs and outputs.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+
+class Kernels(NamedTuple):
+    """NNGP and NTK matrices, each `(N1, N2)` (``None`` when not requested)."""
+
+    nngp: Optional[np.ndarray]
+    ntk: Optional[np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """A closed-form activation of the FC engine (mirrors ``ntkx::Act``).
+
+    Attributes:
+      kind: ``'abrelu'`` (a min(x,0) + b max(x,0)), ``'arccos0'`` (step),
+        ``'arccos2'`` (ReQU) or ``'erf'`` (a erf(b x) + c).
+      a, b, c: the family's parameters (see `kind`).
+      name: how error messages and reprs call it.
+    """
+
+    kind: str
+    a: float = 0.0
+    b: float = 1.0
+    c: float = 0.0
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FcSpec:
+    """Dense(w_std, b_std) -> [activation -> Dense(w_std, b_std)] x depth."""
+
+    depth: int
+    w_std: float = 1.0
+    b_std: float = 0.0
+    activation: Activation = Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+
+    def to_core(self) -> "_core.FcParams":
+        p = _core.FcParams()
+        p.depth = validate.check_depth(self.depth)
+        p.w_std = validate.check_std(self.w_std, "W_std")
+        p.b_std = validate.check_std(self.b_std, "b_std")
+        act = self.activation
+        p.act = {
+            "abrelu": _core.Act.ABRelu,
+            "arccos0": _core.Act.ArcCos0,
+            "arccos2": _core.Act.ArcCos2,
+            "erf": _core.Act.Erf,
+        }[act.kind]
+        p.a, p.b, p.c = float(act.a), float(act.b), float(act.c)
+        if act.kind == "abrelu" and p.a == 0.0 and p.b == 0.0:
+            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+        return p
+
+
+def _parse_get(get: Get) -> Tuple[Tuple[str, ...], bool]:
+    if get is None:
+        return _KINDS, False
+    single = isinstance(get, str)
+    names = (get,) if single else tuple(get)
+    for g in names:
+        if g not in _KINDS:
+            raise ValueError(f"get must be None, 'nngp', 'ntk' or a tuple of them; got {get!r}")
+    if not names:
+        raise ValueError("get must name at least one of 'nngp', 'ntk'")
+    return names, single
+
+
+def _device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda", "emulate"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        return "cuda" if _core.cuda_device_count() > 0 else "cpu"
+    if device == "cuda":
+        if not _core.has_cuda():
+            raise RuntimeError("device='cuda': this ntkx build has no CUDA backend (no nvcc at build time)")
+        if _core.cuda_device_count() == 0:
+            raise RuntimeError("device='cuda': no CUDA device is available; use device='cpu' or 'auto'")
+    return device
+
+
+def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dtype: np.dtype) -> dict:
+    if out is None:
+        validate.check_output_fits(n1, n2, len(names), dtype.itemsize)
+        return {g: np.empty((n1, n2), dtype=dtype) for g in names}
+    if single and not isinstance(out, Mapping):
+        out = {names[0]: out}
+    if not isinstance(out, Mapping) or set(out) != set(names):
+        raise ValueError(f"out must map each requested kernel {tuple(names)} to an array")
+    res = {}
+    for g in names:
+        a = out[g]
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"out[{g!r}] must be a numpy array (or memmap), got {type(a).__name__}")
+        if a.shape != (n1, n2) or a.dtype != dtype:
+            raise ValueError(f"out[{g!r}] must have shape {(n1, n2)} and dtype {dtype}, got {a.shape} {a.dtype}")
+        if not a.flags.writeable:
+            raise ValueError(f"out[{g!r}] is read-only")
+        if a.strides[1] != a.itemsize:
+            raise ValueError(f"out[{g!r}] needs contiguous rows (unit column stride)")
+        res[g] = a
+    strides = {res[g].strides[0] for g in names}
+    if len(strides) > 1:
+        raise ValueError("the out arrays must share their row stride")
+    return res
+
+
+def fc_kernels(
+    x1: Any,
+    x2: Any = None,
+    spec: FcSpec = FcSpec(1),
+    get: Get = None,
+    *,
+    device: str = "auto",
+    dtype: Any = np.float64,
+    out: Any = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    threads: Optional[int] = None,
+    progress: ProgressArg = False,
+) -> Union[np.ndarray, Kernels]:
+    """NNGP and/or NTK of the FC network `spec` between the rows of `x1` and `x2`.
+
+    Args:
+      x1: `(N1, d)` inputs, any array-like of real numbers.
+      x2: `(N2, d)` inputs, or ``None`` for `x1` against itself (one triangle is
+        computed and mirrored, so the result is exactly symmetric).
+      spec: the architecture.
+      get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
+      device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``.
+      dtype: ``float64`` (default) or ``float32``. float32 runs the Gram product
+        and stores the outputs in float32; the layer recursion is always float64.
+      out: preallocated outputs (`(N1, N2)`, rows contiguous), e.g. numpy memmaps,
+        as an array when `get` is one name or a dict ``{'nngp': .., 'ntk': ..}``.
+        Lets a 50,000 x 50,000 Gram be written without a second copy.
+      memory_budget: bytes of working memory (Gram panel and state) per call.
+      threads: OpenMP threads (default: all).
+      progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
+
+    Returns:
+      One `(N1, N2)` array when `get` is a string, else a `Kernels` tuple.
+    """
+    names, single = _parse_get(get)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    params = spec.to_core()
+    a1 = validate.as_points(x1, "x1", dtype)
+    symmetric = x2 is None
+    a2 = a1 if symmetric else validate.as_points(x2, "x2", dtype)
+    if a2.shape[1] != a1.shape[1]:
+        raise ValueError(f"x1 and x2 must have the same feature size, got {a1.shape[1]} and {a2.shape[1]}")
+    if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    n1, n2 = a1.shape[0], a2.shape[0]
+    dev = _device(device)
+    outs = _outputs(out, names, single, n1, n2, dtype)
+
+    if dev in ("cuda", "emulate"):
+        res = _core.fc_full(params, a1, None if symmetric else a2, "nngp" in names, "ntk" in names, dev)
+        for g, r in zip(_KINDS, res):
+            if r is not None:
+                outs[g][...] = r
+    else:
+        _cpu(params, a1, a2, symmetric, outs, memory_budget, threads or 0, progress)
+    if single:
+        return outs[names[0]]
+    return Kernels(outs.get("nngp"), outs.get("ntk"))
+
+
+def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
+    n1, n2 = a1.shape[0], a2.shape[0]
+    sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
+    sq2 = sq1 if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
+    # A panel holds its Gram block; very deep nets also keep 4 float64 of state per pair.
+    deep = params.depth + 1 > (1 << 22) // (n1 + n2 + 1)
+    per_row = n2 * (a1.itemsize + (32 if deep else 0))
+    rows = int(max(1, min(n1, budget // max(per_row, 1))))
+    nngp, ntk = outs.get("nngp"), outs.get("ntk")
+    total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+    bar = Progress("ntkx FC kernel", total, progress)
+    for p0 in range(0, n1, rows):
+        p1 = min(n1, p0 + rows)
+        if symmetric:
+            cols = a1[p0:]
+            gram = a1[p0:p1] @ cols.T
+            _core.fc_panel(
+                params, a1[p0:p1], cols, sq1[p0:p1], sq1[p0:], gram,
+                None if nngp is None else nngp[p0:, p0:],
+                None if ntk is None else ntk[p0:, p0:],
+                p1 - p0, True, threads,
+            )
+            bar.advance((p1 - p0) * (n1 - p0) - (p1 - p0) * (p1 - p0 - 1) // 2)
+        else:
+            gram = a1[p0:p1] @ a2.T
+            _core.fc_panel(
+                params, a1[p0:p1], a2, sq1[p0:p1], sq2, gram,
+                None if nngp is None else nngp[p0:p1],
+                None if ntk is None else ntk[p0:p1],
+                p1 - p0, False, threads,
+            )
+            bar.advance((p1 - p0) * n2)

@@ -1,0 +1,1 @@
+"""Independent, deliberately naive reference implementations used by the ntkx tests."""
