@@ -34,9 +34,25 @@ int64_t lead(const py::array& a, const char* name) {
   return a.strides(0) / a.itemsize();
 }
 
+/// A [layers, 4, n] per-point array slice from ntkx._core.fc_points (n may be a view).
+void points_arg(py::object pts, py::object logq, int64_t layers, int64_t n, const double** p, int64_t* ld,
+                const double** lq) {
+  if (pts.is_none()) return;
+  py::array a = pts.cast<py::array>(), l = logq.cast<py::array>();
+  need(a.ndim() == 3 && a.shape(0) == layers && a.shape(1) == 4 && a.shape(2) == n &&
+           py::dtype::of<double>().is(a.dtype()) && a.strides(2) == 8 && a.strides(0) == 4 * a.strides(1),
+       "fc_panel: point arrays must be float64 [depth + 1, 4, n] slices of fc_points output");
+  need(l.ndim() == 1 && l.shape(0) == n && l.strides(0) == 8 && py::dtype::of<double>().is(l.dtype()),
+       "fc_panel: logq must be float64 [n]");
+  *p = static_cast<const double*>(a.data());
+  *ld = a.strides(1) / 8;
+  *lq = static_cast<const double*>(l.data());
+}
+
 template <typename T>
 void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
-                py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads) {
+                py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
+                py::object logq1, py::object pts2, py::object logq2) {
   ntkx::FcPanelArgs<T> a;
   a.params = p;
   a.rows = rows;
@@ -65,6 +81,9 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
     (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
   }
   a.ldo = ldo;
+  points_arg(pts1, logq1, p.depth + 1, rows, &a.pts1, &a.ldp1, &a.logq1);
+  points_arg(pts2, logq2, p.depth + 1, a.cols, &a.pts2, &a.ldp2, &a.logq2);
+  need((a.pts1 == nullptr) == (a.pts2 == nullptr), "fc_panel: give point arrays for both sides or neither");
   a.symmetric = symmetric;
   a.threads = threads;
   PyInterrupt interrupt;
@@ -137,17 +156,22 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "fc_panel",
       [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
-         py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads) {
+         py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
+         py::object logq1, py::object pts2, py::object logq2) {
         need(x1.dtype().is(x2.dtype()) && x1.dtype().is(gram.dtype()), "fc_panel: x1, x2, gram dtypes differ");
         if (is_f32(x1))
-          fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads);
+          fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
+                            logq2);
         else if (py::dtype::of<double>().is(x1.dtype()))
-          fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads);
+          fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
+                             logq2);
         else
           throw std::invalid_argument("ntkx._core: fc_panel needs float32 or float64");
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
+      py::arg("pts1") = py::none(), py::arg("logq1") = py::none(), py::arg("pts2") = py::none(),
+      py::arg("logq2") = py::none(),
       "Fill one row panel of an FC kernel from its Gram products (OpenMP; GIL released; Ctrl-C aware).");
 
   m.def(
@@ -162,6 +186,22 @@ PYBIND11_MODULE(_core, m) {
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("want_nngp"), py::arg("want_ntk"),
       py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false,
       "Whole FC kernel by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate').");
+
+  m.def(
+      "fc_points",
+      [](const FcParams& p, py::array_t<double, py::array::c_style | py::array::forcecast> sq, int64_t d) {
+        need(sq.ndim() == 1, "fc_points: sq must be 1-D");
+        const int64_t n = sq.shape(0);
+        py::array_t<double> out({p.depth + 1, int64_t(4), n});
+        py::array_t<double> logq(n);
+        {
+          py::gil_scoped_release release;
+          ntkx::fc_points(p, sq.data(), n, d, out.mutable_data(), logq.mutable_data());
+        }
+        return py::make_tuple(out, logq);
+      },
+      py::arg("params"), py::arg("sq"), py::arg("d"),
+      "Per-point layer arrays [depth + 1, 4, n] (u, v, erf gamma, erf sqrt V) and log Q_L [n].");
 
   m.def("has_cuda", &ntkx::built_with_cuda, "Whether this build contains the CUDA backend.");
   m.def("cuda_device_count", &ntkx::cuda_device_count, "Usable CUDA devices (0 without driver or GPU).");

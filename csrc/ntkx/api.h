@@ -42,9 +42,18 @@ struct FcPanelArgs {
   T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
   T* ntk = nullptr;            ///< [rows, ldo] NTK output, or null
   int64_t ldo = 0;
+  /// Optional per-point layer arrays for all depth + 1 layers (see PointArrays):
+  /// entry (l, f, i) at pts1[(4 l + f) ldp1 + i]; with them, log Q_L of each point.
+  /// When null, the panel computes them itself, in layer blocks of bounded memory.
+  const double* pts1 = nullptr;
+  int64_t ldp1 = 0;
+  const double* logq1 = nullptr;  ///< [rows]
+  const double* pts2 = nullptr;
+  int64_t ldp2 = 0;
+  const double* logq2 = nullptr;  ///< [cols]
   /// Rows and columns start at the same point (a diagonal panel of a symmetric
-  /// Gram): only j >= i is computed, and (j, i) is written as a mirror of (i, j)
-  /// (outputs then need ldo rows below the panel too).
+  /// Gram): only j >= i is computed, and (j, i) is then copied from (i, j)
+  /// (outputs then need `cols` rows).
   bool symmetric = false;
   /// OpenMP threads (<= 0: the OpenMP default).
   int threads = 0;
@@ -53,6 +62,10 @@ struct FcPanelArgs {
 /// CPU (OpenMP) backend: fills the panel's outputs. Throws Interrupted.
 template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& args, Interrupt* interrupt);
+
+/// Per-point layer arrays of all depth + 1 layers for n points with squared
+/// norms sq of d-dimensional inputs: out [depth + 1, 4, n], logq [n].
+void fc_points(const FcParams& p, const double* sq, int64_t n, int64_t d, double* out, double* logq);
 
 /// A whole FC kernel matrix on a CUDA device (or its CPU emulator): the Gram
 /// products are computed inside the fused kernel.

@@ -78,7 +78,12 @@ def angle(q: float, qp: float, c: float) -> float:
     kernels of Cho & Saul (2009), "Kernel Methods for Deep Learning", NIPS 22.
 
     The cosine is clipped to ``[-1, 1]`` so that round-off (e.g. ``c`` a hair
-    larger than ``sqrt(q q')`` for identical inputs) cannot produce a NaN.
+    larger than ``sqrt(q q')`` for identical inputs) cannot produce a NaN;
+    a NaN cosine (overflowed variances) stays NaN.  ``sqrt(q * q')`` is used
+    rather than ``sqrt(q) * sqrt(q')`` on purpose: for identical inputs
+    (``q == q' == c``) IEEE arithmetic gives ``sqrt(q * q) == q`` exactly, hence
+    ``cos(theta) == 1`` and ``theta == 0`` exactly, whereas
+    ``sqrt(q) * sqrt(q)`` may be off by one ulp, i.e. ``theta ~ 1e-8``.
 
     Args:
       q: variance of ``u`` (must be > 0).
@@ -88,9 +93,25 @@ def angle(q: float, qp: float, c: float) -> float:
     Returns:
       The angle in ``[0, pi]``.
     """
-    cos_theta = c / math.sqrt(q * qp)
-    cos_theta = min(1.0, max(-1.0, cos_theta))
-    return math.acos(cos_theta)
+    cos_theta = c / _sqrt_prod(q, qp)
+    return math.acos(_clip_unit(cos_theta))
+
+
+def _sqrt_prod(q: float, qp: float) -> float:
+    """``sqrt(q * q')``; falls back to ``sqrt(q) sqrt(q')`` if the product under/overflows."""
+    prod = q * qp
+    if prod == 0.0 or math.isinf(prod):
+        return math.sqrt(q) * math.sqrt(qp)
+    return math.sqrt(prod)
+
+
+def _clip_unit(x: float) -> float:
+    """Clip to ``[-1, 1]``, letting NaN (e.g. from overflowed variances) through."""
+    if x > 1.0:
+        return 1.0
+    if x < -1.0:
+        return -1.0
+    return x
 
 
 def arccos_J(n: int, theta: float) -> float:
@@ -250,7 +271,7 @@ class ABRelu(Activation):
     def _T(self, q, qp, c):
         a, b = self.a, self.b
         theta = angle(q, qp, c)
-        return math.sqrt(q * qp) / (2.0 * math.pi) * (
+        return _sqrt_prod(q, qp) / (2.0 * math.pi) * (
             (a * a + b * b) * arccos_J(1, theta)
             - 2.0 * a * b * arccos_J(1, math.pi - theta))
 
@@ -384,7 +405,7 @@ class Erf(Activation):
     def _T(self, q, qp, c12):
         a, b, c = self.a, self.b, self.c
         s = 2.0 * b * b * c12 / math.sqrt((1.0 + 2.0 * b * b * q) * (1.0 + 2.0 * b * b * qp))
-        s = min(1.0, max(-1.0, s))
+        s = _clip_unit(s)
         return a * a * (2.0 / math.pi) * math.asin(s) + c * c
 
     def _Tdot(self, q, qp, c12):

@@ -92,6 +92,26 @@ def _J(n: int, theta: mpmath.mpf) -> mpmath.mpf:
     raise ValueError(n)
 
 
+def _pow_half(prod: mpmath.mpf, n: int) -> mpmath.mpf:
+    """``prod^(n/2)`` for a small integer ``n >= 0`` (avoids a slow real power)."""
+    r = prod ** (n // 2) if n >= 2 else mp.mpf(1)
+    return r * mp.sqrt(prod) if n % 2 else r
+
+
+def _variance(std: Any) -> mpmath.mpf:
+    """Variance from a standard deviation.
+
+    A float (Python or numpy) is squared *in float64* first, so that the
+    variance is exactly the ``fl(std**2)`` every float64 implementation
+    (``fc.py``, neural-tangents, ntkx) uses; otherwise depth-``L`` results
+    would differ by ``~L * 1e-16`` relative merely because of that rounding.
+    An int, str or mpf is squared exactly at the working precision.
+    """
+    if isinstance(std, (float, np.floating)):
+        return mp.mpf(float(std) ** 2)
+    return _mpf(std) ** 2
+
+
 def _half_moment(n: int) -> mpmath.mpf:
     """``E[max(z, 0)^n]``, ``z ~ N(0, 1)``: ``2^(n/2) Gamma((n+1)/2) / (2 sqrt(pi))``."""
     return mp.power(2, mp.mpf(n) / 2) * mp.gamma(mp.mpf(n + 1) / 2) / (2 * mp.sqrt(mp.pi))
@@ -104,78 +124,107 @@ def _degenerate(f0: mpmath.mpf, mean: Any, q: mpmath.mpf, qp: mpmath.mpf) -> mpm
     return f0 * mean(qp if q == 0 else q)
 
 
-def mp_duals(activation: Any, q: Any, qp: Any, c: Any,
+class _MpDual:
+    """Dual activation evaluator with its constants precomputed at the current precision.
+
+    Must be constructed and used inside the same ``mp.workdps`` context.
+    """
+
+    def __init__(self, activation: Any):
+        act = as_activation(activation)
+        self.act = act
+        self.pi = +mp.pi
+        self.two_pi = 2 * self.pi
+        self.one = mp.mpf(1)
+        if isinstance(act, ABRelu):
+            self.kind = "abrelu"
+            self.a, self.b = _mpf(act.a), _mpf(act.b)
+            self.k = (self.a - self.b) ** 2 / self.two_pi
+            self.half_sq = (self.a ** 2 + self.b ** 2) / 2
+        elif isinstance(act, RectifiedMonomial):
+            self.kind = "arccos"
+            self.n = act.n
+        elif isinstance(act, Erf):
+            self.kind = "erf"
+            self.a, self.b, self.c = _mpf(act.a), _mpf(act.b), _mpf(act.c)
+            self.b2 = self.b ** 2
+            self.two_over_pi = 2 / self.pi
+            self.a2b2_four_over_pi = self.a ** 2 * self.b2 * 4 / self.pi
+        else:
+            raise TypeError(f"mp reference does not support activation {act!r}")
+
+    def _clamp(self, x: mpmath.mpf) -> mpmath.mpf:
+        one = self.one
+        return one if x > one else (-one if x < -one else x)
+
+    def __call__(self, q: mpmath.mpf, qp: mpmath.mpf, c: mpmath.mpf,
+                 need_tdot: bool = True) -> Tuple[mpmath.mpf, Optional[mpmath.mpf]]:
+        pi, two_pi = self.pi, self.two_pi
+
+        if self.kind == "abrelu":
+            a, b = self.a, self.b
+            if q == 0 or qp == 0:
+                # phi(0) = 0, E[phi(v)] = (b - a) sqrt(s / 2pi); phi'(0) = E[phi'(v)] = (a + b)/2.
+                t = _degenerate(mp.mpf(0), lambda s: (b - a) * mp.sqrt(s / two_pi), q, qp)
+                return t, ((a + b) ** 2 / 4 if need_tdot else None)
+            root = mp.sqrt(q * qp)
+            theta = mp.acos(self._clamp(c / root))
+            dot = self.half_sq - self.k * theta
+            t = self.k * root * mp.sin(theta) + dot * c
+            return t, (dot if need_tdot else None)
+
+        if self.kind == "arccos":
+            n = self.n
+            if q == 0 or qp == 0:
+                # phi(0) = 0 for all n (step convention 1[x > 0] for n = 0).
+                t = _degenerate(mp.mpf(0), lambda s: _pow_half(s, n) * _half_moment(n), q, qp)
+                if not need_tdot:
+                    return t, None
+                if n == 0:
+                    return t, mp.mpf(0)
+                dphi0 = mp.mpf(1) / 2 if n == 1 else mp.mpf(0)
+                td = _degenerate(dphi0, lambda s: n * _pow_half(s, n - 1) * _half_moment(n - 1),
+                                 q, qp)
+                return t, td
+            prod = q * qp
+            theta = mp.acos(self._clamp(c / mp.sqrt(prod)))
+            t = _pow_half(prod, n) * _J(n, theta) / two_pi
+            if not need_tdot:
+                return t, None
+            if n == 0:
+                return t, mp.mpf(0)
+            return t, n * n * _pow_half(prod, n - 1) * _J(n - 1, theta) / two_pi
+
+        # Erf(a, b, c); valid for zero variances as well.
+        b2 = self.b2
+        d1, d2 = 1 + 2 * b2 * q, 1 + 2 * b2 * qp
+        s = self._clamp(2 * b2 * c / mp.sqrt(d1 * d2))
+        t = self.a ** 2 * self.two_over_pi * mp.asin(s) + self.c ** 2
+        if not need_tdot:
+            return t, None
+        return t, self.a2b2_four_over_pi / mp.sqrt(d1 * d2 - 4 * b2 * b2 * c * c)
+
+
+def mp_duals(activation: Any, q: Any, qp: Any, c: Any, dps: int = 50,
              need_tdot: bool = True) -> Tuple[mpmath.mpf, Optional[mpmath.mpf]]:
-    """``(T, Tdot)`` at the current ``mp`` precision.
+    """``(T, Tdot)`` of one covariance triple in high precision.
 
     Args:
       activation: an ``fc.ABRelu``, ``fc.RectifiedMonomial`` or ``fc.Erf``
         (or a spec accepted by ``fc.as_activation``).
-      q: variance of ``u`` (mpf).
-      qp: variance of ``v`` (mpf).
-      c: covariance (mpf).
+      q: variance of ``u`` (float, str or mpf).
+      qp: variance of ``v``.
+      c: covariance.
+      dps: working precision in decimal digits.
       need_tdot: if False, ``Tdot`` is not computed and ``None`` is returned.
 
     Returns:
       ``(T, Tdot)`` as mpf (``Tdot`` possibly ``None``).
     """
-    act = as_activation(activation)
-    q, qp, c = _mpf(q), _mpf(qp), _mpf(c)
-    pi = mp.pi
-
-    if isinstance(act, ABRelu):
-        a, b = _mpf(act.a), _mpf(act.b)
-        if q == 0 or qp == 0:
-            # phi(0) = 0, E[phi(v)] = (b - a) sqrt(s / 2pi); phi'(0) = E[phi'(v)] = (a + b)/2.
-            t = _degenerate(mp.mpf(0), lambda s: (b - a) * mp.sqrt(s / (2 * pi)), q, qp)
-            td = (a + b) ** 2 / 4
-            return t, (td if need_tdot else None)
-        root = mp.sqrt(q * qp)
-        theta = _acos_clamped(c / root)
-        k = (a - b) ** 2 / (2 * pi)
-        dot = (a * a + b * b) / 2 - k * theta
-        t = k * root * mp.sin(theta) + dot * c
-        return t, (dot if need_tdot else None)
-
-    if isinstance(act, RectifiedMonomial):
-        n = act.n
-        if q == 0 or qp == 0:
-            # phi(0) = 0 for all n (step convention 1[x > 0] for n = 0).
-            t = _degenerate(mp.mpf(0), lambda s: s ** (mp.mpf(n) / 2) * _half_moment(n), q, qp)
-            if not need_tdot:
-                return t, None
-            if n == 0:
-                return t, mp.mpf(0)
-            dphi0 = mp.mpf(1) / 2 if n == 1 else mp.mpf(0)
-            td = _degenerate(dphi0, lambda s: n * s ** (mp.mpf(n - 1) / 2) * _half_moment(n - 1),
-                             q, qp)
-            return t, td
-        prod = q * qp
-        theta = _acos_clamped(c / mp.sqrt(prod))
-        t = prod ** (mp.mpf(n) / 2) * _J(n, theta) / (2 * pi)
-        if not need_tdot:
-            return t, None
-        if n == 0:
-            return t, mp.mpf(0)
-        td = n * n * prod ** (mp.mpf(n - 1) / 2) * _J(n - 1, theta) / (2 * pi)
-        return t, td
-
-    if isinstance(act, Erf):
-        a, b, cc = _mpf(act.a), _mpf(act.b), _mpf(act.c)
-        b2 = b * b
-        d1, d2 = 1 + 2 * b2 * q, 1 + 2 * b2 * qp
-        s = 2 * b2 * c / mp.sqrt(d1 * d2)
-        if s > 1:
-            s = mp.mpf(1)
-        elif s < -1:
-            s = mp.mpf(-1)
-        t = a * a * (2 / pi) * mp.asin(s) + cc * cc
-        if not need_tdot:
-            return t, None
-        td = a * a * b2 * (4 / pi) / mp.sqrt(d1 * d2 - 4 * b2 * b2 * c * c)
-        return t, td
-
-    raise TypeError(f"mp reference does not support activation {act!r}")
+    with mp.workdps(dps):
+        dual = _MpDual(activation)
+        t, td = dual(_mpf(q), _mpf(qp), _mpf(c), need_tdot)
+        return +t, (None if td is None else +td)
 
 
 def mp_kernel_recursion(q0: Any, qp0: Any, c0: Any, depth: int, w_std: Any,
@@ -183,13 +232,17 @@ def mp_kernel_recursion(q0: Any, qp0: Any, c0: Any, depth: int, w_std: Any,
                         ntk0: Any = None) -> Tuple[mpmath.mpf, mpmath.mpf]:
     """High-precision recursion for one pair from given first-layer covariances.
 
+    The diagonal variances go through the same (general) dual formulas as the
+    off-diagonal covariance, with angle exactly 0.
+
     Args:
       q0: ``Sigma^0(x, x)``.
       qp0: ``Sigma^0(x', x')``.
       c0: ``Sigma^0(x, x')``.
       depth: number ``L`` of hidden activations.
-      w_std: weight std (float converted exactly; a str or mpf may be given
-        for a value that is not a float64, e.g. ``'1.4142135623730950488'``).
+      w_std: weight std.  A float gives the variance ``fl(w_std**2)`` (the
+        float64 square, as in every float64 implementation); an int, str or
+        mpf (e.g. ``'1.4142135623730950488'``) is squared exactly.
       b_std: bias std (same conventions as ``w_std``).
       activation: activation spec.
       dps: working precision in decimal digits.
@@ -198,16 +251,19 @@ def mp_kernel_recursion(q0: Any, qp0: Any, c0: Any, depth: int, w_std: Any,
     Returns:
       ``(nngp, ntk)`` as mpf at precision ``dps``.
     """
-    act = as_activation(activation)
     with mp.workdps(dps):
-        w2 = _mpf(w_std) ** 2
-        b2 = _mpf(b_std) ** 2
+        dual = _MpDual(activation)
+        w2 = _variance(w_std)
+        b2 = _variance(b_std)
         q, qp, c = _mpf(q0), _mpf(qp0), _mpf(c0)
         theta = c if ntk0 is None else _mpf(ntk0)
         for _ in range(int(depth)):
-            t, tdot = mp_duals(act, q, qp, c)
-            tq, _ = mp_duals(act, q, q, q, need_tdot=False)
-            tqp = tq if qp == q else mp_duals(act, qp, qp, qp, need_tdot=False)[0]
+            t, tdot = dual(q, qp, c)
+            if q == qp == c:            # identical inputs: nothing else to compute
+                tq = tqp = t
+            else:
+                tq = dual(q, q, q, need_tdot=False)[0]
+                tqp = tq if qp == q else dual(qp, qp, qp, need_tdot=False)[0]
             c_next = w2 * t + b2
             theta = w2 * tdot * theta + c_next
             q, qp, c = w2 * tq + b2, w2 * tqp + b2, c_next
@@ -241,8 +297,8 @@ def mp_pair_kernels(x: np.ndarray, xp: np.ndarray, depth: int, w_std: Any,
         raise ValueError("inputs must have the same dimension")
     with mp.workdps(dps):
         d = len(x)
-        w2 = _mpf(w_std) ** 2
-        b2 = _mpf(b_std) ** 2
+        w2 = _variance(w_std)
+        b2 = _variance(b_std)
         mx = [mp.mpf(float(v)) for v in x]
         mxp = [mp.mpf(float(v)) for v in xp]
         q0 = w2 * mp.fsum(u * u for u in mx) / d + b2

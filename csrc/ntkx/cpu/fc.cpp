@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <vector>
 
 #ifdef _OPENMP
@@ -19,9 +20,11 @@ namespace ntkx {
 namespace {
 
 constexpr int64_t kChunk = 256;
-/// Per-point arrays per layer block are bounded by this many doubles (128 MB),
+/// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
 constexpr int64_t kPointBudget = int64_t(1) << 24;
+/// Side of the tiles of the mirror copy (i, j) -> (j, i).
+constexpr int64_t kMirrorTile = 64;
 
 /// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
 class Poll {
@@ -45,6 +48,28 @@ class Poll {
   std::atomic<bool> stop_{false};
 };
 
+/// Where a panel reads its per-point layer arrays: the caller's, or blocks it computes.
+struct PointSource {
+  const double* pts;  // [layers, 4, ld]
+  int64_t ld;
+  const double* logq;
+};
+
+/// Copies the strict upper triangle of out[0:rows, 0:cols] to its mirror, in tiles.
+template <typename T>
+void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
+  const int64_t nb = (cols + kMirrorTile - 1) / kMirrorTile;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (rows * cols > 65536)
+  for (int64_t jb = 0; jb < nb; ++jb) {
+    const int64_t j0 = jb * kMirrorTile, j1 = std::min(cols, j0 + kMirrorTile);
+    for (int64_t i0 = 0; i0 < std::min(rows, j1); i0 += kMirrorTile) {
+      const int64_t i1 = std::min({rows, i0 + kMirrorTile, j1});
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < std::min(i1, j); ++i) out[j * ldo + i] = out[i * ldo + j];
+    }
+  }
+}
+
 template <typename T, Act K>
 void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   const FcParams& p = a.params;
@@ -52,20 +77,33 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   const int64_t L = p.depth;
   const int64_t nchunk = (a.cols + kChunk - 1) / kChunk;
   const int64_t items = a.rows * nchunk;
-  const int64_t block = std::max<int64_t>(1, kPointBudget / (4 * (a.rows + a.cols) + 1));
+  const bool given = a.pts1 != nullptr && a.pts2 != nullptr;
+  const int64_t block = given ? L + 1 : std::max<int64_t>(1, kPointBudget / (4 * (a.rows + a.cols) + 1));
   const bool multi = L + 1 > block;
   // Recursion state of every pair survives between layer blocks only for very deep nets.
   std::vector<double> saved(multi ? 4 * a.rows * a.cols : 0);
-  PointArrays pr(a.rows), pc(a.cols);
+  PointArrays pr(given ? 0 : a.rows), pc(given ? 0 : a.cols);
+  std::vector<double> inv1(a.rows), inv2(a.cols), sc1(a.rows), sc2(a.cols);
+  for (int64_t i = 0; i < a.rows; ++i) inv1[i] = math::inv_norm(a.sq1[i]);
+  for (int64_t j = 0; j < a.cols; ++j) inv2[j] = math::inv_norm(a.sq2[j]);
   Poll poll(interrupt);
-  int threads = a.threads > 0 ? a.threads : openmp_threads();
+  const int threads = a.threads > 0 ? a.threads : openmp_threads();
   (void)threads;
 
   for (int64_t l0 = 0; l0 <= L; l0 += block) {
     const int64_t nl = std::min(block, L + 1 - l0);
-    pr.compute(p, a.sq1, a.d, l0, nl);
-    pc.compute(p, a.sq2, a.d, l0, nl);
+    PointSource s1{a.pts1, a.ldp1, a.logq1}, s2{a.pts2, a.ldp2, a.logq2};
+    if (!given) {
+      pr.compute(p, a.sq1, a.d, l0, nl);
+      pc.compute(p, a.sq2, a.d, l0, nl);
+      s1 = {pr.data.data(), a.rows, pr.logq.data()};
+      s2 = {pc.data.data(), a.cols, pc.logq.data()};
+    }
     const bool last = l0 + nl > L;
+    if (last) {
+      point_scales(s1.logq, a.rows, sc1.data());
+      point_scales(s2.logq, a.cols, sc2.data());
+    }
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (items * (L + 1) > 4096)
     for (int64_t item = 0; item < items; ++item) {
@@ -74,17 +112,26 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
       const int64_t w = std::min(kChunk, a.cols - j0);
       if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
-      double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
+      alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
       int64_t t0 = 0;
       if (l0 == 0) {
-        const math::PointLayer pi{pr.u[i], pr.v[i], 0.0, 0.0};
+        const T* __restrict g = a.gram + i * a.ldg + j0;
+        const double* __restrict r2 = inv2.data() + j0;
+        const double ri = inv1[i];
+#pragma omp simd
+        for (int64_t jj = 0; jj < w; ++jj) math::input_cosine_gram(double(g[jj]), ri, r2[jj], &rho[jj], &del[jj], &eps[jj]);
+        for (int64_t jj = 0; jj < w; ++jj)  // rare: near-colinear pairs, O(d) each
+          if (math::input_cosine_colinear(del[jj], eps[jj]))
+            math::input_cosine_exact(a.x1 + i * a.ld1, a.x2 + (j0 + jj) * a.ld2, a.d, ri, r2[jj], &rho[jj],
+                                     &del[jj], &eps[jj]);
+        const double ui = s1.pts[kU * s1.ld + i], vi = s1.pts[kV * s1.ld + i];
+        const double* __restrict uj = s2.pts + kU * s2.ld + j0;
+        const double* __restrict vj = s2.pts + kV * s2.ld + j0;
+#pragma omp simd
         for (int64_t jj = 0; jj < w; ++jj) {
-          const int64_t j = j0 + jj;
-          double c, omc, opc;
-          math::input_cosine(double(a.gram[i * a.ldg + j]), a.sq1[i], a.sq2[j], a.x1 + i * a.ld1,
-                             a.x2 + j * a.ld2, a.d, &c, &omc, &opc);
           math::PairState st;
-          math::layer0(st, c, omc, opc, pi, math::PointLayer{pc.u[j], pc.v[j], 0.0, 0.0});
+          math::layer0(st, rho[jj], del[jj], eps[jj], math::PointLayer{ui, vi, 0.0, 0.0},
+                       math::PointLayer{uj[jj], vj[jj], 0.0, 0.0});
           rho[jj] = st.rho, del[jj] = st.delta, eps[jj] = st.eps, tau[jj] = st.tau;
         }
         t0 = 1;
@@ -94,12 +141,13 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           rho[jj] = sv[4 * jj], del[jj] = sv[4 * jj + 1], eps[jj] = sv[4 * jj + 2], tau[jj] = sv[4 * jj + 3];
       }
       for (int64_t t = t0; t < nl; ++t) {
-        const double ui = pr.u[t * a.rows + i], vi = pr.v[t * a.rows + i];
-        const double gi = pr.g[t * a.rows + i], si = pr.s[t * a.rows + i];
-        const double* __restrict uj = pc.u.data() + t * a.cols + j0;
-        const double* __restrict vj = pc.v.data() + t * a.cols + j0;
-        const double* __restrict gj = pc.g.data() + t * a.cols + j0;
-        const double* __restrict sj = pc.s.data() + t * a.cols + j0;
+        const double* p1 = s1.pts + 4 * t * s1.ld + i;
+        const double ui = p1[kU * s1.ld], vi = p1[kV * s1.ld], gi = p1[kG * s1.ld], si = p1[kS * s1.ld];
+        const double* p2 = s2.pts + 4 * t * s2.ld + j0;
+        const double* __restrict uj = p2 + kU * s2.ld;
+        const double* __restrict vj = p2 + kV * s2.ld;
+        const double* __restrict gj = p2 + kG * s2.ld;
+        const double* __restrict sj = p2 + kS * s2.ld;
 #pragma omp simd
         for (int64_t jj = 0; jj < w; ++jj) {
           math::PairState st{rho[jj], del[jj], eps[jj], tau[jj]};
@@ -113,23 +161,30 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           sv[4 * jj] = rho[jj], sv[4 * jj + 1] = del[jj], sv[4 * jj + 2] = eps[jj], sv[4 * jj + 3] = tau[jj];
         continue;
       }
+      // Output: sqrt(Q_L Q_L') * (rho, tau); products of per-point scales when safe.
+      const double si = sc1[i];
+      const double* __restrict sj = sc2.data() + j0;
+#pragma omp simd
       for (int64_t jj = 0; jj < w; ++jj) {
-        const int64_t j = j0 + jj;
-        if (a.symmetric && j < i) continue;
-        const double s = math::pair_scale(pr.logq[i], pc.logq[j]);
-        if (a.nngp) {
-          const T val = T(s * rho[jj]);
-          a.nngp[i * a.ldo + j] = val;
-          if (a.symmetric) a.nngp[j * a.ldo + i] = val;
-        }
-        if (a.ntk) {
-          const T val = T(s * tau[jj]);
-          a.ntk[i * a.ldo + j] = val;
-          if (a.symmetric) a.ntk[j * a.ldo + i] = val;
-        }
+        const double s = (si >= 0.0 && sj[jj] >= 0.0) ? si * sj[jj] : 1.0;
+        rho[jj] *= s, tau[jj] *= s;
       }
+      for (int64_t jj = 0; jj < w; ++jj)
+        if (si < 0.0 || sj[jj] < 0.0) {
+          const double s = math::pair_scale(s1.logq[i], s2.logq[j0 + jj]);
+          rho[jj] *= s, tau[jj] *= s;
+        }
+      const int64_t jstart = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;
+      if (a.nngp)
+        for (int64_t jj = jstart; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
+      if (a.ntk)
+        for (int64_t jj = jstart; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
     }
     if (poll.stop()) throw Interrupted();
+  }
+  if (a.symmetric) {
+    if (a.nngp) mirror(a.nngp, a.ldo, a.rows, a.cols, threads);
+    if (a.ntk) mirror(a.ntk, a.ldo, a.rows, a.cols, threads);
   }
 }
 
@@ -148,6 +203,11 @@ void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 
 template void fc_panel_cpu<float>(const FcPanelArgs<float>&, Interrupt*);
 template void fc_panel_cpu<double>(const FcPanelArgs<double>&, Interrupt*);
+
+void fc_points(const FcParams& p, const double* sq, int64_t n, int64_t d, double* out, double* logq) {
+  for (int64_t i = 0; i < n; ++i) logq[i] = 0.0;
+  PointArrays::fill_layers(p, sq, d, 0, p.depth + 1, n, out, n, logq);
+}
 
 int openmp_threads() {
 #ifdef _OPENMP

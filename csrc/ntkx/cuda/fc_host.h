@@ -34,17 +34,10 @@ std::vector<double> squared_norms(const T* x, int64_t n, int64_t d) {
 
 inline void layer_arrays(const FcParams& p, const std::vector<double>& sq, int64_t d, std::vector<double>* pt,
                          std::vector<double>* lq) {
-  const int64_t n = int64_t(sq.size()), layers = p.depth + 1;
-  PointArrays pa(n);
-  pa.compute(p, sq.data(), d, 0, layers);
-  pt->assign(4 * layers * n, 0.0);
-  for (int64_t l = 0; l < layers; ++l)
-    for (int64_t i = 0; i < n; ++i) {
-      double* at = pt->data() + 4 * l * n;
-      at[i] = pa.u[l * n + i], at[n + i] = pa.v[l * n + i];
-      at[2 * n + i] = pa.g[l * n + i], at[3 * n + i] = pa.s[l * n + i];
-    }
-  *lq = pa.logq;
+  PointArrays pa(int64_t(sq.size()));
+  pa.compute(p, sq.data(), d, 0, p.depth + 1);
+  *pt = std::move(pa.data);
+  *lq = std::move(pa.logq);
 }
 
 template <typename T>

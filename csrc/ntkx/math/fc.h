@@ -235,35 +235,45 @@ NTKX_HD void layer0(PairState& st, double cos_in, double omc, double opc, const 
 /// angle by ~1e-16 / sin(theta)).
 constexpr double kColinear = 0.05;
 
-/// The input cosine of a pair and its complements 1 - cos, 1 + cos, from the
-/// Gram entry `dot` = x.x' and squared norms; a near-(anti)colinear pair is
-/// recomputed as |x/|x| -+ x'/|x'||^2 / 2 from the rows (length d), so identical
-/// points give exactly 0. A zero vector gives cos = 0.
+/// 1 / |x| from |x|^2, 0 for a zero vector (whose kernel rows are then exact zeros
+/// or pure bias terms, never NaN).
+NTKX_HD double inv_norm(double sq) { return sq > 0.0 ? 1.0 / std::sqrt(sq) : 0.0; }
+
+/// The input cosine of a pair and its complements 1 - cos, 1 + cos from the Gram
+/// entry `dot` = x.x' and inverse norms (branch-free; vectorizes).
+NTKX_HD void input_cosine_gram(double dot, double ri, double rj, double* c, double* omc, double* opc) {
+  double x = dot * ri * rj;
+  x = x > 1.0 ? 1.0 : (x < -1.0 ? -1.0 : x);
+  *c = x, *omc = 1.0 - x, *opc = 1.0 + x;
+}
+
+/// Whether a Gram-derived cosine is too close to +-1 to trust (see kColinear).
+NTKX_HD bool input_cosine_colinear(double omc, double opc) { return (omc < opc ? omc : opc) < kColinear; }
+
+/// Recomputes a near-(anti)colinear pair's 1 -+ cos as |x/|x| -+ x'/|x'||^2 / 2
+/// from the rows (length d), so identical points give exactly cos = 1.
 template <typename T>
-NTKX_HD void input_cosine(double dot, double sqi, double sqj, const T* xi, const T* xj, int64_t d,
-                          double* cos_out, double* omc, double* opc) {
-  const double den = std::sqrt(sqi) * std::sqrt(sqj);
-  if (!(den > 0.0)) {
-    *cos_out = 0.0, *omc = 1.0, *opc = 1.0;
-    return;
+NTKX_HD void input_cosine_exact(const T* xi, const T* xj, int64_t d, double ri, double rj, double* c,
+                                double* omc, double* opc) {
+  const bool anti = *c < 0.0;
+  const double nj = anti ? -rj : rj;
+  double e = 0.0;
+  for (int64_t t = 0; t < d; ++t) {
+    const double diff = double(xi[t]) * ri - double(xj[t]) * nj;
+    e += diff * diff;
   }
-  double c = dot / den;
-  c = c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
-  if (1.0 - (c < 0.0 ? -c : c) < kColinear) {
-    const double ni = 1.0 / std::sqrt(sqi), nj = (c < 0.0 ? -1.0 : 1.0) / std::sqrt(sqj);
-    double e = 0.0;
-    for (int64_t t = 0; t < d; ++t) {
-      const double diff = double(xi[t]) * ni - double(xj[t]) * nj;
-      e += diff * diff;
-    }
-    const double small = 0.5 * e > 1.0 ? 1.0 : 0.5 * e;  // 1 - |cos|
-    *omc = c < 0.0 ? 2.0 - small : small;
-    *opc = c < 0.0 ? small : 2.0 - small;
-    c = c < 0.0 ? small - 1.0 : 1.0 - small;
-  } else {
-    *omc = 1.0 - c, *opc = 1.0 + c;
-  }
-  *cos_out = c;
+  const double small = 0.5 * e > 1.0 ? 1.0 : 0.5 * e;  // 1 - |cos|
+  *omc = anti ? 2.0 - small : small;
+  *opc = anti ? small : 2.0 - small;
+  *c = anti ? small - 1.0 : 1.0 - small;
+}
+
+/// Both steps for one pair (the CUDA kernel's path).
+template <typename T>
+NTKX_HD void input_cosine(double dot, double ri, double rj, const T* xi, const T* xj, int64_t d, double* c,
+                          double* omc, double* opc) {
+  input_cosine_gram(dot, ri, rj, c, omc, opc);
+  if (input_cosine_colinear(*omc, *opc)) input_cosine_exact(xi, xj, d, ri, rj, c, omc, opc);
 }
 
 /// sqrt(Q_L Q_L') from the two log-variances, without overflow in between.

@@ -21,7 +21,7 @@ Get = Union[None, str, Sequence[str]]
 _KINDS = ("nngp", "ntk")
 
 #: Default bound on the working memory of one call besides inputs and outputs.
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
+DEFAULT_MEMORY_BUDGET = 128 * 2**20
 
 
 class Kernels(NamedTuple):
@@ -194,31 +194,36 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     n1, n2 = a1.shape[0], a2.shape[0]
     sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
     sq2 = sq1 if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
-    # A panel holds its Gram block; very deep nets also keep 4 float64 of state per pair.
-    deep = params.depth + 1 > (1 << 22) // (n1 + n2 + 1)
+    # Per-point layer arrays once per call when they are small against the budget;
+    # otherwise (very deep nets) each panel computes them in layer blocks.
+    layers = params.depth + 1
+    pts1 = pts2 = lq1 = lq2 = None
+    if 4 * 8 * layers * (n1 + (0 if symmetric else n2)) <= budget // 2:
+        pts1, lq1 = _core.fc_points(params, sq1, a1.shape[1])
+        pts2, lq2 = (pts1, lq1) if symmetric else _core.fc_points(params, sq2, a1.shape[1])
+    deep = pts1 is None and layers > (1 << 22) // (n1 + n2 + 1)
+    # A panel holds its Gram block (reused between panels); very deep nets also keep
+    # 4 float64 of recursion state per pair.
     per_row = n2 * (a1.itemsize + (32 if deep else 0))
     rows = int(max(1, min(n1, budget // max(per_row, 1))))
+    buf = np.empty(rows * n2, dtype=a1.dtype)
     nngp, ntk = outs.get("nngp"), outs.get("ntk")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     bar = Progress("ntkx FC kernel", total, progress)
     for p0 in range(0, n1, rows):
         p1 = min(n1, p0 + rows)
-        if symmetric:
-            cols = a1[p0:]
-            gram = a1[p0:p1] @ cols.T
-            _core.fc_panel(
-                params, a1[p0:p1], cols, sq1[p0:p1], sq1[p0:], gram,
-                None if nngp is None else nngp[p0:, p0:],
-                None if ntk is None else ntk[p0:, p0:],
-                p1 - p0, True, threads,
-            )
-            bar.advance((p1 - p0) * (n1 - p0) - (p1 - p0) * (p1 - p0 - 1) // 2)
-        else:
-            gram = a1[p0:p1] @ a2.T
-            _core.fc_panel(
-                params, a1[p0:p1], a2, sq1[p0:p1], sq2, gram,
-                None if nngp is None else nngp[p0:p1],
-                None if ntk is None else ntk[p0:p1],
-                p1 - p0, False, threads,
-            )
-            bar.advance((p1 - p0) * n2)
+        c0 = p0 if symmetric else 0
+        cols = a2[c0:]
+        gram = buf[: (p1 - p0) * cols.shape[0]].reshape(p1 - p0, cols.shape[0])
+        np.matmul(a1[p0:p1], cols.T, out=gram)
+        rsl = (slice(p0, None), slice(p0, None)) if symmetric else (slice(p0, p1), slice(None))
+        extra = {}
+        if pts1 is not None:
+            extra = dict(pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:])
+        _core.fc_panel(
+            params, a1[p0:p1], cols, sq1[p0:p1], sq2[c0:], gram,
+            None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
+            p1 - p0, symmetric, threads, **extra,
+        )
+        done = (p1 - p0) * (n1 - p0) - (p1 - p0) * (p1 - p0 - 1) // 2 if symmetric else (p1 - p0) * n2
+        bar.advance(done)
