@@ -11,9 +11,12 @@ arXiv:1902.06720)::
 but every operation is carried out in ``mpmath`` at ``dps`` significant
 decimal digits (default 50).  Inputs are converted *exactly* (``mpmath.mpf``
 of each float64), so the only errors are the working-precision roundings.
-Identical inputs give an angle of exactly 0 (``c == sqrt(q q')`` holds exactly
-because the three covariances are computed by the same operations); the
-cosine is nevertheless clamped to ``[-1, 1]``.
+Identical inputs give an angle of exactly 0 (the three covariances are
+computed by the same operations, and a correctly rounded binary ``sqrt(q*q)``
+is exactly ``q``); the cosine is nevertheless clamped to ``[-1, 1]``.
+A float ``w_std`` / ``b_std`` enters as the float64 variance ``fl(w_std**2)``,
+exactly like in any float64 implementation (pass a str or mpf to square it
+exactly instead).
 
 The dual activations are implemented here a second time, in mpmath and, for
 ``ABRelu``, in a *different algebraic form* from ``fc.py`` (the form of
@@ -34,10 +37,21 @@ so that an algebra slip in one of the two modules shows up as a disagreement.
 Zero variances are handled explicitly exactly as in ``fc.py``
 (``T = phi(0) E[phi(v)]``, ``Tdot = phi'(0) E[phi'(v)]``).
 
-Speed (pure-Python mpmath backend, no gmpy2, one core): about 25 us per
-layer-pair step; the timings measured when this module was written are in
-:data:`TIMINGS`.  Depth ``1e5`` for one pair takes a few seconds at
-``dps = 40``.
+Speed (pure-Python mpmath backend, i.e. without gmpy2; one core of a
+loaded 2-core VM): one layer costs ~25 us for identical inputs (one dual
+evaluation) and ~60-120 us for distinct inputs (one full dual evaluation plus
+the two diagonal ones).  Measured for one pair with ``depth = 10**5``::
+
+    activation    dps=40 distinct / identical    dps=50 distinct / identical
+    relu              8-10 s / 2.9 s                  9 s / 2.9 s
+    abs                  8 s / 2.8 s                 10 s / 3.2 s
+    erf               9-13 s / 6.1 s                  9 s / 6.1 s
+    arccos0              8 s / 3.2 s                  9 s / 3.5 s
+    arccos2              6 s / 5.5 s                  6 s / 5.2 s
+
+(Once a bias-driven recursion has converged to ``q == q' == c`` exactly, the
+identical-input shortcut applies and a distinct pair becomes as cheap.)
+Installing ``gmpy2`` makes mpmath several times faster.
 """
 
 from __future__ import annotations
@@ -55,13 +69,7 @@ __all__ = [
     "mp_kernel_recursion",
     "mp_pair_kernels",
     "mp_fc_kernels",
-    "TIMINGS",
 ]
-
-#: Measured wall-clock seconds for ``mp_pair_kernels`` with ``depth = 10**5``
-#: at ``dps = 40`` on the development machine (filled in from the self-check;
-#: see the report in the docstring of :func:`mp_pair_kernels`).
-TIMINGS = {}
 
 
 def _mpf(v: Any) -> mpmath.mpf:
@@ -69,15 +77,6 @@ def _mpf(v: Any) -> mpmath.mpf:
     if isinstance(v, (np.floating, np.integer)):
         v = v.item()
     return mp.mpf(v)
-
-
-def _acos_clamped(x: mpmath.mpf) -> mpmath.mpf:
-    one = mp.mpf(1)
-    if x > one:
-        x = one
-    elif x < -one:
-        x = -one
-    return mp.acos(x)
 
 
 def _J(n: int, theta: mpmath.mpf) -> mpmath.mpf:
@@ -159,7 +158,7 @@ class _MpDual:
 
     def __call__(self, q: mpmath.mpf, qp: mpmath.mpf, c: mpmath.mpf,
                  need_tdot: bool = True) -> Tuple[mpmath.mpf, Optional[mpmath.mpf]]:
-        pi, two_pi = self.pi, self.two_pi
+        two_pi = self.two_pi
 
         if self.kind == "abrelu":
             a, b = self.a, self.b
@@ -281,8 +280,8 @@ def mp_pair_kernels(x: np.ndarray, xp: np.ndarray, depth: int, w_std: Any,
     Args:
       x: first input, shape ``(d,)``.
       xp: second input, shape ``(d,)``.
-      depth: number ``L`` of hidden activations (``1e5`` is fine, see module
-        docstring for timings).
+      depth: number ``L`` of hidden activations (``1e5`` takes ~3-13 s, see
+        the module docstring).
       w_std: weight std.
       b_std: bias std.
       activation: activation spec.

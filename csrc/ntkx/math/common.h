@@ -19,6 +19,11 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kHalfPi = 1.57079632679489661923;
 constexpr double kInvPi = 0.31830988618379067154;
 
+// Builds use -ffp-contract=off (CUDA: --fmad=false) so that results do not depend
+// on where a compiler chose to fuse; fused multiply-adds are written explicitly
+// where they pay (the polynomials). Contraction would, e.g., turn x/|x| - x'/|x'|
+// of identical points into a rounding residue instead of an exact 0.
+
 NTKX_HD double sel(bool c, double a, double b) { return c ? a : b; }
 NTKX_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
 
@@ -28,18 +33,18 @@ NTKX_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
 NTKX_HD double asin_small(double x) {
   const double z = x * x;
   double p = 0.028169218060881414;
-  p = p * z - 0.010749050339697808;
-  p = p * z + 0.01603551434914882;
-  p = p * z + 0.0078029494773533175;
-  p = p * z + 0.011875494382636922;
-  p = p * z + 0.013929652902326633;
-  p = p * z + 0.017355259955786323;
-  p = p * z + 0.02237204763174451;
-  p = p * z + 0.03038194736709848;
-  p = p * z + 0.044642857103423646;
-  p = p * z + 0.07500000000020764;
-  p = p * z + 0.1666666666666665;
-  return x + x * z * p;
+  p = std::fma(p, z, -0.010749050339697808);
+  p = std::fma(p, z, 0.01603551434914882);
+  p = std::fma(p, z, 0.0078029494773533175);
+  p = std::fma(p, z, 0.011875494382636922);
+  p = std::fma(p, z, 0.013929652902326633);
+  p = std::fma(p, z, 0.017355259955786323);
+  p = std::fma(p, z, 0.02237204763174451);
+  p = std::fma(p, z, 0.03038194736709848);
+  p = std::fma(p, z, 0.044642857103423646);
+  p = std::fma(p, z, 0.07500000000020764);
+  p = std::fma(p, z, 0.1666666666666665);
+  return std::fma(x * z, p, x);
 }
 
 /// The angle theta = arccos(rho) in [0, pi], well conditioned at both ends.
@@ -67,16 +72,16 @@ NTKX_HD double angle(double rho, double delta, double eps) {
 NTKX_HD double sin_minus_tcos(double t, double s, double c) {
   const double z = t * t;
   double p = 8.509974375387505e-22;
-  p = p * z - 3.9145882126782523e-19;
-  p = p * z + 1.4797143443923793e-16;
-  p = p * z - 4.498331606952833e-14;
-  p = p * z + 1.0706029224547743e-11;
-  p = p * z - 1.9270852604185937e-09;
-  p = p * z + 2.505210838544172e-07;
-  p = p * z - 2.2045855379188714e-05;
-  p = p * z + 0.0011904761904761906;
-  p = p * z - 0.03333333333333333;
-  p = p * z + 0.3333333333333333;
+  p = std::fma(p, z, -3.9145882126782523e-19);
+  p = std::fma(p, z, 1.4797143443923793e-16);
+  p = std::fma(p, z, -4.498331606952833e-14);
+  p = std::fma(p, z, 1.0706029224547743e-11);
+  p = std::fma(p, z, -1.9270852604185937e-09);
+  p = std::fma(p, z, 2.505210838544172e-07);
+  p = std::fma(p, z, -2.2045855379188714e-05);
+  p = std::fma(p, z, 0.0011904761904761906);
+  p = std::fma(p, z, -0.03333333333333333);
+  p = std::fma(p, z, 0.3333333333333333);
   return sel(t < 1.0, z * t * p, s - t * c);
 }
 
@@ -84,16 +89,16 @@ NTKX_HD double sin_minus_tcos(double t, double s, double c) {
 NTKX_HD double x_minus_sin(double x, double sin_x) {
   const double z = x * x;
   double p = 3.868170170630684e-23;
-  p = p * z - 1.9572941063391263e-20;
-  p = p * z + 8.22063524662433e-18;
-  p = p * z - 2.8114572543455206e-15;
-  p = p * z + 7.647163731819816e-13;
-  p = p * z - 1.6059043836821613e-10;
-  p = p * z + 2.505210838544172e-08;
-  p = p * z - 2.7557319223985893e-06;
-  p = p * z + 0.0001984126984126984;
-  p = p * z - 0.008333333333333333;
-  p = p * z + 0.16666666666666666;
+  p = std::fma(p, z, -1.9572941063391263e-20);
+  p = std::fma(p, z, 8.22063524662433e-18);
+  p = std::fma(p, z, -2.8114572543455206e-15);
+  p = std::fma(p, z, 7.647163731819816e-13);
+  p = std::fma(p, z, -1.6059043836821613e-10);
+  p = std::fma(p, z, 2.505210838544172e-08);
+  p = std::fma(p, z, -2.7557319223985893e-06);
+  p = std::fma(p, z, 0.0001984126984126984);
+  p = std::fma(p, z, -0.008333333333333333);
+  p = std::fma(p, z, 0.16666666666666666);
   return sel(x < 1.0, z * x * p, x - sin_x);
 }
 

@@ -1,0 +1,47 @@
+"""Shared test configuration: one tolerance table, optional peers, markers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+#: Relative tolerances by what is compared; each with its reason.
+TOL = {
+    # neural-tangents float64 on inputs in general position (the issue's bar).
+    "nt": 1e-12,
+    # literal numpy reference: same formulas, different evaluation order.
+    "reference": 1e-12,
+    # mpmath at 50 digits on (anti)colinear and identical inputs.
+    "mp_colinear": 1e-13,
+    # mpmath at depth 1e5 (1e5 roundings accumulate).
+    "mp_deep": 1e-10,
+    # emulated CUDA kernel vs OpenMP: same math, other summation order of the Gram.
+    "emulator": 1e-13,
+    # float32 mode against float64 (float32 Gram, float64 recursion).
+    "float32": 1e-5,
+}
+
+HAS_NT = importlib.util.find_spec("neural_tangents") is not None
+
+
+def rel_err(actual, desired) -> float:
+    """Max entrywise error relative to the kernel's size at that pair.
+
+    The scale of entry (i, j) is the larger of |desired_ij| and the geometric mean
+    of the largest |desired| in row i and in column j: kernel entries that pass
+    through zero (an NTK with a linear first term can) are then judged against the
+    kernel's magnitude at those points, not against a near-zero value.
+    """
+    actual, desired = np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64)
+    assert actual.shape == desired.shape, (actual.shape, desired.shape)
+    assert np.all(np.isfinite(actual)), "non-finite values"
+    mag = np.abs(desired)
+    scale = np.maximum(mag, np.sqrt(mag.max(axis=1, keepdims=True) * mag.max(axis=0, keepdims=True)))
+    return float(np.max(np.abs(actual - desired) / np.maximum(scale, 1e-300)))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)

@@ -1,0 +1,130 @@
+"""The emulated CUDA kernel against the OpenMP backend, and backend-independent properties."""
+
+import numpy as np
+import pytest
+
+import ntkx
+from ntkx import _core
+from conftest import TOL, rel_err
+
+ACTS = {
+    "relu": ntkx.Activation("abrelu", 0.0, 1.0),
+    "leaky": ntkx.Activation("abrelu", 0.1, 1.0),
+    "abs": ntkx.Activation("abrelu", -1.0, 1.0),
+    "abrelu": ntkx.Activation("abrelu", -0.4, 0.9),
+    "step": ntkx.Activation("arccos0"),
+    "requ": ntkx.Activation("arccos2"),
+    "erf": ntkx.Activation("erf", 0.8, 1.3, 0.1),
+}
+
+
+def _points(rng, n, d, colinear=True):
+    x = rng.standard_normal((n, d))
+    if colinear:
+        x[1] = 0.0            # zero vector
+        x[3] = 2.0 * x[2]     # colinear (exact in floating point)
+        x[4] = -x[2]          # antiparallel
+        x[5] = x[2]           # duplicate
+    return x
+
+
+@pytest.mark.parametrize("name", ACTS)
+@pytest.mark.parametrize("bias", [0.0, 0.3])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_emulated_cuda_equals_openmp(rng, name, bias, symmetric):
+    x1 = _points(rng, 37, 21)
+    x2 = None if symmetric else _points(rng, 19, 21)
+    spec = ntkx.FcSpec(4, 1.3, bias, ACTS[name])
+    cpu = ntkx.fc_kernels(x1, x2, spec, device="cpu")
+    for reverse in (False, True):
+        nngp, ntk = _core.fc_full(spec.to_core(), np.ascontiguousarray(x1), None if x2 is None else x2,
+                                  True, True, "emulate", 0, reverse)
+        assert rel_err(nngp, cpu.nngp) <= TOL["emulator"]
+        assert rel_err(ntk, cpu.ntk) <= TOL["emulator"]
+
+
+def test_device_emulate_path_and_float32(rng):
+    x = _points(rng, 20, 5)
+    spec = ntkx.FcSpec(3, 1.1, 0.2)
+    a = ntkx.fc_kernels(x, None, spec, device="emulate", dtype=np.float32)
+    b = ntkx.fc_kernels(x, None, spec, device="cpu", dtype=np.float32)
+    assert a.ntk.dtype == np.float32
+    assert rel_err(a.ntk, b.ntk) <= 1e-6
+
+
+def test_symmetric_path_equals_cross_path(rng):
+    x = _points(rng, 300, 7)
+    spec = ntkx.FcSpec(6, 1.4, 0.1)
+    sym = ntkx.fc_kernels(x, None, spec, device="cpu")
+    cross = ntkx.fc_kernels(x, x.copy(), spec, device="cpu")
+    assert rel_err(sym.nngp, cross.nngp) <= 1e-14
+    assert rel_err(sym.ntk, cross.ntk) <= 1e-14
+    np.testing.assert_array_equal(sym.ntk, sym.ntk.T)
+
+
+def test_panels_and_layer_blocks_do_not_change_results(rng):
+    """Tiny memory budgets force many panels and, for depth 3000, layer blocks."""
+    x = _points(rng, 70, 9)
+    y = rng.standard_normal((33, 9))
+    for depth in (5, 3000):
+        spec = ntkx.FcSpec(depth, 1.0, 0.05)
+        for x2 in (None, y):
+            whole = ntkx.fc_kernels(x, x2, spec, device="cpu")
+            tiled = ntkx.fc_kernels(x, x2, spec, device="cpu", memory_budget=4096)
+            assert rel_err(tiled.ntk, whole.ntk) <= 1e-15
+            assert rel_err(tiled.nngp, whole.nngp) <= 1e-15
+
+
+def test_threads_agree(rng):
+    x = _points(rng, 200, 6)
+    spec = ntkx.FcSpec(5)
+    one = ntkx.fc_kernels(x, None, spec, device="cpu", threads=1)
+    two = ntkx.fc_kernels(x, None, spec, device="cpu", threads=2)
+    np.testing.assert_array_equal(one.ntk, two.ntk)
+
+
+@pytest.mark.parametrize("name", ["relu", "erf", "requ", "abs"])
+def test_psd_and_symmetric(rng, name):
+    x = rng.standard_normal((120, 4))
+    k = ntkx.fc_kernels(x, None, ntkx.FcSpec(3, 1.2, 0.1, ACTS[name]))
+    for m in (k.nngp, k.ntk):
+        np.testing.assert_array_equal(m, m.T)
+        ev = np.linalg.eigvalsh(m)
+        assert ev.min() >= -1e-12 * ev.max()
+
+
+def test_homogeneity_bias_free_relu(rng):
+    """Bias-free ReLU kernels are positively homogeneous: K(a x, b y) = a b K(x, y)."""
+    x, y = rng.standard_normal((10, 5)), rng.standard_normal((8, 5))
+    spec = ntkx.FcSpec(7, 1.3, 0.0)
+    base = ntkx.fc_kernels(x, y, spec)
+    scaled = ntkx.fc_kernels(3.0 * x, 0.25 * y, spec)
+    assert rel_err(scaled.ntk, 0.75 * base.ntk) <= 1e-14
+    assert rel_err(scaled.nngp, 0.75 * base.nngp) <= 1e-14
+
+
+def test_zero_vectors_give_zero_rows(rng):
+    x = rng.standard_normal((6, 3))
+    x[2] = 0.0
+    k = ntkx.fc_kernels(x, None, ntkx.FcSpec(4))
+    assert np.all(k.ntk[2] == 0.0) and np.all(k.nngp[:, 2] == 0.0)
+    kb = ntkx.fc_kernels(x, None, ntkx.FcSpec(4, 1.0, 0.5))
+    assert np.all(np.isfinite(kb.ntk)) and kb.ntk[2, 2] > 0
+
+
+def test_build_info_reports_backends():
+    info = ntkx.build_info()
+    assert info["openmp_threads"] >= 1
+    assert isinstance(info["cuda_built"], bool)
+    assert info["cuda_devices"] >= 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_core.cuda_device_count() == 0, reason="no CUDA device")
+def test_cuda_equals_openmp(rng):  # pragma: no cover - needs a GPU
+    x = _points(rng, 300, 33)
+    for name, act in ACTS.items():
+        spec = ntkx.FcSpec(5, 1.2, 0.1, act)
+        gpu = ntkx.fc_kernels(x, None, spec, device="cuda")
+        cpu = ntkx.fc_kernels(x, None, spec, device="cpu")
+        assert rel_err(gpu.ntk, cpu.ntk) <= 1e-12, name
