@@ -64,16 +64,19 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
            py::dtype::of<double>().is(sq1.dtype()) && py::dtype::of<double>().is(sq2.dtype()) &&
            (sq1.flags() & py::array::c_style) && (sq2.flags() & py::array::c_style),
        "fc_panel: squared norms must be contiguous float64 of matching length");
-  a.x1 = static_cast<const T*>(x1.data()), a.ld1 = lead(x1, "x1");
-  a.x2 = static_cast<const T*>(x2.data()), a.ld2 = lead(x2, "x2");
+  need(py::dtype::of<double>().is(x1.dtype()) && py::dtype::of<double>().is(x2.dtype()) &&
+           py::dtype::of<double>().is(gram.dtype()),
+       "fc_panel: x1, x2 and gram must be float64");
+  a.x1 = static_cast<const double*>(x1.data()), a.ld1 = lead(x1, "x1");
+  a.x2 = static_cast<const double*>(x2.data()), a.ld2 = lead(x2, "x2");
   a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
-  a.gram = static_cast<const T*>(gram.data()), a.ldg = lead(gram, "gram");
+  a.gram = static_cast<const double*>(gram.data()), a.ldg = lead(gram, "gram");
   int64_t ldo = -1;
   for (py::object* o : {&nngp, &ntk}) {
     if (o->is_none()) continue;
     py::array out = o->cast<py::array>();
     need(out.writeable(), "fc_panel: output is read-only");
-    need(py::dtype::of<T>().is(out.dtype()), "fc_panel: output dtype must match the inputs");
+    need(py::dtype::of<T>().is(out.dtype()), "fc_panel: nngp and ntk outputs need the same dtype");
     const int64_t ld = lead(out, "out");
     need(ldo < 0 || ld == ldo, "fc_panel: nngp and ntk outputs need the same row stride");
     ldo = ld;
@@ -158,15 +161,14 @@ PYBIND11_MODULE(_core, m) {
       [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
          py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
          py::object logq1, py::object pts2, py::object logq2) {
-        need(x1.dtype().is(x2.dtype()) && x1.dtype().is(gram.dtype()), "fc_panel: x1, x2, gram dtypes differ");
-        if (is_f32(x1))
+        py::object first = nngp.is_none() ? ntk : nngp;
+        need(!first.is_none(), "fc_panel: no output requested");
+        if (is_f32(first.cast<py::array>()))
           fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
                             logq2);
-        else if (py::dtype::of<double>().is(x1.dtype()))
+        else
           fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
                              logq2);
-        else
-          throw std::invalid_argument("ntkx._core: fc_panel needs float32 or float64");
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,

@@ -23,21 +23,22 @@ struct Interrupted : std::exception {
   const char* what() const noexcept override { return "ntkx: computation interrupted"; }
 };
 
-/// One row panel of an FC kernel matrix, given its Gram products.
-/// T is the input/output type (float or double); the recursion is float64.
+/// One row panel of an FC kernel matrix, given its Gram products (float64).
+/// T is the output type (float or double); inputs, Gram and recursion are float64,
+/// so float32 mode costs no accuracy beyond the final rounding.
 template <typename T>
 struct FcPanelArgs {
   FcParams params;
   int64_t rows = 0;            ///< panel rows (points of x1)
   int64_t cols = 0;            ///< panel columns (points of x2)
   int64_t d = 0;               ///< feature dimension
-  const T* x1 = nullptr;       ///< [rows, ld1] inputs of the rows
+  const double* x1 = nullptr;  ///< [rows, ld1] inputs of the rows
   int64_t ld1 = 0;
-  const T* x2 = nullptr;       ///< [cols, ld2] inputs of the columns
+  const double* x2 = nullptr;  ///< [cols, ld2] inputs of the columns
   int64_t ld2 = 0;
   const double* sq1 = nullptr; ///< [rows] squared norms |x1_i|^2
   const double* sq2 = nullptr; ///< [cols] squared norms |x2_j|^2
-  const T* gram = nullptr;     ///< [rows, ldg] Gram products x1_i . x2_j
+  const double* gram = nullptr;  ///< [rows, ldg] Gram products x1_i . x2_j
   int64_t ldg = 0;
   T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
   T* ntk = nullptr;            ///< [rows, ldo] NTK output, or null

@@ -115,15 +115,15 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
       int64_t t0 = 0;
       if (l0 == 0) {
-        const T* __restrict g = a.gram + i * a.ldg + j0;
+        const double* __restrict g = a.gram + i * a.ldg + j0;
         const double* __restrict r2 = inv2.data() + j0;
         const double ri = inv1[i];
 #pragma omp simd
-        for (int64_t jj = 0; jj < w; ++jj) math::input_cosine_gram(double(g[jj]), ri, r2[jj], &rho[jj], &del[jj], &eps[jj]);
+        for (int64_t jj = 0; jj < w; ++jj) math::input_cosine_gram(g[jj], ri, r2[jj], &rho[jj], &del[jj], &eps[jj]);
         for (int64_t jj = 0; jj < w; ++jj)  // rare: near-colinear pairs, O(d) each
           if (math::input_cosine_colinear(del[jj], eps[jj]))
-            math::input_cosine_exact(a.x1 + i * a.ld1, a.x2 + (j0 + jj) * a.ld2, a.d, ri, r2[jj], &rho[jj],
-                                     &del[jj], &eps[jj]);
+            math::input_cosine_exact(a.x1 + i * a.ld1, a.x2 + (j0 + jj) * a.ld2, a.d, a.sq1[i], a.sq2[j0 + jj],
+                                     &rho[jj], &del[jj], &eps[jj]);
         const double ui = s1.pts[kU * s1.ld + i], vi = s1.pts[kV * s1.ld + i];
         const double* __restrict uj = s2.pts + kU * s2.ld + j0;
         const double* __restrict vj = s2.pts + kV * s2.ld + j0;

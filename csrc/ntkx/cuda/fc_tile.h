@@ -81,8 +81,7 @@ struct FcTile {
     if (!th.active || th.i >= a.n1 || th.j >= a.n2 || (a.symmetric && th.j < th.i)) return;
     const int64_t i = th.i, j = th.j;
     double c, omc, opc;
-    math::input_cosine(th.acc, math::inv_norm(a.sq1[i]), math::inv_norm(a.sq2[j]), a.x1 + i * a.d, a.x2 + j * a.d,
-                       a.d, &c, &omc, &opc);
+    math::input_cosine(th.acc, a.sq1[i], a.sq2[j], a.x1 + i * a.d, a.x2 + j * a.d, a.d, &c, &omc, &opc);
     math::PairState st;
     math::layer0(st, c, omc, opc, math::PointLayer{a.pt1[i], a.pt1[a.n1 + i], 0.0, 0.0},
                  math::PointLayer{a.pt2[j], a.pt2[a.n2 + j], 0.0, 0.0});

@@ -62,7 +62,10 @@ struct FcParams {
 namespace math {
 
 /// Per point and layer: mixing weights of the layer's Dense and, for erf, the
-/// activation-input quantities gamma = sqrt(2 b^2 Q / (1 + 2 b^2 Q)) and sqrt(V).
+/// activation-input quantities gamma = sqrt(2 b^2 Q / (1 + 2 b^2 Q)) (field g)
+/// and V = a^2 (2/pi) asin(gamma * gamma) + c^2 (field s), the latter formed from
+/// the stored gamma exactly as the pair code forms it, so that an identical pair
+/// has 1 - r = 0 exactly.
 struct PointLayer {
   double u, v, g, s;
 };
@@ -140,7 +143,7 @@ inline double point_layer(const FcParams& p, double logq_prev, PointLayer* out) 
   if (p.act == Act::kErf) {
     const double q2 = 2.0 * p.b * p.b * std::exp(logq_prev);
     out->g = std::sqrt(q2 / (1.0 + q2));
-    out->s = logv == ninf ? 0.0 : std::exp(0.5 * logv);
+    out->s = p.a * p.a * (2.0 * kInvPi) * std::asin(out->g * out->g) + p.c * p.c;
   }
   return mix_point(log_a, log_b2, out);
 }
@@ -190,15 +193,30 @@ NTKX_HD Dual dual(const ActConst& k, const PairState& st, double gi, double si, 
     o.opr = 1.0 + o.r;
     o.d = 4.0 * (sin_t + pt * c) * (kInvPi / 3.0);
   } else {
-    // Erf: E[phi phi] = a^2 (2/pi) asin(g g' cos t) + c^2,
-    // E[phi' phi'] sqrt(Q Q') = a^2 (2/pi) g g' / sqrt(1 - (g g' cos t)^2).
-    const double den = si * sj;
-    const double s = gi * gj * st.rho;
-    const double t = k.a2 * (2.0 * kInvPi) * std::asin(s) + k.c2;
-    o.r = den > 0.0 ? t / den : 0.0;
-    o.omr = 1.0 - o.r;
-    o.opr = 1.0 + o.r;
-    o.d = den > 0.0 ? k.a2 * (2.0 * kInvPi) * gi * gj / (std::sqrt((1.0 - s) * (1.0 + s)) * den) : 0.0;
+    // Erf, with g = gamma, s = V per point (see PointLayer):
+    //   E[phi phi] = T(t) = a^2 (2/pi) asin(g g' cos t) + c^2,   r = T / sqrt(V V'),
+    //   E[phi' phi'] sqrt(Q Q') = a^2 (2/pi) g g' / sqrt(1 - (g g' cos t)^2).
+    // 1 - r = [(V V' - T(0)^2) / (sqrt(V V') + T(0)) + T(0) - T(t)] / sqrt(V V'), both
+    // terms >= 0 (Cauchy-Schwarz; asin increasing), and
+    //   asin(p) - asin(q) = asin((p - q)(p + q) / (p sqrt(1 - q^2) + q sqrt(1 - p^2)))
+    // with p - q = g g' (1 - cos t) = g g' delta: no cancellation near t = 0, so the
+    // chaotic phase (where 1e-16 grows like chi^L) keeps identical pairs exact.
+    const double vv = si * sj;
+    const double den = std::sqrt(vv);
+    const double gg = gi * gj;
+    const double pp = gg, qq = gg * st.rho;
+    const double amp = k.a2 * (2.0 * kInvPi);
+    const double t0 = amp * std::asin(pp) + k.c2;
+    const double t = amp * std::asin(qq) + k.c2;
+    const double sp = std::sqrt((1.0 - pp) * (1.0 + pp)), sq = std::sqrt((1.0 - qq) * (1.0 + qq));
+    const double dsum = pp * sq + qq * sp;
+    const double dasin = dsum > 0.0 ? std::asin(gg * st.delta * (pp + qq) / dsum) : std::asin(pp) - std::asin(qq);
+    const double gap = (vv - t0 * t0) / (den + t0);
+    const bool ok = den > 0.0;
+    o.r = ok ? t / den : 0.0;
+    o.omr = ok ? (gap + amp * dasin) / den : 1.0;
+    o.opr = ok ? 1.0 + o.r : 1.0;
+    o.d = ok ? amp * gg / (sq * den) : 0.0;
   }
   return o;
 }
@@ -250,19 +268,33 @@ NTKX_HD void input_cosine_gram(double dot, double ri, double rj, double* c, doub
 /// Whether a Gram-derived cosine is too close to +-1 to trust (see kColinear).
 NTKX_HD bool input_cosine_colinear(double omc, double opc) { return (omc < opc ? omc : opc) < kColinear; }
 
-/// Recomputes a near-(anti)colinear pair's 1 -+ cos as |x/|x| -+ x'/|x'||^2 / 2
-/// from the rows (length d), so identical points give exactly cos = 1.
+/// x*y - z*w to nearly full relative accuracy (Kahan's difference of products).
+NTKX_HD double diff_of_products(double x, double y, double z, double w) {
+  const double zw = z * w;
+  const double err = std::fma(-z, w, zw);  // zw - z*w exactly
+  return std::fma(x, y, -zw) + err;
+}
+
+/// Recomputes a near-(anti)colinear pair's 1 -+ cos from the rows (length d) as
+/// |x |x'| -+ x' |x||^2 / (2 |x|^2 |x'|^2). Each component is a difference of
+/// products taken exactly, and the norms' rounding moves the vector along x, i.e.
+/// orthogonally to the (small) difference, so it enters only in quadrature:
+/// angles down to ~1e-16 keep full relative accuracy, and identical or
+/// power-of-two-scaled points give exactly cos = 1.
 template <typename T>
-NTKX_HD void input_cosine_exact(const T* xi, const T* xj, int64_t d, double ri, double rj, double* c,
+NTKX_HD void input_cosine_exact(const T* xi, const T* xj, int64_t d, double sqi, double sqj, double* c,
                                 double* omc, double* opc) {
   const bool anti = *c < 0.0;
-  const double nj = anti ? -rj : rj;
+  const double ni = std::sqrt(sqi), nj = std::sqrt(sqj);
+  const double njs = anti ? -nj : nj;
   double e = 0.0;
   for (int64_t t = 0; t < d; ++t) {
-    const double diff = double(xi[t]) * ri - double(xj[t]) * nj;
+    const double diff = diff_of_products(double(xi[t]), njs, double(xj[t]), ni);
     e += diff * diff;
   }
-  const double small = 0.5 * e > 1.0 ? 1.0 : 0.5 * e;  // 1 - |cos|
+  const double nn = ni * nj;
+  double small = 0.5 * (e / nn) / nn;  // 1 - |cos|
+  small = small > 1.0 ? 1.0 : small;
   *omc = anti ? 2.0 - small : small;
   *opc = anti ? small : 2.0 - small;
   *c = anti ? small - 1.0 : 1.0 - small;
@@ -270,10 +302,10 @@ NTKX_HD void input_cosine_exact(const T* xi, const T* xj, int64_t d, double ri, 
 
 /// Both steps for one pair (the CUDA kernel's path).
 template <typename T>
-NTKX_HD void input_cosine(double dot, double ri, double rj, const T* xi, const T* xj, int64_t d, double* c,
+NTKX_HD void input_cosine(double dot, double sqi, double sqj, const T* xi, const T* xj, int64_t d, double* c,
                           double* omc, double* opc) {
-  input_cosine_gram(dot, ri, rj, c, omc, opc);
-  if (input_cosine_colinear(*omc, *opc)) input_cosine_exact(xi, xj, d, ri, rj, c, omc, opc);
+  input_cosine_gram(dot, inv_norm(sqi), inv_norm(sqj), c, omc, opc);
+  if (input_cosine_colinear(*omc, *opc)) input_cosine_exact(xi, xj, d, sqi, sqj, c, omc, opc);
 }
 
 /// sqrt(Q_L Q_L') from the two log-variances, without overflow in between.

@@ -150,8 +150,10 @@ def fc_kernels(
       spec: the architecture.
       get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
       device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``.
-      dtype: ``float64`` (default) or ``float32``. float32 runs the Gram product
-        and stores the outputs in float32; the layer recursion is always float64.
+      dtype: ``float64`` (default) or ``float32``. float32 halves the outputs'
+        memory; on the CPU the Gram and the recursion stay float64 (only the
+        outputs are rounded), on CUDA the inputs are float32 and the Gram is
+        accumulated in float64.
       out: preallocated outputs (`(N1, N2)`, rows contiguous), e.g. numpy memmaps,
         as an array when `get` is one name or a dict ``{'nngp': .., 'ntk': ..}``.
         Lets a 50,000 x 50,000 Gram be written without a second copy.
@@ -167,15 +169,18 @@ def fc_kernels(
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     params = spec.to_core()
-    a1 = validate.as_points(x1, "x1", dtype)
+    dev = _device(device)
+    # The CPU backend always reads float64 (float32 mode rounds only the outputs);
+    # the CUDA kernel takes float32 inputs and accumulates the Gram in float64.
+    in_dtype = dtype if dev in ("cuda", "emulate") else np.dtype(np.float64)
+    a1 = validate.as_points(x1, "x1", in_dtype)
     symmetric = x2 is None
-    a2 = a1 if symmetric else validate.as_points(x2, "x2", dtype)
+    a2 = a1 if symmetric else validate.as_points(x2, "x2", in_dtype)
     if a2.shape[1] != a1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same feature size, got {a1.shape[1]} and {a2.shape[1]}")
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     n1, n2 = a1.shape[0], a2.shape[0]
-    dev = _device(device)
     outs = _outputs(out, names, single, n1, n2, dtype)
 
     if dev in ("cuda", "emulate"):
@@ -204,7 +209,7 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     deep = pts1 is None and layers > (1 << 22) // (n1 + n2 + 1)
     # A panel holds its Gram block (reused between panels); very deep nets also keep
     # 4 float64 of recursion state per pair.
-    per_row = n2 * (a1.itemsize + (32 if deep else 0))
+    per_row = n2 * (8 + (32 if deep else 0))
     rows = int(max(1, min(n1, budget // max(per_row, 1))))
     buf = np.empty(rows * n2, dtype=a1.dtype)
     nngp, ntk = outs.get("nngp"), outs.get("ntk")

@@ -1,0 +1,1 @@
+"""ntkx benchmarks (a package so its conftest does not shadow tests/conftest.py)."""
