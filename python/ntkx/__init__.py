@@ -1,8 +1,15 @@
 """ntkx: exact infinite-width neural network kernels, fast, on OpenMP and CUDA."""
+from importlib.metadata import PackageNotFoundError, version
+
 from ntkx import _core
 from ntkx._src.fc import Activation, FcSpec, Kernels, fc_kernels
 
-__all__ = ["Activation", "FcSpec", "Kernels", "fc_kernels", "build_info"]
+try:
+    __version__ = version("ntkx")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = ["Activation", "FcSpec", "Kernels", "fc_kernels", "build_info", "__version__"]
 
 
 def build_info() -> dict:
