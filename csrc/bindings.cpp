@@ -52,13 +52,22 @@ void points_arg(py::object pts, py::object logq, int64_t layers, int64_t n, cons
 template <typename T>
 void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
                 py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
-                py::object logq1, py::object pts2, py::object logq2) {
+                py::object logq1, py::object pts2, py::object logq2, py::object dgemm) {
   ntkx::FcPanelArgs<T> a;
   a.params = p;
   a.rows = rows;
   a.cols = x2.shape(0);
   a.d = x1.shape(1);
-  need(x1.shape(0) >= rows && x2.shape(1) == a.d && gram.shape(0) >= rows && gram.shape(1) == a.cols,
+  if (!dgemm.is_none()) {
+    // A PyCapsule holding a Fortran dgemm (scipy.linalg.cython_blas.__pyx_capi__['dgemm']).
+    PyObject* cap = dgemm.ptr();
+    need(PyCapsule_CheckExact(cap), "fc_panel: dgemm must be a PyCapsule");
+    a.dgemm = reinterpret_cast<ntkx::Dgemm>(PyCapsule_GetPointer(cap, PyCapsule_GetName(cap)));
+    need(a.dgemm != nullptr, "fc_panel: empty dgemm capsule");
+    need(!pts1.is_none(), "fc_panel: the fused dgemm path needs point arrays");
+  }
+  need(x1.shape(0) >= rows && x2.shape(1) == a.d &&
+           (a.dgemm != nullptr || (gram.shape(0) >= rows && gram.shape(1) == a.cols)),
        "fc_panel: inconsistent shapes");
   need(sq1.ndim() == 1 && sq2.ndim() == 1 && sq1.shape(0) >= rows && sq2.shape(0) == a.cols &&
            py::dtype::of<double>().is(sq1.dtype()) && py::dtype::of<double>().is(sq2.dtype()) &&
@@ -70,7 +79,7 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
   a.x1 = static_cast<const double*>(x1.data()), a.ld1 = lead(x1, "x1");
   a.x2 = static_cast<const double*>(x2.data()), a.ld2 = lead(x2, "x2");
   a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
-  a.gram = static_cast<const double*>(gram.data()), a.ldg = lead(gram, "gram");
+  a.gram = static_cast<const double*>(gram.data()), a.ldg = a.dgemm ? 0 : lead(gram, "gram");
   int64_t ldo = -1;
   for (py::object* o : {&nngp, &ntk}) {
     if (o->is_none()) continue;
@@ -160,20 +169,20 @@ PYBIND11_MODULE(_core, m) {
       "fc_panel",
       [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
          py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
-         py::object logq1, py::object pts2, py::object logq2) {
+         py::object logq1, py::object pts2, py::object logq2, py::object dgemm) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "fc_panel: no output requested");
         if (is_f32(first.cast<py::array>()))
           fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                            logq2);
+                            logq2, dgemm);
         else
           fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                             logq2);
+                             logq2, dgemm);
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
       py::arg("pts1") = py::none(), py::arg("logq1") = py::none(), py::arg("pts2") = py::none(),
-      py::arg("logq2") = py::none(),
+      py::arg("logq2") = py::none(), py::arg("dgemm") = py::none(),
       "Fill one row panel of an FC kernel from its Gram products (OpenMP; GIL released; Ctrl-C aware).");
 
   m.def(

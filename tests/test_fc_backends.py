@@ -128,3 +128,29 @@ def test_cuda_equals_openmp(rng):  # pragma: no cover - needs a GPU
         gpu = ntkx.fc_kernels(x, None, spec, device="cuda")
         cpu = ntkx.fc_kernels(x, None, spec, device="cpu")
         assert rel_err(gpu.ntk, cpu.ntk) <= 1e-12, name
+
+
+def test_ctrl_c_interrupts_a_long_computation(rng):
+    """SIGINT during the compiled loop raises KeyboardInterrupt promptly (polled every 50 ms)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    x = rng.standard_normal((3000, 8))
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ntkx.fc_kernels(x, None, ntkx.FcSpec(20000), get="ntk")  # ~minutes uninterrupted
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_progress_callback_reaches_total(rng):
+    seen = []
+    x = rng.standard_normal((2100, 3))
+    ntkx.fc_kernels(x, None, ntkx.FcSpec(1), get="ntk", progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1][0] == seen[-1][1] == 2100 * 2101 // 2

@@ -23,6 +23,10 @@ struct Interrupted : std::exception {
   const char* what() const noexcept override { return "ntkx: computation interrupted"; }
 };
 
+/// Fortran BLAS dgemm (LP64), e.g. scipy.linalg.cython_blas's, called single-threaded.
+using Dgemm = void (*)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*,
+                       int*);
+
 /// One row panel of an FC kernel matrix, given its Gram products (float64).
 /// T is the output type (float or double); inputs, Gram and recursion are float64,
 /// so float32 mode costs no accuracy beyond the final rounding.
@@ -58,6 +62,10 @@ struct FcPanelArgs {
   bool symmetric = false;
   /// OpenMP threads (<= 0: the OpenMP default).
   int threads = 0;
+  /// When set, `gram` is ignored: each thread computes its Gram tiles with this
+  /// BLAS dgemm (which must then run single-threaded) right before using them.
+  /// Needs the per-point arrays (pts1, pts2).
+  Dgemm dgemm = nullptr;
 };
 
 /// CPU (OpenMP) backend: fills the panel's outputs. Throws Interrupted.

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #ifdef _OPENMP
@@ -20,6 +21,8 @@ namespace ntkx {
 namespace {
 
 constexpr int64_t kChunk = 256;
+/// Rows per fused Gram tile (kRowBlock x kChunk doubles = 64 KB per thread).
+constexpr int64_t kRowBlock = 128;
 /// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
 constexpr int64_t kPointBudget = int64_t(1) << 24;
@@ -70,7 +73,7 @@ void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
   }
 }
 
-template <typename T, Act K>
+template <typename T, Act K, bool kNoBias>
 void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   const FcParams& p = a.params;
   const math::ActConst k = math::act_const(p);
@@ -80,6 +83,8 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   const bool given = a.pts1 != nullptr && a.pts2 != nullptr;
   const int64_t block = given ? L + 1 : std::max<int64_t>(1, kPointBudget / (4 * (a.rows + a.cols) + 1));
   const bool multi = L + 1 > block;
+  if (a.dgemm != nullptr && (multi || a.d > (int64_t(1) << 30) || a.ld1 > (int64_t(1) << 30)))
+    throw std::invalid_argument("ntkx: the fused BLAS path needs all layers' point arrays and 32-bit sizes");
   // Recursion state of every pair survives between layer blocks only for very deep nets.
   std::vector<double> saved(multi ? 4 * a.rows * a.cols : 0);
   PointArrays pr(given ? 0 : a.rows), pc(given ? 0 : a.cols);
@@ -105,17 +110,12 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       point_scales(s2.logq, a.cols, sc2.data());
     }
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (items * (L + 1) > 4096)
-    for (int64_t item = 0; item < items; ++item) {
-      poll.check();
-      if (poll.stop()) continue;
-      const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
-      const int64_t w = std::min(kChunk, a.cols - j0);
-      if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
+    // One row i against columns [j0, j0 + w), its Gram products at grow[0..w).
+    auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow) {
       alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
       int64_t t0 = 0;
       if (l0 == 0) {
-        const double* __restrict g = a.gram + i * a.ldg + j0;
+        const double* __restrict g = grow;
         const double* __restrict r2 = inv2.data() + j0;
         const double ri = inv1[i];
 #pragma omp simd
@@ -151,7 +151,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 #pragma omp simd
         for (int64_t jj = 0; jj < w; ++jj) {
           math::PairState st{rho[jj], del[jj], eps[jj], tau[jj]};
-          math::layer_step<K>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
+          math::layer_step<K, kNoBias>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
           rho[jj] = st.rho, del[jj] = st.delta, eps[jj] = st.eps, tau[jj] = st.tau;
         }
       }
@@ -159,7 +159,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
         double* sv = saved.data() + 4 * (i * a.cols + j0);
         for (int64_t jj = 0; jj < w; ++jj)
           sv[4 * jj] = rho[jj], sv[4 * jj + 1] = del[jj], sv[4 * jj + 2] = eps[jj], sv[4 * jj + 3] = tau[jj];
-        continue;
+        return;
       }
       // Output: sqrt(Q_L Q_L') * (rho, tau); products of per-point scales when safe.
       const double si = sc1[i];
@@ -179,6 +179,45 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
         for (int64_t jj = jstart; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
       if (a.ntk)
         for (int64_t jj = jstart; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
+    };
+
+    if (a.dgemm == nullptr) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (items * (L + 1) > 4096)
+      for (int64_t item = 0; item < items; ++item) {
+        poll.check();
+        if (poll.stop()) continue;
+        const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
+        const int64_t w = std::min(kChunk, a.cols - j0);
+        if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
+        row_chunk(i, j0, w, a.gram + i * a.ldg + j0);
+      }
+    } else {
+      // Fused: each work item is a kRowBlock x kChunk tile whose Gram products a
+      // single-threaded BLAS dgemm writes into a thread-local buffer that the
+      // recursion then reads from L2. No N x N Gram exists; BLAS threads do not
+      // spin against ours (the caller limits BLAS to one thread).
+      const int64_t nrb = (a.rows + kRowBlock - 1) / kRowBlock;
+      const int64_t tiles = nrb * nchunk;
+#pragma omp parallel num_threads(threads) if (tiles * (L + 1) > 64)
+      {
+        std::vector<double> buf(kRowBlock * kChunk);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < tiles; ++item) {
+          poll.check();
+          if (poll.stop()) continue;
+          const int64_t i0 = (item / nchunk) * kRowBlock, j0 = (item % nchunk) * kChunk;
+          const int64_t h = std::min(kRowBlock, a.rows - i0), w = std::min(kChunk, a.cols - j0);
+          if (a.symmetric && j0 + w <= i0) continue;
+          // Column-major: G^T (w x h) = X2b (d x w)^T X1b (d x h), i.e. row-major G (h x w).
+          char tr = 'T', nt = 'N';
+          int m = int(w), n = int(h), kk = int(a.d), lda = int(a.ld2), ldb = int(a.ld1), ldc = int(kChunk);
+          double one = 1.0, zero = 0.0;
+          a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
+                  const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+          for (int64_t r = 0; r < h; ++r)
+            if (!(a.symmetric && j0 + w <= i0 + r)) row_chunk(i0 + r, j0, w, buf.data() + r * kChunk);
+        }
+      }
     }
     if (poll.stop()) throw Interrupted();
   }
@@ -188,17 +227,23 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   }
 }
 
+template <typename T, bool kNoBias>
+void dispatch(const FcPanelArgs<T>& a, Interrupt* interrupt) {
+  switch (a.params.act) {
+    case Act::kABRelu: return panel<T, Act::kABRelu, kNoBias>(a, interrupt);
+    case Act::kArcCos0: return panel<T, Act::kArcCos0, kNoBias>(a, interrupt);
+    case Act::kArcCos2: return panel<T, Act::kArcCos2, kNoBias>(a, interrupt);
+    case Act::kErf: return panel<T, Act::kErf, kNoBias>(a, interrupt);
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   if (a.rows == 0 || a.cols == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return panel<T, Act::kABRelu>(a, interrupt);
-    case Act::kArcCos0: return panel<T, Act::kArcCos0>(a, interrupt);
-    case Act::kArcCos2: return panel<T, Act::kArcCos2>(a, interrupt);
-    case Act::kErf: return panel<T, Act::kErf>(a, interrupt);
-  }
+  if (a.params.b_std == 0.0) return dispatch<T, true>(a, interrupt);
+  return dispatch<T, false>(a, interrupt);
 }
 
 template void fc_panel_cpu<float>(const FcPanelArgs<float>&, Interrupt*);

@@ -234,11 +234,18 @@ NTKX_HD void mix_pair(PairState& st, const Dual& du, double ui, double vi, doubl
 
 /// One layer l >= 1 of the pair recursion; (u, v, g, s) are the two points'
 /// PointLayer fields at layer l, passed as scalars so loops over j vectorize.
-template <Act K>
+/// kNoBias (b_std = 0) uses u = 1, v = 0 without reading them: exact for every
+/// nonzero point, and a zero point's outputs are 0 whatever its finite state.
+template <Act K, bool kNoBias = false>
 NTKX_HD void layer_step(const ActConst& k, PairState& st, double ui, double vi, double gi, double si,
                         double uj, double vj, double gj, double sj) {
   const Dual du = dual<K>(k, st, gi, si, gj, sj);
-  mix_pair(st, du, ui, vi, uj, vj, false);
+  if (kNoBias) {
+    st.rho = du.r, st.delta = du.omr, st.eps = du.opr;
+    st.tau = du.d * st.tau + st.rho;
+  } else {
+    mix_pair(st, du, ui, vi, uj, vj, false);
+  }
 }
 
 /// Layer 0 from the input cosine: omc = 1 - cos, opc = 1 + cos, each accurate.

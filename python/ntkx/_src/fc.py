@@ -14,6 +14,18 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ntkx import _core
+
+_FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
+
+
+def _dgemm_capsule():
+    """scipy's Fortran dgemm (a PyCapsule) for the fused path, or None."""
+    try:
+        from scipy.linalg import cython_blas
+
+        return cython_blas.__pyx_capi__["dgemm"]
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover - scipy always has it
+        return None
 from ntkx._src import validate
 from ntkx._src.progress import Progress, ProgressArg
 
@@ -22,6 +34,10 @@ _KINDS = ("nngp", "ntk")
 
 #: Default bound on the working memory of one call besides inputs and outputs.
 DEFAULT_MEMORY_BUDGET = 128 * 2**20
+#: Gram panels are sized to stay in the last-level cache between the BLAS product
+#: and the recursion that consumes them (and to avoid page-faulting a large
+#: buffer per call); the memory budget only lowers this.
+PANEL_BYTES = 8 * 2**20
 
 
 class Kernels(NamedTuple):
@@ -206,15 +222,35 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     if 4 * 8 * layers * (n1 + (0 if symmetric else n2)) <= budget // 2:
         pts1, lq1 = _core.fc_points(params, sq1, a1.shape[1])
         pts2, lq2 = (pts1, lq1) if symmetric else _core.fc_points(params, sq2, a1.shape[1])
+    nngp, ntk = outs.get("nngp"), outs.get("ntk")
+    total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+    bar = Progress("ntkx FC kernel", total, progress)
+    dgemm = _dgemm_capsule() if pts1 is not None else None
+    if dgemm is not None:
+        # Fused path: each OpenMP thread computes its Gram tiles with single-threaded
+        # BLAS and consumes them from cache; no Gram matrix is ever stored.
+        from threadpoolctl import threadpool_limits
+
+        empty = np.empty((0, 0))
+        with threadpool_limits(limits=1, user_api="blas"):
+            for p0 in range(0, n1, _FUSED_ROWS):
+                p1 = min(n1, p0 + _FUSED_ROWS)
+                c0 = p0 if symmetric else 0
+                rsl = (slice(p0, None), slice(p0, None)) if symmetric else (slice(p0, p1), slice(None))
+                _core.fc_panel(
+                    params, a1[p0:p1], a2[c0:], sq1[p0:p1], sq2[c0:], empty,
+                    None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
+                    p1 - p0, symmetric, threads,
+                    pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:], dgemm=dgemm,
+                )
+                bar.advance(_panel_pairs(p0, p1, n1, n2, symmetric))
+        return
     deep = pts1 is None and layers > (1 << 22) // (n1 + n2 + 1)
     # A panel holds its Gram block (reused between panels); very deep nets also keep
     # 4 float64 of recursion state per pair.
     per_row = n2 * (8 + (32 if deep else 0))
-    rows = int(max(1, min(n1, budget // max(per_row, 1))))
+    rows = int(max(1, min(n1, min(budget, PANEL_BYTES) // max(per_row, 1))))
     buf = np.empty(rows * n2, dtype=a1.dtype)
-    nngp, ntk = outs.get("nngp"), outs.get("ntk")
-    total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
-    bar = Progress("ntkx FC kernel", total, progress)
     for p0 in range(0, n1, rows):
         p1 = min(n1, p0 + rows)
         c0 = p0 if symmetric else 0
@@ -230,5 +266,9 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
             None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
             p1 - p0, symmetric, threads, **extra,
         )
-        done = (p1 - p0) * (n1 - p0) - (p1 - p0) * (p1 - p0 - 1) // 2 if symmetric else (p1 - p0) * n2
-        bar.advance(done)
+        bar.advance(_panel_pairs(p0, p1, n1, n2, symmetric))
+
+
+def _panel_pairs(p0: int, p1: int, n1: int, n2: int, symmetric: bool) -> int:
+    r = p1 - p0
+    return r * (n1 - p0) - r * (r - 1) // 2 if symmetric else r * n2
