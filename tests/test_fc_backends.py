@@ -154,3 +154,19 @@ def test_progress_callback_reaches_total(rng):
     x = rng.standard_normal((2100, 3))
     ntkx.fc_kernels(x, None, ntkx.FcSpec(1), get="ntk", progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[-1][0] == seen[-1][1] == 2100 * 2101 // 2
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky", "abs", "abrelu", "requ"])
+def test_angle_table_equals_exact_recursion(rng, name):
+    """Calls with many bias-free pairs use the tabulated depth-L response of the input
+    angle (cpu/angle_table.h); the CUDA kernel (emulated here) always runs the exact
+    recursion. They must agree, colinear, identical and zero rows included."""
+    x = _points(rng, 400, 6)
+    y = rng.standard_normal((150, 6))
+    y[:4] = x[2:6]
+    for depth in (3, 10, 30, 60) if name != "requ" else (3, 4):
+        spec = ntkx.FcSpec(depth, 1.0 if name == "requ" else 1.3, 0.0, ACTS[name])
+        table = ntkx.fc_kernels(x, y, spec, device="cpu")  # 60,000 pairs in one call
+        exact = ntkx.fc_kernels(x, y, spec, device="emulate")
+        assert rel_err(table.nngp, exact.nngp) <= 1e-13, depth
+        assert rel_err(table.ntk, exact.ntk) <= 1e-13, depth

@@ -15,6 +15,7 @@
 #endif
 
 #include "ntkx/api.h"
+#include "ntkx/cpu/angle_table.h"
 #include "ntkx/cpu/points.h"
 
 namespace ntkx {
@@ -93,6 +94,11 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   for (int64_t j = 0; j < a.cols; ++j) inv2[j] = math::inv_norm(a.sq2[j]);
   Poll poll(interrupt);
   const int threads = a.threads > 0 ? a.threads : openmp_threads();
+  // Bias-free ReLU-family / ReQU nets with many pairs: tabulate the depth-L response
+  // of the input angle once (checked against the exact recursion; see angle_table.h).
+  AngleTable table;
+  const bool use_table = kNoBias && (K == Act::kABRelu || K == Act::kArcCos2) && !multi &&
+                         AngleTable::pays(a.rows * a.cols, L) && table.build<K>(k, L);
   (void)threads;
 
   for (int64_t l0 = 0; l0 <= L; l0 += block) {
@@ -135,6 +141,12 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           rho[jj] = st.rho, del[jj] = st.delta, eps[jj] = st.eps, tau[jj] = st.tau;
         }
         t0 = 1;
+        if (use_table) {
+#pragma omp simd
+          for (int64_t jj = 0; jj < w; ++jj) tau[jj] = math::angle(rho[jj], del[jj], eps[jj]);
+          table.eval_row(tau, w, rho, tau);  // in place: eval reads theta[j] before writing t[j]
+          t0 = nl;  // every layer is in the table
+        }
       } else {
         const double* sv = saved.data() + 4 * (i * a.cols + j0);
         for (int64_t jj = 0; jj < w; ++jj)
