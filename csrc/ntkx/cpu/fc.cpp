@@ -22,7 +22,7 @@ namespace ntkx {
 namespace {
 
 constexpr int64_t kChunk = 256;
-/// Rows per fused Gram tile (kRowBlock x kChunk doubles = 64 KB per thread).
+/// Rows per fused Gram tile (kRowBlock x kChunk doubles = 256 KB per thread, in L2).
 constexpr int64_t kRowBlock = 128;
 /// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
