@@ -99,7 +99,6 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   AngleTable table;
   const bool use_table = kNoBias && (K == Act::kABRelu || K == Act::kArcCos2) && !multi &&
                          AngleTable::pays(a.rows * a.cols, L) && table.build<K>(k, L);
-  (void)threads;
 
   for (int64_t l0 = 0; l0 <= L; l0 += block) {
     const int64_t nl = std::min(block, L + 1 - l0);

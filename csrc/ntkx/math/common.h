@@ -27,23 +27,24 @@ constexpr double kInvPi = 0.31830988618379067154;
 NTKX_HD double sel(bool c, double a, double b) { return c ? a : b; }
 NTKX_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
 
+/// c0 + z (c1 + z (c2 + ...)) by Horner with explicit FMAs, coefficients from the
+/// constant term up (a variadic template rather than an array, so it needs no
+/// constant memory on the device).
+NTKX_HD double horner(double, double c) { return c; }
+template <typename... Rest>
+NTKX_HD double horner(double z, double c, Rest... rest) {
+  return std::fma(horner(z, rest...), z, c);
+}
+
 /// asin(x) for |x| <= 1/2: x + x^3 P(x^2), P a degree-11 Chebyshev fit of
 /// (asin(sqrt z) - sqrt z) / z^{3/2} on z in [0, 1/4] (fit error 2.3e-16 relative,
 /// 1 ulp in float64 after rounding; fitted with mpmath.chebyfit at 50 digits).
 NTKX_HD double asin_small(double x) {
   const double z = x * x;
-  double p = 0.028169218060881414;
-  p = std::fma(p, z, -0.010749050339697808);
-  p = std::fma(p, z, 0.01603551434914882);
-  p = std::fma(p, z, 0.0078029494773533175);
-  p = std::fma(p, z, 0.011875494382636922);
-  p = std::fma(p, z, 0.013929652902326633);
-  p = std::fma(p, z, 0.017355259955786323);
-  p = std::fma(p, z, 0.02237204763174451);
-  p = std::fma(p, z, 0.03038194736709848);
-  p = std::fma(p, z, 0.044642857103423646);
-  p = std::fma(p, z, 0.07500000000020764);
-  p = std::fma(p, z, 0.1666666666666665);
+  const double p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646,
+                          0.03038194736709848, 0.02237204763174451, 0.017355259955786323,
+                          0.013929652902326633, 0.011875494382636922, 0.0078029494773533175,
+                          0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
   return std::fma(x * z, p, x);
 }
 
@@ -72,30 +73,19 @@ NTKX_HD double angle(double rho, double delta, double eps) {
 /// < 1.5e-15 of g, which enters 1 - r as < 2e-17 absolute.
 NTKX_HD double sin_minus_tcos(double t, double s, double c) {
   const double z = t * t;
-  double p = 1.0706029224547743e-11;
-  p = std::fma(p, z, -1.9270852604185937e-09);
-  p = std::fma(p, z, 2.505210838544172e-07);
-  p = std::fma(p, z, -2.2045855379188714e-05);
-  p = std::fma(p, z, 0.0011904761904761906);
-  p = std::fma(p, z, -0.03333333333333333);
-  p = std::fma(p, z, 0.3333333333333333);
+  const double p = horner(z, 0.3333333333333333, -0.03333333333333333, 0.0011904761904761906,
+                          -2.2045855379188714e-05, 2.505210838544172e-07, -1.9270852604185937e-09,
+                          1.0706029224547743e-11);
   return sel(t < 0.5, z * t * p, s - t * c);
 }
 
 /// h(x) = x - sin(x) >= 0 given sin(x); Taylor series below 1 (same reason as above).
 NTKX_HD double x_minus_sin(double x, double sin_x) {
   const double z = x * x;
-  double p = 3.868170170630684e-23;
-  p = std::fma(p, z, -1.9572941063391263e-20);
-  p = std::fma(p, z, 8.22063524662433e-18);
-  p = std::fma(p, z, -2.8114572543455206e-15);
-  p = std::fma(p, z, 7.647163731819816e-13);
-  p = std::fma(p, z, -1.6059043836821613e-10);
-  p = std::fma(p, z, 2.505210838544172e-08);
-  p = std::fma(p, z, -2.7557319223985893e-06);
-  p = std::fma(p, z, 0.0001984126984126984);
-  p = std::fma(p, z, -0.008333333333333333);
-  p = std::fma(p, z, 0.16666666666666666);
+  const double p = horner(z, 0.16666666666666666, -0.008333333333333333, 0.0001984126984126984,
+                          -2.7557319223985893e-06, 2.505210838544172e-08, -1.6059043836821613e-10,
+                          7.647163731819816e-13, -2.8114572543455206e-15, 8.22063524662433e-18,
+                          -1.9572941063391263e-20, 3.868170170630684e-23);
   return sel(x < 1.0, z * x * p, x - sin_x);
 }
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from scipy import special
 
+from ntkx._src import validate
 from ntkx._src.fc import Activation, FcSpec, Get, Kernels, fc_kernels
 
 Shape = Tuple[int, ...]
@@ -89,10 +90,9 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, param
         raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
     if not isinstance(out_dim, (int, np.integer)) or out_dim < 1:
         raise ValueError(f"out_dim must be a positive integer, got {out_dim!r}")
-    for name, v in (("W_std", W_std), ("b_std", b_std)):
-        if v is not None and (not np.isfinite(float(v)) or float(v) < 0):
-            raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
-    return Layer([DenseOp(int(out_dim), float(W_std), None if b_std is None else float(b_std))])
+    w = validate.check_std(W_std, "W_std")
+    b = None if b_std is None else validate.check_std(b_std, "b_std")
+    return Layer([DenseOp(int(out_dim), w, b)])
 
 
 def ABRelu(a: float, b: float) -> Layer:
