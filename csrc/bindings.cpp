@@ -3,9 +3,11 @@
 // C++ API against a wrong internal call.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ntkx/api.h"
 
@@ -144,6 +146,81 @@ py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_n
 
 bool is_f32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
 
+using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+/// CntkParams from per-conv-layer lists (checked by ntkx::check_cntk_params).
+ntkx::CntkParams make_cntk_params(int P, int Q, int C, const std::vector<double>& w_std,
+                                  const std::vector<double>& b_std, const std::vector<int>& filt, bool final_act,
+                                  Act act, double a, double b, double c, ntkx::Readout readout, double out_w_std,
+                                  double out_b_std, bool train_first, bool train_last) {
+  ntkx::CntkParams p;
+  need(w_std.size() == b_std.size() && w_std.size() == filt.size(),
+       "CntkParams: w_std, b_std and filt need one entry per conv layer");
+  need(!w_std.empty() && w_std.size() <= size_t(ntkx::kMaxConv),
+       "CntkParams: 1 to " + std::to_string(ntkx::kMaxConv) + " conv layers");
+  p.P = P, p.Q = Q, p.C = C;
+  p.n_conv = int(w_std.size());
+  for (size_t l = 0; l < w_std.size(); ++l) {
+    p.w2[l] = w_std[l] * w_std[l], p.b2[l] = b_std[l] * b_std[l], p.filt[l] = filt[l];
+  }
+  p.final_act = final_act, p.act = act, p.a = a, p.b = b, p.c = c, p.readout = readout;
+  p.out_w2 = out_w_std * out_w_std, p.out_b2 = out_b_std * out_b_std;
+  p.train_first = train_first, p.train_last = train_last;
+  ntkx::check_cntk_params(p);
+  return p;
+}
+
+/// One CNTK matrix: nngp/ntk outputs (or None) of shape [rows, >= n2], written in place.
+template <typename T>
+void cntk_t(const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py::object ntk, bool symmetric,
+            int threads, const std::string& backend, int device, bool reverse) {
+  const int64_t img = int64_t(p.P) * p.Q * p.C;
+  need(x2.ndim() == 4 && x2.shape(1) == p.P && x2.shape(2) == p.Q && x2.shape(3) == p.C,
+       "cntk: x2 must be [n, P, Q, C]");
+  need(x1.ndim() == 4 && x1.size() == x1.shape(0) * img, "cntk: x1 must be [n, P, Q, C]");
+  ntkx::CntkArgs<T> a;
+  a.params = p;
+  a.n1 = x1.shape(0), a.n2 = x2.shape(0);
+  need(!symmetric || a.n1 <= a.n2, "cntk: symmetric rows must be a prefix of x2");
+  a.x1 = x1.data(), a.x2 = x2.data();
+  a.symmetric = symmetric, a.threads = threads;
+  int64_t ldo = -1;
+  for (py::object* o : {&nngp, &ntk}) {
+    if (o->is_none()) continue;
+    py::array out = o->cast<py::array>();
+    need(out.writeable(), "cntk: output is read-only");
+    need(py::dtype::of<T>().is(out.dtype()), "cntk: nngp and ntk outputs need the same dtype");
+    const int64_t ld = lead(out, "out");
+    need(ldo < 0 || ld == ldo, "cntk: nngp and ntk outputs need the same row stride");
+    ldo = ld;
+    need(out.shape(0) >= (symmetric ? a.n2 : a.n1) && out.shape(1) >= a.n2, "cntk: output too small");
+    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
+  }
+  need(ldo >= 0, "cntk: no output requested");
+  a.ldo = ldo;
+  PyInterrupt interrupt;
+  bool stopped = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      if (backend == "cpu")
+        ntkx::cntk_cpu<T>(a, &interrupt);
+      else if (backend == "emulate")
+        ntkx::cntk_emulate_cuda<T>(a, reverse);
+      else if (backend == "cuda")
+        ntkx::cntk_cuda<T>(a, device);
+      else
+        throw std::invalid_argument("cntk: backend must be 'cpu', 'emulate' or 'cuda'");
+    } catch (const ntkx::Interrupted&) {
+      stopped = true;
+    }
+  }
+  if (stopped) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw py::value_error("ntkx: interrupted");
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -213,6 +290,52 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("params"), py::arg("sq"), py::arg("d"),
       "Per-point layer arrays [depth + 1, 4, n] (u, v, erf gamma, erf sqrt V) and log Q_L [n].");
+
+  py::enum_<ntkx::Readout>(m, "Readout")
+      .value("Vanilla", ntkx::Readout::kVanilla)
+      .value("Gap", ntkx::Readout::kGap);
+
+  py::class_<ntkx::CntkParams>(m, "CntkParams", "A conv stack, readout and Dense (mirrors ntkx::CntkParams).")
+      .def(py::init(&make_cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
+           py::arg("b_std"), py::arg("filt"), py::arg("final_act"), py::arg("act"), py::arg("a"), py::arg("b"),
+           py::arg("c"), py::arg("readout"), py::arg("out_w_std"), py::arg("out_b_std"),
+           py::arg("train_first") = true, py::arg("train_last") = true)
+      .def_readonly("P", &ntkx::CntkParams::P)
+      .def_readonly("Q", &ntkx::CntkParams::Q)
+      .def_readonly("C", &ntkx::CntkParams::C)
+      .def_readonly("n_conv", &ntkx::CntkParams::n_conv)
+      .def_property_readonly("n_act", &ntkx::CntkParams::n_act)
+      .def_property_readonly("n_fields", &ntkx::CntkParams::n_fields);
+
+  m.def(
+      "cntk",
+      [](const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py::object ntk, bool symmetric,
+         int threads, const std::string& backend, int device, bool reverse) {
+        py::object first = nngp.is_none() ? ntk : nngp;
+        need(!first.is_none(), "cntk: no output requested");
+        if (is_f32(first.cast<py::array>()))
+          cntk_t<float>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse);
+        else
+          cntk_t<double>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse);
+      },
+      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("symmetric"),
+      py::arg("threads") = 0, py::arg("backend") = "cpu", py::arg("device") = 0, py::arg("reverse") = false,
+      "Fill CNTK outputs of NHWC float64 images x1 against x2 ('cpu' OpenMP, 'emulate' or 'cuda').");
+
+  m.def(
+      "cntk_maps",
+      [](const ntkx::CntkParams& p, DArray x) {
+        need(x.ndim() == 4 && x.shape(1) == p.P && x.shape(2) == p.Q && x.shape(3) == p.C,
+             "cntk_maps: x must be [n, P, Q, C]");
+        const int64_t n = x.shape(0);
+        py::array_t<double> out({n, int64_t(p.n_act()), int64_t(p.n_fields()), int64_t(p.P) * p.Q});
+        {
+          py::gil_scoped_release release;
+          ntkx::cntk_maps(p, x.data(), n, out.mutable_data(), 0);
+        }
+        return out;
+      },
+      py::arg("params"), py::arg("x"), "Diagonal maps [n, n_act, n_fields, P Q] (q, sqrt V, erf gamma, erf V).");
 
   m.def("has_cuda", &ntkx::built_with_cuda, "Whether this build contains the CUDA backend.");
   m.def("cuda_device_count", &ntkx::cuda_device_count, "Usable CUDA devices (0 without driver or GPU).");

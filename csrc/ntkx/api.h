@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <exception>
 
+#include "ntkx/math/cntk.h"
 #include "ntkx/math/fc.h"
 
 namespace ntkx {
@@ -99,6 +100,45 @@ void fc_emulate_cuda(const FcFullArgs<T>& args, bool reverse);
 /// when no device is usable).
 template <typename T>
 void fc_cuda(const FcFullArgs<T>& args, int device);
+
+/// A CNTK kernel matrix (math/cntk.h) of images x1 against images x2, both
+/// [n, P, Q, C] C-contiguous float64 (NHWC). T is the output type; everything
+/// before the final rounding is float64.
+template <typename T>
+struct CntkArgs {
+  CntkParams params;
+  int64_t n1 = 0, n2 = 0;
+  const double* x1 = nullptr;  ///< [n1, P, Q, C] (ignored when symmetric)
+  const double* x2 = nullptr;  ///< [n2, P, Q, C]
+  T* nngp = nullptr;           ///< [rows, ldo] output, or null
+  T* ntk = nullptr;            ///< [rows, ldo] output, or null
+  int64_t ldo = 0;
+  /// The rows are the first n1 images of x2: only j >= i is computed and (j, i) is
+  /// written from (i, j), so the outputs need n2 rows.
+  bool symmetric = false;
+  int threads = 0;  ///< OpenMP threads (<= 0: the OpenMP default)
+};
+
+/// Throws std::invalid_argument unless p describes a network the backends run.
+void check_cntk_params(const CntkParams& p);
+
+/// Diagonal maps of n images x [n, P, Q, C] for every activation stage:
+/// out [n, n_act, n_fields, P Q] (math/cntk.h MapField order).
+void cntk_maps(const CntkParams& p, const double* x, int64_t n, double* out, int threads);
+
+/// CPU (OpenMP) backend of the CNTK. Throws Interrupted.
+template <typename T>
+void cntk_cpu(const CntkArgs<T>& args, Interrupt* interrupt);
+
+/// The CNTK CUDA kernel's phase bodies run on the CPU with the kernel's geometry
+/// (DESIGN.md section 3); `reverse` runs threads in reverse order within phases.
+template <typename T>
+void cntk_emulate_cuda(const CntkArgs<T>& args, bool reverse);
+
+/// The real CUDA launch of the CNTK kernel (throws when not built with CUDA or
+/// no device is usable).
+template <typename T>
+void cntk_cuda(const CntkArgs<T>& args, int device);
 
 /// Whether this build contains the CUDA backend.
 bool built_with_cuda();

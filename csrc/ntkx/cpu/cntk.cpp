@@ -1,0 +1,353 @@
+// OpenMP backend of the CNTK (math/cntk.h): work items are (row image i, batch of
+// kLanes column images); one item runs every displacement slice its readout needs
+// through all layers, the kLanes pairs side by side in the innermost (SIMD) loop, in
+// three slice buffers of P x Q x kLanes doubles per thread (L1/L2 resident).
+// Nothing of size (PQ)^2 is ever stored. Images and diagonal maps are kept
+// lane-interleaved ([batch][...][kLanes]) so that a batch's reads are contiguous.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ntkx/api.h"
+#include "ntkx/math/cntk.h"
+
+namespace ntkx {
+namespace {
+
+constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles
+
+/// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
+class Poll {
+ public:
+  explicit Poll(Interrupt* it) : it_(it), last_(std::chrono::steady_clock::now()) {}
+  bool stop() const { return stop_.load(std::memory_order_relaxed); }
+  void check() {
+    if (!it_ || stop()) return;
+#ifdef _OPENMP
+    if (omp_get_thread_num() != 0) return;
+#endif
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(50)) return;
+    last_ = now;
+    if (it_->requested()) stop_.store(true, std::memory_order_relaxed);
+  }
+
+ private:
+  Interrupt* it_;
+  std::chrono::steady_clock::time_point last_;
+  std::atomic<bool> stop_{false};
+};
+
+/// A set of images in lane-interleaved form with their diagonal maps:
+/// img[b][pos][c][lane] and maps[b][stage][field][pos][lane] for batch b.
+struct LaneSet {
+  int64_t n = 0, batches = 0, img_stride = 0, map_stride = 0;
+  std::vector<double> img, maps;
+
+  LaneSet(const CntkParams& p, const double* x, int64_t n_) : n(n_) {
+    const int64_t PQ = int64_t(p.P) * p.Q;
+    batches = (n + kLanes - 1) / kLanes;
+    img_stride = PQ * p.C * kLanes;
+    map_stride = int64_t(p.n_act()) * p.n_fields() * PQ * kLanes;
+    img.assign(batches * img_stride, 0.0);
+    maps.assign(batches * map_stride, 0.0);
+    const int64_t pc = PQ * p.C;
+    // Lanes past n repeat the last image, so every lane holds a valid image.
+    for (int64_t b = 0; b < batches; ++b)
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t src = std::min(n - 1, b * kLanes + l);
+        double* dst = img.data() + b * img_stride + l;
+        for (int64_t e = 0; e < pc; ++e) dst[e * kLanes] = x[src * pc + e];
+      }
+  }
+  const double* image(int64_t i) const { return img.data() + (i / kLanes) * img_stride + i % kLanes; }
+  const double* map(int64_t i) const { return maps.data() + (i / kLanes) * map_stride + i % kLanes; }
+};
+
+/// Per-thread slice buffers.
+struct Scratch {
+  std::vector<double> s, t, tmp;
+  explicit Scratch(int64_t pq) : s(pq * kLanes), t(pq * kLanes), tmp(pq * kLanes) {}
+};
+
+/// out = scale * box(in) + bias (+ add), the q x q patch sum with zero padding on an
+/// h x w x kLanes slice (horizontal pass into tmp, then vertical). `out` may be `in`.
+/// The summation order is fixed, so equal inputs give bitwise equal outputs.
+void box(const double* in, double* out, double* tmp, int h, int w, int rad, double scale, double bias,
+         const double* add) {
+  for (int r = 0; r < h; ++r)
+    for (int s = 0; s < w; ++s) {
+      const int lo = std::max(0, s - rad), hi = std::min(w - 1, s + rad);
+      double* __restrict dst = tmp + (int64_t(r) * w + s) * kLanes;
+      const double* src = in + (int64_t(r) * w + lo) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] = src[l];
+      for (int u = lo + 1; u <= hi; ++u) {
+        src = in + (int64_t(r) * w + u) * kLanes;
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) dst[l] += src[l];
+      }
+    }
+  for (int r = 0; r < h; ++r) {
+    const int lo = std::max(0, r - rad), hi = std::min(h - 1, r + rad);
+    for (int s = 0; s < w; ++s) {
+      alignas(64) double acc[kLanes];
+      const double* src = tmp + (int64_t(lo) * w + s) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) acc[l] = src[l];
+      for (int u = lo + 1; u <= hi; ++u) {
+        src = tmp + (int64_t(u) * w + s) * kLanes;
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) acc[l] += src[l];
+      }
+      double* __restrict dst = out + (int64_t(r) * w + s) * kLanes;
+      if (add) {
+        const double* ad = add + (int64_t(r) * w + s) * kLanes;
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) dst[l] = scale * acc[l] + bias + ad[l];
+      } else {
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) dst[l] = scale * acc[l] + bias;
+      }
+    }
+  }
+}
+
+/// Runs one slice of one (A, lane batch B) item through all layers and adds its
+/// readout sums to accK, accT. A is one image read by broadcast (its lane pointer,
+/// stride kLanes) or, with kDiag, the batch itself (A = B, slice delta = 0), in which
+/// case the diagonal maps are written into `maps_out` stage by stage.
+template <Act K, bool kNtk, bool kDiag>
+void run_slice(const CntkParams& p, const math::ActConst& k, const math::Slice& sl, const double* xa,
+               const double* xb, const double* ma, const double* mb, double* maps_out, Scratch& sc,
+               double* accK, double* accT) {
+  constexpr int la = kDiag ? 1 : 0;  // A's lane stride: broadcast unless A is the batch
+  const int Q = p.Q, C = p.C, h = sl.h, w = sl.w;
+  const int64_t PQ = int64_t(p.P) * Q;
+  const int64_t boff = int64_t(sl.di) * Q + sl.dj;  // B position = A position + boff
+  double* __restrict S = sc.s.data();
+  double* __restrict T = sc.t.data();
+  double* tmp = sc.tmp.data();
+
+  // Layer 0: channel products, then conv 0.
+  for (int r = 0; r < h; ++r)
+    for (int s = 0; s < w; ++s) {
+      const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
+      const double* __restrict a = xa + pa * C * kLanes;
+      const double* __restrict b = xb + pb * C * kLanes;
+      double* __restrict dst = S + (int64_t(r) * w + s) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] = a[l * la] * b[l];
+      for (int c = 1; c < C; ++c) {
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) dst[l] += a[c * kLanes + l * la] * b[c * kLanes + l];
+      }
+    }
+  const int64_t n = int64_t(h) * w * kLanes;
+  {
+    const int q = p.filt[0];
+    box(S, S, tmp, h, w, q / 2, p.w2[0] / (double(q) * q * C), p.b2[0], nullptr);
+    if (kNtk) {
+      if (p.train_first)
+        std::copy(S, S + n, T);
+      else
+        std::fill(T, T + n, 0.0);
+    }
+  }
+
+  constexpr bool kErf = K == Act::kErf;  // erf's maps carry gamma and V too
+  const int nf = p.n_fields();
+  const int nact = p.n_act();
+  for (int st = 0; st < nact; ++st) {
+    const int64_t base = int64_t(st) * nf * PQ * kLanes;
+    if (kDiag) {  // this stage's maps: q = the slice itself (delta = 0)
+      for (int64_t pos = 0; pos < PQ; ++pos)
+        for (int l = 0; l < kLanes; ++l) {
+          const double q = S[pos * kLanes + l];
+          double sv, g, s;
+          math::position_fields(p.act, p.a, p.b, p.c, q, &sv, &g, &s);
+          double* m = maps_out + base + pos * kLanes + l;
+          m[math::kMapQ * PQ * kLanes] = q;
+          m[math::kMapSv * PQ * kLanes] = sv;
+          if (kErf) m[math::kMapG * PQ * kLanes] = g, m[math::kMapS * PQ * kLanes] = s;
+        }
+      ma = mb = maps_out;
+    }
+    const double* qa = ma + base + math::kMapQ * PQ * kLanes;
+    const double* va = ma + base + math::kMapSv * PQ * kLanes;
+    const double* ga = ma + base + math::kMapG * PQ * kLanes;
+    const double* sa = ma + base + math::kMapS * PQ * kLanes;
+    const double* qb = mb + base + math::kMapQ * PQ * kLanes;
+    const double* vb = mb + base + math::kMapSv * PQ * kLanes;
+    const double* gb = mb + base + math::kMapG * PQ * kLanes;
+    const double* sb = mb + base + math::kMapS * PQ * kLanes;
+    for (int r = 0; r < h; ++r)
+      for (int s = 0; s < w; ++s) {
+        const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
+        const int64_t e = (int64_t(r) * w + s) * kLanes;
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) {
+          const int ia = int(l * la);
+          const double g1 = kErf ? ga[pa + ia] : 0.0, s1 = kErf ? sa[pa + ia] : 0.0;
+          const double g2 = kErf ? gb[pb + l] : 0.0, s2 = kErf ? sb[pb + l] : 0.0;
+          double kk, kd;
+          math::cntk_dual<K>(k, S[e + l], qa[pa + ia], va[pa + ia], g1, s1, qb[pb + l], vb[pb + l], g2, s2, &kk,
+                             &kd);
+          S[e + l] = kk;
+          if (kNtk) T[e + l] *= kd;
+        }
+      }
+    if (st + 1 < p.n_conv) {
+      const int q = p.filt[st + 1];
+      const double scale = p.w2[st + 1] / (double(q) * q);
+      box(S, S, tmp, h, w, q / 2, scale, p.b2[st + 1], nullptr);
+      if (kNtk) box(T, T, tmp, h, w, q / 2, scale, 0.0, S);
+    }
+  }
+  if (kDiag) return;
+
+  // Readout sums over this slice (vanilla: delta = 0 is the only slice).
+  alignas(64) double sk[kLanes] = {0}, stt[kLanes] = {0};
+  for (int64_t e = 0; e < n; e += kLanes) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) sk[l] += S[e + l];
+    if (kNtk) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) stt[l] += T[e + l];
+    }
+  }
+  for (int l = 0; l < kLanes; ++l) accK[l] += sk[l], accT[l] += stt[l];
+}
+
+/// Diagonal maps of every batch of a LaneSet.
+template <Act K>
+void fill_maps(const CntkParams& p, const math::ActConst& k, LaneSet& set, int threads, Poll& poll) {
+  const int64_t PQ = int64_t(p.P) * p.Q;
+  const math::Slice sl = math::slice_of(p.P, p.Q, 0, 0);
+#pragma omp parallel num_threads(threads) if (set.batches > 1)
+  {
+    Scratch sc(PQ);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < set.batches; ++b) {
+      poll.check();
+      if (poll.stop()) continue;
+      const double* x = set.img.data() + b * set.img_stride;
+      double* m = set.maps.data() + b * set.map_stride;
+      run_slice<K, false, true>(p, k, sl, x, x, m, m, m, sc, nullptr, nullptr);
+    }
+  }
+  if (poll.stop()) throw Interrupted();
+}
+
+template <typename T, Act K, bool kNtk>
+void run(const CntkArgs<T>& a, Interrupt* interrupt) {
+  const CntkParams& p = a.params;
+  const math::ActConst k = math::cntk_act_const(p);
+  const int threads = a.threads > 0 ? a.threads : openmp_threads();
+  const int64_t PQ = int64_t(p.P) * p.Q;
+  Poll poll(interrupt);
+  LaneSet s2(p, a.x2, a.n2);
+  fill_maps<K>(p, k, s2, threads, poll);
+  // Symmetric: the rows are the first n1 columns, so their maps are s2's.
+  LaneSet s1(p, a.symmetric ? a.x2 : a.x1, a.symmetric ? 0 : a.n1);
+  if (!a.symmetric) fill_maps<K>(p, k, s1, threads, poll);
+  const LaneSet& rows = a.symmetric ? s2 : s1;
+
+  const int64_t nb = s2.batches;
+  const int64_t items = a.n1 * nb;
+  const int64_t nsl = math::slice_count(p);
+  const double norm = p.readout == Readout::kGap ? 1.0 / (double(PQ) * double(PQ)) : 1.0 / double(PQ);
+#pragma omp parallel num_threads(threads) if (items > 1)
+  {
+    Scratch sc(PQ);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      poll.check();
+      if (poll.stop()) continue;
+      const int64_t i = item / nb, b = item % nb;
+      const int64_t j0 = b * kLanes;
+      if (a.symmetric && j0 + kLanes <= i) continue;  // entirely below the diagonal
+      const double* xa = rows.image(i);
+      const double* ma = rows.map(i);
+      const double* xb = s2.img.data() + b * s2.img_stride;
+      const double* mb = s2.maps.data() + b * s2.map_stride;
+      alignas(64) double accK[kLanes] = {0}, accT[kLanes] = {0};
+      for (int64_t t = 0; t < nsl; ++t)
+        run_slice<K, kNtk, false>(p, k, math::slice_at(p, t), xa, xb, ma, mb, nullptr, sc, accK, accT);
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t j = j0 + l;
+        if (j >= a.n2 || (a.symmetric && j < i)) continue;
+        const double nngp = p.out_w2 * (accK[l] * norm) + p.out_b2;
+        const double ntk = p.out_w2 * (accT[l] * norm) + (p.train_last ? nngp : 0.0);
+        if (a.nngp) a.nngp[i * a.ldo + j] = T(nngp);
+        if (a.ntk) a.ntk[i * a.ldo + j] = T(ntk);
+        if (a.symmetric && j != i) {
+          if (a.nngp) a.nngp[j * a.ldo + i] = T(nngp);
+          if (a.ntk) a.ntk[j * a.ldo + i] = T(ntk);
+        }
+      }
+    }
+  }
+  if (poll.stop()) throw Interrupted();
+}
+
+template <typename T, bool kNtk>
+void dispatch(const CntkArgs<T>& a, Interrupt* interrupt) {
+  switch (a.params.act) {
+    case Act::kABRelu: return run<T, Act::kABRelu, kNtk>(a, interrupt);
+    case Act::kArcCos0: return run<T, Act::kArcCos0, kNtk>(a, interrupt);
+    case Act::kArcCos2: return run<T, Act::kArcCos2, kNtk>(a, interrupt);
+    case Act::kErf: return run<T, Act::kErf, kNtk>(a, interrupt);
+  }
+}
+
+}  // namespace
+
+void check_cntk_params(const CntkParams& p) {
+  if (p.P < 1 || p.Q < 1 || p.C < 1) throw std::invalid_argument("ntkx: CNTK images need P, Q, C >= 1");
+  if (p.n_conv < 1 || p.n_conv > kMaxConv)
+    throw std::invalid_argument("ntkx: CNTK needs 1 to " + std::to_string(kMaxConv) + " conv layers");
+  for (int l = 0; l < p.n_conv; ++l)
+    if (p.filt[l] < 1 || p.filt[l] % 2 == 0) throw std::invalid_argument("ntkx: CNTK filter sides must be odd");
+}
+
+void cntk_maps(const CntkParams& p, const double* x, int64_t n, double* out, int threads) {
+  check_cntk_params(p);
+  if (n == 0) return;
+  LaneSet set(p, x, n);
+  Poll poll(nullptr);
+  const math::ActConst k = math::cntk_act_const(p);
+  threads = threads > 0 ? threads : openmp_threads();
+  switch (p.act) {
+    case Act::kABRelu: fill_maps<Act::kABRelu>(p, k, set, threads, poll); break;
+    case Act::kArcCos0: fill_maps<Act::kArcCos0>(p, k, set, threads, poll); break;
+    case Act::kArcCos2: fill_maps<Act::kArcCos2>(p, k, set, threads, poll); break;
+    case Act::kErf: fill_maps<Act::kErf>(p, k, set, threads, poll); break;
+  }
+  const int64_t per = set.map_stride / kLanes;  // n_act * n_fields * P Q
+  for (int64_t i = 0; i < n; ++i) {
+    const double* src = set.map(i);
+    for (int64_t e = 0; e < per; ++e) out[i * per + e] = src[e * kLanes];
+  }
+}
+
+template <typename T>
+void cntk_cpu(const CntkArgs<T>& a, Interrupt* interrupt) {
+  check_cntk_params(a.params);
+  if (a.n1 == 0 || a.n2 == 0) return;
+  if (a.ntk) return dispatch<T, true>(a, interrupt);
+  return dispatch<T, false>(a, interrupt);
+}
+
+template void cntk_cpu<float>(const CntkArgs<float>&, Interrupt*);
+template void cntk_cpu<double>(const CntkArgs<double>&, Interrupt*);
+
+}  // namespace ntkx

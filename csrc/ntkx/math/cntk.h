@@ -1,0 +1,151 @@
+// The convolutional NTK (Arora et al. 2019, arXiv:1904.11955) in neural-tangents'
+// NTK parameterization, written once for every backend (DESIGN.md section 2).
+//
+// Network: Conv_0 -> [phi -> Conv_l] for l = 1..n_conv-1 -> [phi] -> readout -> Dense,
+// every Conv with q_l x q_l filters, stride 1, SAME zero padding, weight std w_l
+// (variance w_l^2 / fan_in) and bias std b_l; the readout is Flatten ("vanilla") or
+// global average pooling; the final Dense has (w_o, b_o). For images x, x' (P x Q x C)
+// and positions p, p' the covariances are 4-D, Sigma[p, p'], and
+//   Sigma^0 = w_0^2 box_0(x_c[p] x'_c[p'] averaged over c) + b_0^2,   Theta^0 = Sigma^0,
+//   K^l = E[phi(u) phi(v)],  Kd^l = E[phi'(u) phi'(v)],  (u, v) ~ N(0, [[q, c], [c, q']]),
+//         with c = Sigma^l[p, p'], q = Sigma^l(x, x)[p, p], q' = Sigma^l(x', x')[p', p'],
+//   Sigma^{l+1} = w^2 box(K^l) + b^2,  Theta^{l+1} = w^2 box(Kd^l Theta^l) + Sigma^{l+1},
+// where box is the "diagonal patch mean" box(K)[p, p'] = mean_{a in q x q} K[p + a, p' + a]
+// with K = 0 outside the image (zero padding). Readout inputs (R, RT) are (K, Kd Theta)
+// after a final phi, else (Sigma, Theta) of the last conv;
+//   vanilla: NNGP = w_o^2 mean_p R[p, p] + b_o^2,
+//   GAP:     NNGP = w_o^2 mean_{p, p'} R[p, p'] + b_o^2,
+//   NTK = w_o^2 (same mean of RT) + NNGP.
+//
+// The patch mean never changes the displacement p' - p, so each of the (2P-1)(2Q-1)
+// displacement slices S_delta[p] = Sigma[p, p + delta] runs the whole recursion on its
+// own, in a buffer of at most P x Q entries; vanilla needs only delta = 0.
+// Per image and activation stage the recursion needs the diagonal maps q[p]; they come
+// from the same slice code run on (x, x), delta = 0, so an identical pair reproduces
+// them bit for bit and its correlation is exactly 1 (no sqrt(eps) error in the angle).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "ntkx/math/common.h"
+#include "ntkx/math/fc.h"
+
+namespace ntkx {
+
+/// Most conv layers one network may have (keeps CntkParams a fixed-size kernel argument).
+constexpr int kMaxConv = 128;
+
+/// Readouts after the conv stack.
+enum class Readout : int {
+  kVanilla = 0,  ///< Flatten -> Dense: mean over positions of the zero-displacement slice
+  kGap = 1,      ///< GlobalAvgPool -> Dense: mean over all position pairs
+};
+
+/// One convolutional architecture (see the file comment). Plain data: it is passed
+/// by value to the CUDA kernel.
+struct CntkParams {
+  int P = 0, Q = 0, C = 0;      ///< image height, width, channels
+  int n_conv = 1;               ///< conv layers, 1 <= n_conv <= kMaxConv
+  double w2[kMaxConv];          ///< w_l^2 of each conv layer
+  double b2[kMaxConv];          ///< b_l^2 of each conv layer
+  int filt[kMaxConv];           ///< odd filter side q_l of each conv layer
+  bool final_act = true;        ///< phi after the last conv, before the readout
+  Act act = Act::kABRelu;       ///< activation family (one for all layers)
+  double a = 0.0, b = 1.0, c = 0.0;  ///< activation constants (as in FcParams)
+  Readout readout = Readout::kGap;
+  double out_w2 = 1.0, out_b2 = 0.0;  ///< readout Dense w_o^2, b_o^2
+  /// The first conv layer's parameters are trained (else Theta^0 = 0: Arora et al.'s
+  /// "fix" option, first layer fixed).
+  bool train_first = true;
+  /// The readout Dense is trained (else its NNGP term is left out of the NTK).
+  bool train_last = true;
+
+  NTKX_HD int n_act() const { return n_conv - 1 + (final_act ? 1 : 0); }
+  /// Per-position fields of the diagonal maps: q, sqrt(V) and, for erf, gamma and V.
+  NTKX_HD int n_fields() const { return act == Act::kErf ? 4 : 2; }
+};
+
+namespace math {
+
+/// Map fields (see CntkParams::n_fields).
+enum MapField : int { kMapQ = 0, kMapSv = 1, kMapG = 2, kMapS = 3 };
+
+/// The diagonal-map fields of one position from its variance q: V(q) = E[phi(u)^2]
+/// (u ~ N(0, q)) as sqrt(V), and erf's gamma and V formed exactly as fc.h's
+/// point_layer forms them (so that the dual of an identical pair has r = 1).
+NTKX_HD void position_fields(Act act, double a, double b, double c, double q, double* sv, double* g,
+                                    double* s) {
+  double v = 0.0;
+  *g = 0.0, *s = 0.0;
+  if (act == Act::kABRelu) {
+    v = 0.5 * (a * a + b * b) * q;
+  } else if (act == Act::kArcCos0) {
+    v = q > 0.0 ? 0.5 : 0.0;
+  } else if (act == Act::kArcCos2) {
+    v = 1.5 * q * q;
+  } else {
+    const double q2 = 2.0 * b * b * q;
+    *g = std::sqrt(q2 / (1.0 + q2));
+    *s = a * a * (2.0 * kInvPi) * std::asin(*g * *g) + c * c;
+    v = *s;
+  }
+  *sv = std::sqrt(v > 0.0 ? v : 0.0);
+}
+
+/// The dual activation of one position pair: from the covariance c and the two
+/// positions' map fields, K = E[phi phi] and Kd = E[phi' phi'].
+/// rho = c / sqrt(q q') (a zero variance gives rho = 0 and finite duals whose
+/// products with the zero rows they meet are zero); c = q = q' gives rho = 1 exactly.
+template <Act K>
+NTKX_HD void cntk_dual(const ActConst& k, double c, double qa, double sva, double ga, double sa, double qb,
+                       double svb, double gb, double sb, double* kk, double* kd) {
+  const double qq = qa * qb;
+  const bool ok = qq > 0.0;
+  const double den = std::sqrt(ok ? qq : 1.0);
+  double rho = ok ? c / den : 0.0;
+  rho = rho > 1.0 ? 1.0 : (rho < -1.0 ? -1.0 : rho);
+  const PairState st{rho, 1.0 - rho, 1.0 + rho, 0.0};
+  const Dual du = dual<K>(k, st, ga, sa, gb, sb);
+  const double vv = sva * svb;
+  *kk = du.r * vv;
+  *kd = du.d * vv / den;
+}
+
+/// Geometry of one displacement slice (di, dj): positions (i, j) of x with
+/// i in [i0, i0 + h), j in [j0, j0 + w); x' at (i + di, j + dj).
+struct Slice {
+  int di, dj, i0, j0, h, w;
+};
+
+NTKX_HD Slice slice_of(int P, int Q, int di, int dj) {
+  Slice s;
+  s.di = di, s.dj = dj;
+  s.i0 = di < 0 ? -di : 0;
+  s.j0 = dj < 0 ? -dj : 0;
+  s.h = P - (di < 0 ? -di : di);
+  s.w = Q - (dj < 0 ? -dj : dj);
+  return s;
+}
+
+/// Number of displacement slices a readout needs: (2P-1)(2Q-1) for GAP, 1 for vanilla.
+NTKX_HD int64_t slice_count(const CntkParams& p) {
+  return p.readout == Readout::kGap ? int64_t(2 * p.P - 1) * (2 * p.Q - 1) : 1;
+}
+
+/// Slice number t of slice_count: row-major over (di, dj), di, dj in [-(P-1), P-1].
+NTKX_HD Slice slice_at(const CntkParams& p, int64_t t) {
+  if (p.readout != Readout::kGap) return slice_of(p.P, p.Q, 0, 0);
+  const int nq = 2 * p.Q - 1;
+  return slice_of(p.P, p.Q, int(t / nq) - (p.P - 1), int(t % nq) - (p.Q - 1));
+}
+
+/// ActConst of the activation of a CntkParams.
+inline ActConst cntk_act_const(const CntkParams& p) {
+  FcParams f;
+  f.act = p.act, f.a = p.a, f.b = p.b, f.c = p.c;
+  return act_const(f);
+}
+
+}  // namespace math
+}  // namespace ntkx
