@@ -72,50 +72,91 @@ struct LaneSet {
   const double* map(int64_t i) const { return maps.data() + (i / kLanes) * map_stride + i % kLanes; }
 };
 
-/// Per-thread slice buffers.
+/// Per-thread buffers: the slice (S, T), one row before filtering (kr, tr) and a
+/// ring of the last q horizontally filtered rows (hk, ht), q the widest filter.
 struct Scratch {
-  std::vector<double> s, t, tmp;
-  explicit Scratch(int64_t pq) : s(pq * kLanes), t(pq * kLanes), tmp(pq * kLanes) {}
+  int ring;
+  std::vector<double> s, t, kr, tr, hk, ht;
+  explicit Scratch(const CntkParams& p)
+      : ring(*std::max_element(p.filt, p.filt + p.n_conv)),
+        s(int64_t(p.P) * p.Q * kLanes),
+        t(int64_t(p.P) * p.Q * kLanes),
+        kr(int64_t(p.Q) * kLanes),
+        tr(int64_t(p.Q) * kLanes),
+        hk(int64_t(ring) * p.Q * kLanes),
+        ht(int64_t(ring) * p.Q * kLanes) {}
 };
 
-/// out = scale * box(in) + bias (+ add), the q x q patch sum with zero padding on an
-/// h x w x kLanes slice (horizontal pass into tmp, then vertical). `out` may be `in`.
-/// The summation order is fixed, so equal inputs give bitwise equal outputs.
-void box(const double* in, double* out, double* tmp, int h, int w, int rad, double scale, double bias,
-         const double* add) {
-  for (int r = 0; r < h; ++r)
-    for (int s = 0; s < w; ++s) {
-      const int lo = std::max(0, s - rad), hi = std::min(w - 1, s + rad);
-      double* __restrict dst = tmp + (int64_t(r) * w + s) * kLanes;
-      const double* src = in + (int64_t(r) * w + lo) * kLanes;
+/// Horizontal window sums of one row of w entries: dst[s] = sum src[lo..hi] in
+/// ascending order (the CUDA tile's h-pass order).
+inline void hsum(const double* __restrict src, double* __restrict dst, int w, int rad) {
+  for (int s = 0; s < w; ++s) {
+    const int lo = std::max(0, s - rad), hi = std::min(w - 1, s + rad);
+    // A local accumulator: summing into dst in memory costs a store-forwarding
+    // stall per term (GCC stores halves and reloads the whole vector).
+    alignas(64) double acc[kLanes];
+    const double* a = src + int64_t(lo) * kLanes;
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) dst[l] = src[l];
-      for (int u = lo + 1; u <= hi; ++u) {
-        src = in + (int64_t(r) * w + u) * kLanes;
+    for (int l = 0; l < kLanes; ++l) acc[l] = a[l];
+    for (int u = lo + 1; u <= hi; ++u) {
+      a = src + int64_t(u) * kLanes;
 #pragma omp simd
-        for (int l = 0; l < kLanes; ++l) dst[l] += src[l];
-      }
+      for (int l = 0; l < kLanes; ++l) acc[l] += a[l];
     }
+    double* d = dst + int64_t(s) * kLanes;
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) d[l] = acc[l];
+  }
+}
+
+/// One conv layer over an h x w slice, streamed by rows: row(r, kr, tr) produces
+/// the layer's unfiltered row r (dual activation or channel products; it reads S
+/// and T of row r only), whose horizontal sums enter a ring of q rows; once rows
+/// r - rad .. r + rad are in, row r of S (and T) is overwritten:
+///   S = scale * (vertical sum) + bias,   T = scale * (vertical sum of T's) + S
+/// (t_mode 0), or T = S (t_mode 1) / T = 0 (t_mode 2) for the first layer.
+/// Everything but S and T stays in L1, and the sums run in the same order as the
+/// CUDA tile's box passes.
+template <bool kNtk, class Row>
+void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, int t_mode, Row row) {
+  const int q = 2 * rad + 1;
+  const int64_t rw = int64_t(w) * kLanes;
+  double* __restrict S = sc.s.data();
+  double* __restrict T = sc.t.data();
+  int next = 0;
   for (int r = 0; r < h; ++r) {
+    for (const int need = std::min(h - 1, r + rad); next <= need; ++next) {
+      row(next, sc.kr.data(), sc.tr.data());
+      hsum(sc.kr.data(), sc.hk.data() + (next % q) * rw, w, rad);
+      if (kNtk && t_mode == 0) hsum(sc.tr.data(), sc.ht.data() + (next % q) * rw, w, rad);
+    }
     const int lo = std::max(0, r - rad), hi = std::min(h - 1, r + rad);
     for (int s = 0; s < w; ++s) {
-      alignas(64) double acc[kLanes];
-      const double* src = tmp + (int64_t(lo) * w + s) * kLanes;
+      alignas(64) double ak[kLanes], at[kLanes];
+      const int64_t off = int64_t(s) * kLanes;
+      const double* k0 = sc.hk.data() + (lo % q) * rw + off;
+      const double* t0 = sc.ht.data() + (lo % q) * rw + off;
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) acc[l] = src[l];
+      for (int l = 0; l < kLanes; ++l) ak[l] = k0[l], at[l] = t0[l];
       for (int u = lo + 1; u <= hi; ++u) {
-        src = tmp + (int64_t(u) * w + s) * kLanes;
+        const double* ku = sc.hk.data() + (u % q) * rw + off;
+        const double* tu = sc.ht.data() + (u % q) * rw + off;
 #pragma omp simd
-        for (int l = 0; l < kLanes; ++l) acc[l] += src[l];
+        for (int l = 0; l < kLanes; ++l) ak[l] += ku[l], at[l] += tu[l];
       }
-      double* __restrict dst = out + (int64_t(r) * w + s) * kLanes;
-      if (add) {
-        const double* ad = add + (int64_t(r) * w + s) * kLanes;
+      double* __restrict so = S + int64_t(r) * rw + off;
+      double* __restrict to = T + int64_t(r) * rw + off;
 #pragma omp simd
-        for (int l = 0; l < kLanes; ++l) dst[l] = scale * acc[l] + bias + ad[l];
-      } else {
+      for (int l = 0; l < kLanes; ++l) so[l] = scale * ak[l] + bias;
+      if (kNtk) {
+        if (t_mode == 0) {
 #pragma omp simd
-        for (int l = 0; l < kLanes; ++l) dst[l] = scale * acc[l] + bias;
+          for (int l = 0; l < kLanes; ++l) to[l] = scale * at[l] + 0.0 + so[l];
+        } else {
+          const double keep = t_mode == 1 ? 1.0 : 0.0;
+#pragma omp simd
+          for (int l = 0; l < kLanes; ++l) to[l] = keep * so[l];
+        }
       }
     }
   }
@@ -124,97 +165,103 @@ void box(const double* in, double* out, double* tmp, int h, int w, int rad, doub
 /// Runs one slice of one (A, lane batch B) item through all layers and adds its
 /// readout sums to accK, accT. A is one image read by broadcast (its lane pointer,
 /// stride kLanes) or, with kDiag, the batch itself (A = B, slice delta = 0), in which
-/// case the diagonal maps are written into `maps_out` stage by stage.
+/// case the diagonal maps are written into `maps_out` row by row as they are met.
 template <Act K, bool kNtk, bool kDiag>
-void run_slice(const CntkParams& p, const math::ActConst& k, const math::Slice& sl, const double* xa,
+void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slice& sl, const double* xa,
                const double* xb, const double* ma, const double* mb, double* maps_out, Scratch& sc,
                double* accK, double* accT) {
   constexpr int la = kDiag ? 1 : 0;  // A's lane stride: broadcast unless A is the batch
+  constexpr bool k3 = K == Act::kABRelu || K == Act::kErf;  // maps have a field 2
+  constexpr bool k4 = K == Act::kErf;                         // and a field 3
+  // A local built from scalars: with a reference, GCC keeps the activation
+  // constants in memory and does not if-convert (vectorize) the dual below.
+  const math::ActConst k{kref.kappa, kref.fold, kref.a2, kref.c2};
+  const double s2 = math::abrelu_s2(p);
   const int Q = p.Q, C = p.C, h = sl.h, w = sl.w;
   const int64_t PQ = int64_t(p.P) * Q;
   const int64_t boff = int64_t(sl.di) * Q + sl.dj;  // B position = A position + boff
+  const int64_t rw = int64_t(w) * kLanes;
   double* __restrict S = sc.s.data();
   double* __restrict T = sc.t.data();
-  double* tmp = sc.tmp.data();
+  if (kDiag) ma = mb = maps_out;
 
   // Layer 0: channel products, then conv 0.
-  for (int r = 0; r < h; ++r)
+  auto products = [&](int r, double* __restrict kr, double*) {
     for (int s = 0; s < w; ++s) {
       const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
       const double* __restrict a = xa + pa * C * kLanes;
       const double* __restrict b = xb + pb * C * kLanes;
-      double* __restrict dst = S + (int64_t(r) * w + s) * kLanes;
+      alignas(64) double acc[kLanes];
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) dst[l] = a[l * la] * b[l];
+      for (int l = 0; l < kLanes; ++l) acc[l] = a[l * la] * b[l];
       for (int c = 1; c < C; ++c) {
 #pragma omp simd
-        for (int l = 0; l < kLanes; ++l) dst[l] += a[c * kLanes + l * la] * b[c * kLanes + l];
+        for (int l = 0; l < kLanes; ++l) acc[l] += a[c * kLanes + l * la] * b[c * kLanes + l];
       }
+      double* __restrict dst = kr + int64_t(s) * kLanes;
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) dst[l] = acc[l];
     }
-  const int64_t n = int64_t(h) * w * kLanes;
-  {
-    const int q = p.filt[0];
-    box(S, S, tmp, h, w, q / 2, p.w2[0] / (double(q) * q * C), p.b2[0], nullptr);
-    if (kNtk) {
-      if (p.train_first)
-        std::copy(S, S + n, T);
-      else
-        std::fill(T, T + n, 0.0);
-    }
-  }
+  };
+  const int q0 = p.filt[0];
+  conv_rows<kNtk>(sc, h, w, q0 / 2, p.w2[0] / (double(q0) * q0 * C), p.b2[0], p.train_first ? 1 : 2, products);
 
-  constexpr bool kErf = K == Act::kErf;  // erf's maps carry gamma and V too
   const int nf = p.n_fields();
   const int nact = p.n_act();
   for (int st = 0; st < nact; ++st) {
     const int64_t base = int64_t(st) * nf * PQ * kLanes;
-    if (kDiag) {  // this stage's maps: q = the slice itself (delta = 0)
-      for (int64_t pos = 0; pos < PQ; ++pos)
-        for (int l = 0; l < kLanes; ++l) {
-          const double q = S[pos * kLanes + l];
-          double sv, g, s;
-          math::position_fields(p.act, p.a, p.b, p.c, q, &sv, &g, &s);
-          double* m = maps_out + base + pos * kLanes + l;
-          m[math::kMapQ * PQ * kLanes] = q;
-          m[math::kMapSv * PQ * kLanes] = sv;
-          if (kErf) m[math::kMapG * PQ * kLanes] = g, m[math::kMapS * PQ * kLanes] = s;
-        }
-      ma = mb = maps_out;
-    }
-    const double* qa = ma + base + math::kMapQ * PQ * kLanes;
-    const double* va = ma + base + math::kMapSv * PQ * kLanes;
-    const double* ga = ma + base + math::kMapG * PQ * kLanes;
-    const double* sa = ma + base + math::kMapS * PQ * kLanes;
-    const double* qb = mb + base + math::kMapQ * PQ * kLanes;
-    const double* vb = mb + base + math::kMapSv * PQ * kLanes;
-    const double* gb = mb + base + math::kMapG * PQ * kLanes;
-    const double* sb = mb + base + math::kMapS * PQ * kLanes;
-    for (int r = 0; r < h; ++r)
+    // Field f of this stage's maps (fields past n_fields are never read).
+    const double* qa = ma + base;
+    const double* a1 = qa + PQ * kLanes;
+    const double* a2 = qa + 2 * PQ * kLanes;
+    const double* a3 = qa + 3 * PQ * kLanes;
+    const double* qb = mb + base;
+    const double* b1 = qb + PQ * kLanes;
+    const double* b2 = qb + 2 * PQ * kLanes;
+    const double* b3 = qb + 3 * PQ * kLanes;
+    // The dual activation of row r into kr, tr (which may be S's and T's row r).
+    auto dual_row = [&](int r, double* kr, double* tr) {
+      const double* srow = S + int64_t(r) * rw;
+      const double* trow = T + int64_t(r) * rw;
+      if (kDiag) {  // this stage's maps: q = the slice itself (delta = 0)
+        for (int s = 0; s < w; ++s)
+          for (int l = 0; l < kLanes; ++l) {
+            const double q = srow[int64_t(s) * kLanes + l];
+            double f[3];
+            math::position_fields(p.act, p.a, p.b, p.c, q, &f[0], &f[1], &f[2]);
+            double* m = maps_out + base + (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes + l;
+            m[0] = q;
+            for (int u = 1; u < nf; ++u) m[u * PQ * kLanes] = f[u - 1];
+          }
+      }
       for (int s = 0; s < w; ++s) {
         const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
-        const int64_t e = (int64_t(r) * w + s) * kLanes;
+        const int64_t e = int64_t(s) * kLanes;
 #pragma omp simd
         for (int l = 0; l < kLanes; ++l) {
           const int ia = int(l * la);
-          const double g1 = kErf ? ga[pa + ia] : 0.0, s1 = kErf ? sa[pa + ia] : 0.0;
-          const double g2 = kErf ? gb[pb + l] : 0.0, s2 = kErf ? sb[pb + l] : 0.0;
+          const double x2 = k3 ? a2[pa + ia] : 0.0, x3 = k4 ? a3[pa + ia] : 0.0;
+          const double y2 = k3 ? b2[pb + l] : 0.0, y3 = k4 ? b3[pb + l] : 0.0;
           double kk, kd;
-          math::cntk_dual<K>(k, S[e + l], qa[pa + ia], va[pa + ia], g1, s1, qb[pb + l], vb[pb + l], g2, s2, &kk,
-                             &kd);
-          S[e + l] = kk;
-          if (kNtk) T[e + l] *= kd;
+          math::cntk_dual<K>(k, s2, srow[e + l], qa[pa + ia], a1[pa + ia], x2, x3, qb[pb + l], b1[pb + l], y2, y3,
+                             &kk, &kd);
+          const double tv = trow[e + l];
+          kr[e + l] = kk;
+          if (kNtk) tr[e + l] = tv * kd;
         }
       }
+    };
     if (st + 1 < p.n_conv) {
       const int q = p.filt[st + 1];
-      const double scale = p.w2[st + 1] / (double(q) * q);
-      box(S, S, tmp, h, w, q / 2, scale, p.b2[st + 1], nullptr);
-      if (kNtk) box(T, T, tmp, h, w, q / 2, scale, 0.0, S);
+      conv_rows<kNtk>(sc, h, w, q / 2, p.w2[st + 1] / (double(q) * q), p.b2[st + 1], 0, dual_row);
+    } else {
+      for (int r = 0; r < h; ++r) dual_row(r, S + int64_t(r) * rw, T + int64_t(r) * rw);
     }
   }
   if (kDiag) return;
 
   // Readout sums over this slice (vanilla: delta = 0 is the only slice).
+  const int64_t n = int64_t(h) * rw;
   alignas(64) double sk[kLanes] = {0}, stt[kLanes] = {0};
   for (int64_t e = 0; e < n; e += kLanes) {
 #pragma omp simd
@@ -234,7 +281,7 @@ void fill_maps(const CntkParams& p, const math::ActConst& k, LaneSet& set, int t
   const math::Slice sl = math::slice_of(p.P, p.Q, 0, 0);
 #pragma omp parallel num_threads(threads) if (set.batches > 1)
   {
-    Scratch sc(PQ);
+    Scratch sc(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < set.batches; ++b) {
       poll.check();
@@ -267,7 +314,7 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const double norm = p.readout == Readout::kGap ? 1.0 / (double(PQ) * double(PQ)) : 1.0 / double(PQ);
 #pragma omp parallel num_threads(threads) if (items > 1)
   {
-    Scratch sc(PQ);
+    Scratch sc(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       poll.check();

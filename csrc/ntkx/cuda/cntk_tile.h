@@ -152,14 +152,14 @@ struct CntkTile {
       const int nf = p.n_fields();
       const double* mi = a.mx + ((a.row0 + th.i) * p.n_act() + stage) * nf * PQ;
       const double* mj = a.my + ((a.col0 + th.j) * p.n_act() + stage) * nf * PQ;
-      const bool erf = K == Act::kErf;
+      const bool f2 = K == Act::kABRelu || K == Act::kErf, f3 = K == Act::kErf;
+      const double s2 = math::abrelu_s2(p);
       for (int e = tid; e < n; e += kThreads) {
         const int64_t pa = int64_t(sl.i0 + e / w) * Q + sl.j0 + e % w, pb = pa + boff;
         double kk, kd;
-        math::cntk_dual<K>(a.k, sh.s[e], mi[math::kMapQ * PQ + pa], mi[math::kMapSv * PQ + pa],
-                           erf ? mi[math::kMapG * PQ + pa] : 0.0, erf ? mi[math::kMapS * PQ + pa] : 0.0,
-                           mj[math::kMapQ * PQ + pb], mj[math::kMapSv * PQ + pb],
-                           erf ? mj[math::kMapG * PQ + pb] : 0.0, erf ? mj[math::kMapS * PQ + pb] : 0.0, &kk, &kd);
+        math::cntk_dual<K>(a.k, s2, sh.s[e], mi[pa], mi[PQ + pa], f2 ? mi[2 * PQ + pa] : 0.0,
+                           f3 ? mi[3 * PQ + pa] : 0.0, mj[pb], mj[PQ + pb], f2 ? mj[2 * PQ + pb] : 0.0,
+                           f3 ? mj[3 * PQ + pb] : 0.0, &kk, &kd);
         sh.s[e] = kk;
         if (a.want_ntk) sh.t[e] *= kd;
       }

@@ -62,55 +62,91 @@ struct CntkParams {
   bool train_last = true;
 
   NTKX_HD int n_act() const { return n_conv - 1 + (final_act ? 1 : 0); }
-  /// Per-position fields of the diagonal maps: q, sqrt(V) and, for erf, gamma and V.
-  NTKX_HD int n_fields() const { return act == Act::kErf ? 4 : 2; }
+  /// Per-position fields of the diagonal maps (see math::MapField).
+  NTKX_HD int n_fields() const { return act == Act::kErf ? 4 : (act == Act::kABRelu ? 3 : 2); }
 };
 
 namespace math {
 
-/// Map fields (see CntkParams::n_fields).
-enum MapField : int { kMapQ = 0, kMapSv = 1, kMapG = 2, kMapS = 3 };
+/// Map fields (see CntkParams::n_fields): q = Sigma(x, x)[p, p] first, then
+///   ABRelu: sqrt(q), 1/sqrt(q) (0 for q = 0);
+///   arc-cosine 0 and 2: sqrt(V), V = E[phi(u)^2], u ~ N(0, q);
+///   erf: sqrt(V), gamma, V (gamma and V formed exactly as fc.h's point_layer forms them).
+enum MapField : int { kMapQ = 0, kMap1 = 1, kMap2 = 2, kMap3 = 3 };
 
-/// The diagonal-map fields of one position from its variance q: V(q) = E[phi(u)^2]
-/// (u ~ N(0, q)) as sqrt(V), and erf's gamma and V formed exactly as fc.h's
-/// point_layer forms them (so that the dual of an identical pair has r = 1).
-NTKX_HD void position_fields(Act act, double a, double b, double c, double q, double* sv, double* g,
-                                    double* s) {
-  double v = 0.0;
-  *g = 0.0, *s = 0.0;
+/// The map fields 1..3 of one position from its variance q.
+NTKX_HD void position_fields(Act act, double a, double b, double c, double q, double* f1, double* f2,
+                             double* f3) {
+  *f1 = *f2 = *f3 = 0.0;
   if (act == Act::kABRelu) {
-    v = 0.5 * (a * a + b * b) * q;
-  } else if (act == Act::kArcCos0) {
+    *f1 = std::sqrt(q);
+    *f2 = q > 0.0 ? 1.0 / *f1 : 0.0;
+    return;
+  }
+  double v = 0.0;
+  if (act == Act::kArcCos0) {
     v = q > 0.0 ? 0.5 : 0.0;
   } else if (act == Act::kArcCos2) {
     v = 1.5 * q * q;
   } else {
     const double q2 = 2.0 * b * b * q;
-    *g = std::sqrt(q2 / (1.0 + q2));
-    *s = a * a * (2.0 * kInvPi) * std::asin(*g * *g) + c * c;
-    v = *s;
+    *f2 = std::sqrt(q2 / (1.0 + q2));
+    *f3 = a * a * (2.0 * kInvPi) * std::asin(*f2 * *f2) + c * c;
+    v = *f3;
   }
-  *sv = std::sqrt(v > 0.0 ? v : 0.0);
+  *f1 = std::sqrt(v > 0.0 ? v : 0.0);
 }
 
 /// The dual activation of one position pair: from the covariance c and the two
-/// positions' map fields, K = E[phi phi] and Kd = E[phi' phi'].
-/// rho = c / sqrt(q q') (a zero variance gives rho = 0 and finite duals whose
-/// products with the zero rows they meet are zero); c = q = q' gives rho = 1 exactly.
+/// positions' map fields (q, f1, f2, f3), K = E[phi phi] and Kd = E[phi' phi'].
+///
+/// ABRelu (the hot path: no division, two square roots): rho = c / (sqrt q sqrt q'),
+/// set to exactly 1 when c = q = q' (an identical pair, whose maps come from the
+/// same code: no sqrt(eps) error in the angle); with theta = arccos rho and
+/// g = sin theta - theta rho >= 0 (abs-like: theta -> pi - theta, rho -> -rho, c -> -c),
+///   K = s2 (c + sqrt(q q') kappa g / pi),   Kd = s2 (1 - kappa theta / pi),
+/// s2 = (a^2 + b^2) / 2. g is formed directly: its cancellation near theta = 0
+/// costs absolute, not relative, accuracy, and K ~ s2 c there.
+/// A zero variance gives rho = 0 (1/sqrt q = 0) and K = s2 c = 0.
+///
+/// Others: rho = c / sqrt(q q') (c = q = q' gives rho = 1 exactly; a zero variance
+/// meets c = 0 exactly, its patch being zero, and the 1e-300 keeps that 0 / 0 out),
+/// then the normalized duals of fc.h scaled by sqrt(V V'). |rho| may exceed 1 by an
+/// ulp; the angle clamps it, and erf, whose arcsine cannot, clamps it here.
+/// No selects guard a division: GCC would sink the division into a branch and then
+/// not vectorize the loop.
 template <Act K>
-NTKX_HD void cntk_dual(const ActConst& k, double c, double qa, double sva, double ga, double sa, double qb,
-                       double svb, double gb, double sb, double* kk, double* kd) {
-  const double qq = qa * qb;
-  const bool ok = qq > 0.0;
-  const double den = std::sqrt(ok ? qq : 1.0);
-  double rho = ok ? c / den : 0.0;
-  rho = rho > 1.0 ? 1.0 : (rho < -1.0 ? -1.0 : rho);
+NTKX_HD void cntk_dual(ActConst k, double s2, double c, double qa, double a1, double a2, double a3, double qb,
+                       double b1, double b2, double b3, double* kk, double* kd) {
+  if (K == Act::kABRelu) {
+    double rho = c * (a2 * b2);
+    const double same = (c == qa) & (qa == qb) ? 1.0 : 0.0;
+    rho += same * (1.0 - rho);
+    const double delta = 1.0 - rho, eps = 1.0 + rho;
+    const double theta = angle(rho, delta, eps);
+    const double de = delta * eps;
+    const double sin_t = std::sqrt(de > 0.0 ? de : 0.0);
+    const bool flip = k.fold & (eps < delta);
+    const double tf = sel(flip, kPi - theta, theta);
+    const double cf = sel(flip, -rho, rho);
+    const double g = sin_t - tf * cf;
+    const double kp = k.kappa * kInvPi;
+    *kk = s2 * (sel(flip, -c, c) + (a1 * b1) * (kp * g));
+    *kd = s2 * (1.0 - kp * theta);
+    return;
+  }
+  const double den = std::sqrt(qa * qb) + 1e-300;
+  double rho = c / den;
+  if (K == Act::kErf) rho = rho > 1.0 ? 1.0 : (rho < -1.0 ? -1.0 : rho);
   const PairState st{rho, 1.0 - rho, 1.0 + rho, 0.0};
-  const Dual du = dual<K>(k, st, ga, sa, gb, sb);
-  const double vv = sva * svb;
+  const Dual du = dual<K>(k, st, a2, a3, b2, b3);
+  const double vv = a1 * b1;
   *kk = du.r * vv;
   *kd = du.d * vv / den;
 }
+
+/// s2 = (a^2 + b^2) / 2 of an ABRelu (the scale of its duals; unused otherwise).
+NTKX_HD double abrelu_s2(const CntkParams& p) { return 0.5 * (p.a * p.a + p.b * p.b); }
 
 /// Geometry of one displacement slice (di, dj): positions (i, j) of x with
 /// i in [i0, i0 + h), j in [j0, j0 + w); x' at (i + di, j + dj).

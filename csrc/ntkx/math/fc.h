@@ -159,14 +159,14 @@ struct PairState {
 };
 
 template <Act K>
-NTKX_HD Dual dual(const ActConst& k, const PairState& st, double gi, double si, double gj, double sj) {
+NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double gj, double sj) {
   const double theta = angle(st.rho, st.delta, st.eps);
   const double sin_t = std::sqrt(st.delta * st.eps > 0.0 ? st.delta * st.eps : 0.0);
   Dual o;
   if (K == Act::kABRelu) {
     // r = cos t + kappa g(t)/pi, 1 - r = (1 - cos t) - kappa g/pi, D = 1 - kappa t/pi.
     // abs-like (kappa = 2) is symmetric under t -> pi - t; folding keeps 1 - r exact there.
-    const bool flip = k.fold && st.eps < st.delta;
+    const bool flip = k.fold & (st.eps < st.delta);
     const double tf = sel(flip, kPi - theta, theta);
     const double cf = sel(flip, -st.rho, st.rho);
     const double omc = sel(flip, st.eps, st.delta);
@@ -237,7 +237,7 @@ NTKX_HD void mix_pair(PairState& st, const Dual& du, double ui, double vi, doubl
 /// kNoBias (b_std = 0) uses u = 1, v = 0 without reading them: exact for every
 /// nonzero point, and a zero point's outputs are 0 whatever its finite state.
 template <Act K, bool kNoBias = false>
-NTKX_HD void layer_step(const ActConst& k, PairState& st, double ui, double vi, double gi, double si,
+NTKX_HD void layer_step(ActConst k, PairState& st, double ui, double vi, double gi, double si,
                         double uj, double vj, double gj, double sj) {
   const Dual du = dual<K>(k, st, gi, si, gj, sj);
   if (kNoBias) {
