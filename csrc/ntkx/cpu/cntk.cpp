@@ -17,12 +17,13 @@
 #endif
 
 #include "ntkx/api.h"
+#include "ntkx/cpu/simd8.h"
 #include "ntkx/math/cntk.h"
 
 namespace ntkx {
 namespace {
 
-constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles
+constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles (simd8::v8)
 
 /// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
 class Poll {
@@ -233,6 +234,22 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
             m[0] = q;
             for (int u = 1; u < nf; ++u) m[u * PQ * kLanes] = f[u - 1];
           }
+      }
+      if (K == Act::kABRelu) {
+        for (int s = 0; s < w; ++s) {
+          const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
+          const int64_t e = int64_t(s) * kLanes;
+          using namespace simd8;
+          const v8 xq = kDiag ? load(qa + pa) : bcast(qa[pa]);
+          const v8 x1 = kDiag ? load(a1 + pa) : bcast(a1[pa]);
+          const v8 x2 = kDiag ? load(a2 + pa) : bcast(a2[pa]);
+          v8 kk, kd;
+          abrelu_dual(k.kappa, k.fold, s2, load(srow + e), xq, x1, x2, load(qb + pb), load(b1 + pb), load(b2 + pb),
+                      &kk, &kd);
+          if (kNtk) store(tr + e, load(trow + e) * kd);
+          store(kr + e, kk);
+        }
+        return;
       }
       for (int s = 0; s < w; ++s) {
         const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;

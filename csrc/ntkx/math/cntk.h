@@ -118,20 +118,26 @@ NTKX_HD void position_fields(Act act, double a, double b, double c, double q, do
 template <Act K>
 NTKX_HD void cntk_dual(ActConst k, double s2, double c, double qa, double a1, double a2, double a3, double qb,
                        double b1, double b2, double b3, double* kk, double* kd) {
-  if (K == Act::kABRelu) {
+  if (K == Act::kABRelu) {  // mirrored lane-wise in cpu/simd8.h: keep the two in step
     double rho = c * (a2 * b2);
     const double same = (c == qa) & (qa == qb) ? 1.0 : 0.0;
     rho += same * (1.0 - rho);
-    const double delta = 1.0 - rho, eps = 1.0 + rho;
-    const double theta = angle(rho, delta, eps);
-    const double de = delta * eps;
-    const double sin_t = std::sqrt(de > 0.0 ? de : 0.0);
-    const bool flip = k.fold & (eps < delta);
-    const double tf = sel(flip, kPi - theta, theta);
-    const double cf = sel(flip, -rho, rho);
+    const double ar = rho < 0.0 ? -rho : rho;
+    const double h0 = 1.0 - ar;
+    const double h = h0 > 0.0 ? h0 : 0.0;                // 1 - |rho|, exact near |rho| = 1
+    const bool hi = ar >= 0.5;
+    const double xs = std::sqrt(0.5 * h);               // sin(theta/2) of |rho| (<= 1/2 when hi)
+    const double p = asin_small(hi ? xs : ar);
+    const double acos_abs = hi ? 2.0 * p : kHalfPi - p; // arccos |rho| (as math::angle)
+    const bool neg = rho < 0.0;
+    const double theta = neg ? kPi - acos_abs : acos_abs;
+    const double sin_t = std::sqrt(h * (2.0 - h));      // (1 - |rho|)(1 + |rho|)
+    const bool flip = neg & k.fold;
+    const double tf = flip ? acos_abs : theta;           // pi - theta when flipped
+    const double cf = flip ? -rho : rho;
     const double g = sin_t - tf * cf;
     const double kp = k.kappa * kInvPi;
-    *kk = s2 * (sel(flip, -c, c) + (a1 * b1) * (kp * g));
+    *kk = s2 * ((flip ? -c : c) + (a1 * b1) * (kp * g));
     *kd = s2 * (1.0 - kp * theta);
     return;
   }

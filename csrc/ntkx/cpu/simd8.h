@@ -1,0 +1,80 @@
+// Eight float64 lanes with GCC vector extensions, for the one hot loop GCC will not
+// if-convert on its own (the CNTK ABRelu dual: its selects around square roots make
+// the auto-vectorizer either give up or shuttle masks through general registers).
+// Every operation is the same IEEE operation, in the same order, as the scalar
+// function it mirrors in math/, so results are bitwise equal (tested).
+#pragma once
+
+#include <cstring>
+
+#include "ntkx/math/common.h"
+
+namespace ntkx {
+namespace simd8 {
+
+typedef double v8 __attribute__((vector_size(64)));
+typedef long long m8 __attribute__((vector_size(64)));
+
+inline v8 load(const double* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(double* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+inline v8 bcast(double x) { return v8{} + x; }
+inline v8 sel(m8 c, v8 a, v8 b) { return c ? a : b; }
+inline v8 sqrt(v8 x) {
+  v8 r;
+  for (int l = 0; l < 8; ++l) r[l] = __builtin_sqrt(x[l]);
+  return r;
+}
+inline v8 fma(v8 a, v8 b, v8 c) {
+  v8 r;
+  for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
+  return r;
+}
+inline v8 horner(v8, double c) { return bcast(c); }
+template <typename... Rest>
+inline v8 horner(v8 z, double c, Rest... rest) {
+  return fma(horner(z, rest...), z, bcast(c));
+}
+
+/// math::asin_small, lane-wise.
+inline v8 asin_small(v8 x) {
+  const v8 z = x * x;
+  const v8 p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
+                      0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
+                      0.0078029494773533175, 0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
+  return fma(x * z, p, x);
+}
+
+/// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas).
+inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 qa, v8 a1, v8 a2, v8 qb, v8 b1, v8 b2, v8* kk,
+                        v8* kd) {
+  using math::kHalfPi;
+  using math::kInvPi;
+  using math::kPi;
+  v8 rho = c * (a2 * b2);
+  const v8 same = sel((c == qa) & (qa == qb), bcast(1.0), bcast(0.0));
+  rho += same * (1.0 - rho);
+  const v8 ar = sel(rho < 0.0, -rho, rho);
+  const v8 h0 = 1.0 - ar;
+  const v8 h = sel(h0 > 0.0, h0, bcast(0.0));
+  const m8 hi = ar >= 0.5;
+  const v8 xs = sqrt(0.5 * h);
+  const v8 p = asin_small(sel(hi, xs, ar));
+  const v8 acos_abs = sel(hi, 2.0 * p, kHalfPi - p);
+  const m8 neg = rho < 0.0;
+  const v8 theta = sel(neg, kPi - acos_abs, acos_abs);
+  const v8 sin_t = sqrt(h * (2.0 - h));
+  const m8 flip = neg & (fold ? m8{} - 1 : m8{});
+  const v8 tf = sel(flip, acos_abs, theta);
+  const v8 cf = sel(flip, -rho, rho);
+  const v8 g = sin_t - tf * cf;
+  const double kp = kappa * kInvPi;
+  *kk = s2 * (sel(flip, -c, c) + (a1 * b1) * (kp * g));
+  *kd = s2 * (1.0 - kp * theta);
+}
+
+}  // namespace simd8
+}  // namespace ntkx
