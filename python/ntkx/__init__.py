@@ -2,6 +2,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ntkx import _core
+from ntkx._src.cntk import CntkSpec, ConvLayer, arora_cntk, cntk_kernels
 from ntkx._src.fc import Activation, FcSpec, Kernels, fc_kernels
 
 try:
@@ -9,7 +10,10 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["Activation", "FcSpec", "Kernels", "fc_kernels", "build_info", "__version__"]
+__all__ = [
+    "Activation", "CntkSpec", "ConvLayer", "FcSpec", "Kernels", "arora_cntk", "cntk_kernels", "fc_kernels",
+    "build_info", "__version__",
+]
 
 
 def build_info() -> dict:

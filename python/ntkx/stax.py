@@ -12,8 +12,11 @@ from ntkx._src.stax import (
     ABRelu,
     Abs,
     ArcCosine,
+    Conv,
     Dense,
     Erf,
+    Flatten,
+    GlobalAvgPool,
     Layer,
     LeakyRelu,
     RectifiedMonomial,
@@ -24,6 +27,7 @@ from ntkx._src.stax import (
 )
 
 __all__ = [
-    "ABRelu", "Abs", "ArcCosine", "Dense", "Erf", "Layer", "LeakyRelu", "RectifiedMonomial", "Relu",
+    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "Flatten", "GlobalAvgPool", "Layer", "LeakyRelu",
+    "RectifiedMonomial", "Relu",
     "empirical_kernels", "repeat", "serial",
 ]

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import special
 
 from ntkx._src import validate
+from ntkx._src.cntk import CntkSpec, ConvLayer, cntk_kernels
 from ntkx._src.fc import Activation, FcSpec, Get, Kernels, fc_kernels
 
 Shape = Tuple[int, ...]
@@ -50,6 +51,19 @@ class ActOp:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConvOp:
+    out_chan: int
+    filt: int
+    W_std: float
+    b_std: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutOp:
+    kind: str  # 'gap' or 'flatten'
+
+
+@dataclasses.dataclass(frozen=True)
 class RepeatOp:
     body: Tuple[Any, ...]
     n: int
@@ -59,6 +73,13 @@ SUPPORTED = (
     "ntkx's FC kernels support serial(Dense, [activation, Dense] x L) with every Dense sharing "
     "W_std and b_std and one activation among Relu, LeakyRelu, ABRelu, Abs, Erf, "
     "RectifiedMonomial(0|1|2) / ArcCosine(0|1|2), repeated with stax.repeat or listed"
+)
+
+
+SUPPORTED_CNN = (
+    "ntkx's CNTK supports serial(Conv, [activation, Conv] ..., [activation], GlobalAvgPool() | Flatten(), "
+    "Dense) with SAME padding, stride 1, odd square filters, one activation among Relu, LeakyRelu, ABRelu, "
+    "Abs, Erf, RectifiedMonomial(0|1|2), any W_std / b_std per conv layer and at most 128 conv layers"
 )
 
 
@@ -93,6 +114,49 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, param
     w = validate.check_std(W_std, "W_std")
     b = None if b_std is None else validate.check_std(b_std, "b_std")
     return Layer([DenseOp(int(out_dim), w, b)])
+
+
+def Conv(out_chan: int, filter_shape: Sequence[int] = (3, 3), strides: Optional[Sequence[int]] = None,
+         padding: str = "SAME", W_std: float = 1.0, b_std: Optional[float] = None,
+         parameterization: str = "ntk") -> Layer:
+    """2-D convolution over NHWC images in the NTK parameterization (neural-tangents' ``stax.Conv``).
+
+    Weights have variance ``W_std**2 / (q * q * C_in)``. The CNTK backend runs
+    stride 1, ``'SAME'`` zero padding and odd square filters ``(q, q)``.
+
+    Args:
+      out_chan: channels of the finite network (irrelevant to the infinite-width kernel).
+      filter_shape: ``(q, q)`` with q odd.
+      strides: ``None`` or ``(1, 1)``.
+      padding: ``'SAME'``.
+      W_std: weight standard deviation.
+      b_std: bias standard deviation; ``None`` means no bias.
+      parameterization: only ``'ntk'``.
+    """
+    if parameterization != "ntk":
+        raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
+    if not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
+        raise ValueError(f"out_chan must be a positive integer, got {out_chan!r}")
+    fs = tuple(filter_shape)
+    if len(fs) != 2 or fs[0] != fs[1] or not isinstance(fs[0], (int, np.integer)) or fs[0] < 1 or fs[0] % 2 == 0:
+        raise NotImplementedError(f"filter_shape={filter_shape!r}: ntkx's CNTK needs odd square filters (q, q)")
+    if strides is not None and tuple(strides) != (1, 1):
+        raise NotImplementedError(f"strides={strides!r}: ntkx's CNTK supports stride 1 only")
+    if str(padding).upper() != "SAME":
+        raise NotImplementedError(f"padding={padding!r}: ntkx's CNTK supports 'SAME' only")
+    w = validate.check_std(W_std, "W_std")
+    b = None if b_std is None else validate.check_std(b_std, "b_std")
+    return Layer([ConvOp(int(out_chan), int(fs[0]), w, b)])
+
+
+def GlobalAvgPool() -> Layer:
+    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``."""
+    return Layer([ReadoutOp("gap")])
+
+
+def Flatten() -> Layer:
+    """``(N, H, W, C) -> (N, H W C)`` (the "vanilla" CNTK readout)."""
+    return Layer([ReadoutOp("flatten")])
 
 
 def ABRelu(a: float, b: float) -> Layer:
@@ -200,6 +264,14 @@ def _init_fn(ops):
                 b = gen.standard_normal(op.out_dim) if op.b_std is not None else None
                 params.append((w, b))
                 shape = shape[:-1] + (op.out_dim,)
+            elif isinstance(op, ConvOp):
+                w = gen.standard_normal((op.filt, op.filt, shape[-1], op.out_chan))  # HWIO
+                b = gen.standard_normal(op.out_chan) if op.b_std is not None else None
+                params.append((w, b))
+                shape = shape[:-1] + (op.out_chan,)
+            elif isinstance(op, ReadoutOp):
+                shape = (shape[0], shape[-1]) if op.kind == "gap" else (shape[0], int(np.prod(shape[1:])))
+                params.append(())
             else:
                 params.append(())
         return shape, params
@@ -209,7 +281,7 @@ def _init_fn(ops):
 
 def _apply_fn(ops):
     def apply_fn(params: List[Params], x: Any, **kwargs: Any) -> np.ndarray:
-        """The finite network's outputs on `x` `(N, d)` in float64."""
+        """The finite network's outputs on `x` (`(N, d)`, or NHWC images) in float64."""
         h = np.asarray(x, dtype=np.float64)
         for op, p in zip(_expand(ops), params):
             if isinstance(op, DenseOp):
@@ -217,11 +289,37 @@ def _apply_fn(ops):
                 h = h @ w * (op.W_std / math.sqrt(w.shape[0]))
                 if b is not None:
                     h = h + op.b_std * b
+            elif isinstance(op, ConvOp):
+                w, b = p
+                h = conv_same(h, w) * (op.W_std / math.sqrt(w.shape[0] * w.shape[1] * w.shape[2]))
+                if b is not None:
+                    h = h + op.b_std * b
+            elif isinstance(op, ReadoutOp):
+                h = h.mean(axis=(1, 2)) if op.kind == "gap" else h.reshape(h.shape[0], -1)
             else:
                 h = op.phi(h)
         return h
 
     return apply_fn
+
+
+def patches(h: np.ndarray, q: int) -> np.ndarray:
+    """SAME zero-padded q x q patches of NHWC `h`: ``(N, H, W, q, q, C)``."""
+    r = q // 2
+    N, H, W, C = h.shape
+    hp = np.zeros((N, H + 2 * r, W + 2 * r, C))
+    hp[:, r:r + H, r:r + W] = h
+    out = np.empty((N, H, W, q, q, C))
+    for a in range(q):
+        for b in range(q):
+            out[:, :, :, a, b] = hp[:, a:a + H, b:b + W]
+    return out
+
+
+def conv_same(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Stride-1 SAME convolution (cross-correlation) of NHWC `h` with HWIO `w`, unscaled."""
+    q = w.shape[0]
+    return np.einsum("nijabc,abco->nijo", patches(h, q), w, optimize=True)
 
 
 def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = None) -> Kernels:
@@ -322,20 +420,69 @@ def compile_fc(ops: Sequence[Any]) -> FcSpec:
     return FcSpec(depth, w, b, acts.pop())
 
 
+def is_cnn(ops: Sequence[Any]) -> bool:
+    """Whether a layer description contains convolutions or a spatial readout."""
+    return any(isinstance(op, (ConvOp, ReadoutOp)) for op in _expand_shallow(ops))
+
+
+def _expand_shallow(ops):
+    for op in ops:
+        if isinstance(op, RepeatOp):
+            yield from _expand_shallow(op.body)
+        else:
+            yield op
+
+
+def compile_cnn(ops: Sequence[Any]) -> CntkSpec:
+    """The CntkSpec of a conv network, or NotImplementedError naming what is supported."""
+    seq = list(_expand(ops))
+    if not seq or not isinstance(seq[0], ConvOp):
+        raise NotImplementedError(f"a conv network must start with Conv. {SUPPORTED_CNN}")
+    convs, acts = [seq[0]], []
+    i, final_act = 1, False
+    while i < len(seq) and not isinstance(seq[i], ReadoutOp):
+        op = seq[i]
+        if isinstance(op, ActOp) and i + 1 < len(seq) and isinstance(seq[i + 1], ConvOp):
+            acts.append(op)
+            convs.append(seq[i + 1])
+            i += 2
+        elif isinstance(op, ActOp) and i + 1 < len(seq) and isinstance(seq[i + 1], ReadoutOp):
+            acts.append(op)
+            final_act = True
+            i += 1
+        else:
+            raise NotImplementedError(f"cannot compile {type(op).__name__} at position {i}. {SUPPORTED_CNN}")
+    if i >= len(seq) or i + 2 != len(seq) or not isinstance(seq[i + 1], DenseOp):
+        raise NotImplementedError(f"the conv stack must end with GlobalAvgPool() or Flatten() and one Dense. "
+                                  f"{SUPPORTED_CNN}")
+    kinds = {a.act for a in acts}
+    if len(kinds) > 1:
+        raise NotImplementedError(f"all activations must be the same, got {sorted(a.name for a in kinds)}. "
+                                  f"{SUPPORTED_CNN}")
+    act = kinds.pop() if kinds else Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    dense = seq[i + 1]
+    return CntkSpec(
+        tuple(ConvLayer(c.W_std, c.b_std or 0.0, c.filt) for c in convs), act, final_act,
+        "gap" if seq[i].kind == "gap" else "vanilla", dense.W_std, dense.b_std or 0.0)
+
+
 def _kernel_fn(ops):
     def kernel_fn(x1: Any, x2: Any = None, get: Get = None, **kwargs: Any) -> Union[np.ndarray, Kernels]:
-        """Infinite-width NNGP/NTK of this network between the rows of `x1` and `x2`.
+        """Infinite-width NNGP/NTK of this network between the inputs `x1` and `x2`.
 
         Args:
-          x1: `(N1, d)` inputs.
-          x2: `(N2, d)` inputs or ``None`` (x1 against itself).
+          x1: `(N1, d)` inputs, or `(N1, H, W, C)` images for a conv network.
+          x2: likewise, or ``None`` (x1 against itself).
           get: ``'nngp'``, ``'ntk'``, a tuple of them, or ``None`` for both.
           **kwargs: ``device``, ``dtype``, ``out``, ``memory_budget``, ``threads``,
-            ``progress`` (see `ntkx.fc_kernels`).
+            ``progress`` (see `ntkx.fc_kernels`); conv networks also take
+            ``layout='NHWC'|'NCHW'`` (see `ntkx.cntk_kernels`).
 
         Returns:
           An array for a single `get`, else ``Kernels(nngp, ntk)``.
         """
+        if is_cnn(ops):
+            return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
         return fc_kernels(x1, x2, compile_fc(ops), get, **kwargs)
 
     return kernel_fn

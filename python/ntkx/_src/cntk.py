@@ -1,0 +1,281 @@
+"""The convolutional NTK engine: validation, tiling and dispatch.
+
+The math lives in ``csrc/ntkx/math/cntk.h`` (DESIGN.md section 2): every
+displacement slice of a pair runs the whole layer recursion in a buffer of at most
+P x Q entries, so nothing of size (PQ)^2 is stored. This module checks the images,
+splits the kernel matrix into tiles whose per-image diagonal maps fit
+``memory_budget``, hands each row chunk to the compiled backend with the GIL
+released, and reports progress between chunks (Ctrl-C is honoured inside them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ntkx import _core
+from ntkx._src import validate
+from ntkx._src.fc import Activation, Get, Kernels, _device, _outputs, _parse_get
+from ntkx._src.progress import Progress, ProgressArg
+
+#: Default bound on the working memory of one call besides inputs and outputs
+#: (per-image diagonal maps and lane-interleaved copies of the images of a tile).
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+#: Element-layer steps per compiled call (about a second on one core): the
+#: granularity of progress reports.
+_CALL_WORK = 2e8
+_MAX_CONV = 128
+_LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+    """One SAME-padded, stride-1 convolution with ``filt x filt`` filters."""
+
+    w_std: float = 1.0
+    b_std: float = 0.0
+    filt: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class CntkSpec:
+    """``Conv -> [act -> Conv] ... -> [act] -> readout -> Dense`` (see math/cntk.h).
+
+    Attributes:
+      convs: the conv layers in order (at least one, at most 128).
+      activation: the activation between conv layers (one for all).
+      final_act: whether the activation also follows the last conv.
+      readout: ``'gap'`` (GlobalAvgPool -> Dense) or ``'vanilla'`` (Flatten -> Dense).
+      out_w_std, out_b_std: the readout Dense's weight and bias std.
+      train_first: the first conv layer is trained (``False``: its contribution to
+        the NTK is dropped, Arora et al.'s ``fix`` option).
+      train_last: the readout Dense is trained (``False``: likewise).
+    """
+
+    convs: Tuple[ConvLayer, ...]
+    activation: Activation = Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    final_act: bool = True
+    readout: str = "gap"
+    out_w_std: float = 1.0
+    out_b_std: float = 0.0
+    train_first: bool = True
+    train_last: bool = True
+
+    def to_core(self, P: int, Q: int, C: int) -> "_core.CntkParams":
+        if not self.convs:
+            raise ValueError("a CNTK needs at least one conv layer")
+        if len(self.convs) > _MAX_CONV:
+            raise ValueError(f"ntkx's CNTK supports at most {_MAX_CONV} conv layers, got {len(self.convs)}")
+        if self.readout not in ("gap", "vanilla"):
+            raise ValueError(f"readout must be 'gap' or 'vanilla', got {self.readout!r}")
+        for i, c in enumerate(self.convs):
+            if not isinstance(c.filt, (int, np.integer)) or c.filt < 1 or c.filt % 2 == 0:
+                raise ValueError(f"conv layer {i}: the filter side must be a positive odd integer, got {c.filt!r}")
+        act = self.activation
+        kind = {"abrelu": _core.Act.ABRelu, "arccos0": _core.Act.ArcCos0, "arccos2": _core.Act.ArcCos2,
+                "erf": _core.Act.Erf}[act.kind]
+        if act.kind == "abrelu" and act.a == 0.0 and act.b == 0.0:
+            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+        return _core.CntkParams(
+            P, Q, C,
+            [validate.check_std(c.w_std, "W_std") for c in self.convs],
+            [validate.check_std(c.b_std, "b_std") for c in self.convs],
+            [int(c.filt) for c in self.convs],
+            bool(self.final_act), kind, float(act.a), float(act.b), float(act.c),
+            _core.Readout.Gap if self.readout == "gap" else _core.Readout.Vanilla,
+            validate.check_std(self.out_w_std, "out W_std"), validate.check_std(self.out_b_std, "out b_std"),
+            bool(self.train_first), bool(self.train_last),
+        )
+
+    def work_per_pair(self, P: int, Q: int) -> float:
+        """Element-layer steps of one pair (the unit of the speed accounting)."""
+        elems = (P * Q) ** 2 if self.readout == "gap" else P * Q
+        return float(elems) * (len(self.convs) + 1)
+
+
+def as_images(x: Any, name: str, layout: str = "NHWC") -> np.ndarray:
+    """`x` as C-contiguous float64 NHWC images ``(N, P, Q, C)``, or a clear error."""
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}")
+    if x is None:
+        raise TypeError(f"{name} must be an array of images (N, H, W, C), got None")
+    try:
+        arr = np.asarray(x)
+    except Exception as e:
+        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.ndim != 4:
+        raise ValueError(
+            f"{name} must be 4-D images ({'N, H, W, C' if layout == 'NHWC' else 'N, C, H, W'}), got shape {arr.shape}"
+            + ("; add a channel axis, e.g. x[..., None]" if arr.ndim == 3 else ""))
+    if layout == "NCHW":
+        arr = arr.transpose(0, 2, 3, 1)
+    if min(arr.shape) == 0:
+        raise ValueError(f"{name} must have at least one image, pixel and channel, got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = int(out.size - np.count_nonzero(finite))
+        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); the kernel is undefined there")
+    return out
+
+
+def cntk_kernels(
+    x1: Any,
+    x2: Any = None,
+    spec: Optional[CntkSpec] = None,
+    get: Get = None,
+    *,
+    layout: str = "NHWC",
+    device: str = "auto",
+    dtype: Any = np.float64,
+    out: Any = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    threads: Optional[int] = None,
+    progress: ProgressArg = False,
+) -> Union[np.ndarray, Kernels]:
+    """NNGP and/or NTK of the convolutional network `spec` between two sets of images.
+
+    Args:
+      x1: `(N1, H, W, C)` images (or `(N1, C, H, W)` with ``layout='NCHW'``).
+      x2: `(N2, H, W, C)` images, or ``None`` for `x1` against itself (each
+        unordered pair is computed once; the result is exactly symmetric).
+      spec: the architecture (default: one 3 x 3 conv, ReLU, GAP, Dense).
+      get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
+      layout: ``'NHWC'`` (neural-tangents' default) or ``'NCHW'``.
+      device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``.
+      dtype: ``float64`` (default) or ``float32`` outputs; the computation is
+        float64 either way.
+      out: preallocated `(N1, N2)` outputs (rows contiguous), e.g. numpy memmaps: an
+        array when `get` is one name, else a dict ``{'nngp': .., 'ntk': ..}``.
+      memory_budget: bytes of working memory for the per-image maps of a tile.
+      threads: OpenMP threads (default: all).
+      progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
+
+    Returns:
+      One `(N1, N2)` array when `get` is a string, else a `Kernels` tuple.
+    """
+    spec = CntkSpec((ConvLayer(),)) if spec is None else spec
+    names, single = _parse_get(get)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    a1 = as_images(x1, "x1", layout)
+    symmetric = x2 is None
+    a2 = a1 if symmetric else as_images(x2, "x2", layout)
+    if a2.shape[1:] != a1.shape[1:]:
+        raise ValueError(f"x1 and x2 must have the same image shape, got {a1.shape[1:]} and {a2.shape[1:]}")
+    N1, P, Q, C = a1.shape
+    N2 = a2.shape[0]
+    params = spec.to_core(P, Q, C)
+    dev = _device(device)
+    if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    outs = _outputs(out, names, single, N1, N2, dtype)
+    nngp, ntk = outs.get("nngp"), outs.get("ntk")
+
+    if dev in ("cuda", "emulate"):
+        _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
+    else:
+        _cpu(params, spec, a1, a2, symmetric, nngp, ntk, memory_budget, threads or 0, progress)
+    if single:
+        return outs[names[0]]
+    return Kernels(nngp, ntk)
+
+
+def _cpu(params, spec, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> None:
+    N1, P, Q, C = a1.shape
+    N2 = a2.shape[0]
+    # Per image: its diagonal maps and a lane-interleaved copy (8 pairs per SIMD row).
+    per_image = 8 * P * Q * (params.n_act * params.n_fields + C)
+    tile = max(8, int(budget // (2 * per_image)) // 8 * 8)
+    work = spec.work_per_pair(P, Q)
+    total = N1 * (N1 + 1) // 2 if symmetric else N1 * N2
+    bar = Progress("ntkx CNTK", total, progress)
+    nthreads = threads if threads > 0 else _core.openmp_threads()
+
+    def views(rows, cols):
+        return tuple(None if o is None else o[rows, cols] for o in (nngp, ntk))
+
+    for r0 in range(0, N1, tile):
+        r1 = min(N1, r0 + tile)
+        for c0 in range(r0 if symmetric else 0, N2, tile):
+            c1 = min(N2, c0 + tile)
+            diag = symmetric and c0 == r0
+            # Rows per call: about _CALL_WORK element-layer steps per thread.
+            chunk = int(max(1, min(r1 - r0, _CALL_WORK * nthreads // max(work * (c1 - c0), 1))))
+            for s0 in range(r0, r1, chunk):
+                s1 = min(r1, s0 + chunk)
+                if diag:
+                    # Rows s0:s1 against columns s0:c1 of the same images, j >= i, mirrored.
+                    o_n, o_t = views(slice(s0, c1), slice(s0, c1))
+                    _core.cntk(params, a1[s0:s1], a1[s0:c1], o_n, o_t, True, threads, "cpu")
+                    pairs = (s1 - s0) * (c1 - s0) - (s1 - s0) * (s1 - s0 - 1) // 2
+                else:
+                    o_n, o_t = views(slice(s0, s1), slice(c0, c1))
+                    _core.cntk(params, a1[s0:s1], a2[c0:c1], o_n, o_t, False, threads, "cpu")
+                    if symmetric:  # the mirror tile
+                        for o in (nngp, ntk):
+                            if o is not None:
+                                o[c0:c1, s0:s1] = o[s0:s1, c0:c1].T
+                    pairs = (s1 - s0) * (c1 - c0)
+                bar.advance(pairs)
+
+
+def arora_cntk(
+    x1: Any,
+    x2: Any = None,
+    depth: int = 3,
+    readout: str = "gap",
+    *,
+    fix: bool = False,
+    filter_size: int = 3,
+    layout: str = "NHWC",
+    **kwargs: Any,
+) -> np.ndarray:
+    """The CNTK exactly as Arora et al. (2019) define it, for comparing with their paper and code.
+
+    Arora et al. ("On exact computation with an infinitely wide neural net",
+    arXiv:1904.11955) use bias-free ReLU with ``c_sigma = 2``, an unnormalised first
+    layer (``Sigma^(0) = sum_c patch_sum(x_c x'_c)``), patch sums instead of means and
+    the readouts ``trace`` (vanilla) and ``mean`` (GAP); "depth" counts the conv
+    layers plus one. Their value equals neural-tangents' NTK of::
+
+        Conv(W_std=1) -> Relu -> [Conv(W_std=sqrt 2) -> Relu] x (depth - 2)
+            -> Flatten | GlobalAvgPool -> Dense(W_std=sqrt 2)
+
+    (all bias-free, q x q SAME filters) times ``C * P * Q`` (vanilla) or ``C`` (GAP),
+    which is how it is computed here; the constant is derived in DESIGN.md section 2
+    and tested against a literal transcription of their formulas.
+
+    Args:
+      x1: `(N1, H, W, C)` images (``layout='NCHW'`` for channels first, as their code).
+      x2: images or ``None`` (x1 against itself).
+      depth: their ``d`` >= 2 (``d - 1`` conv layers); 21 in their CIFAR-10 runs.
+      readout: ``'gap'`` (CNTK-GAP) or ``'vanilla'`` (CNTK-V).
+      fix: their ``--fix`` option: first and last layer not trained (their code's
+        default is ``fix=yes``; the paper's formula is ``fix=False``).
+      filter_size: q (3 in their code).
+      **kwargs: ``device``, ``dtype``, ``out``, ``threads``, ``progress`` as for
+        `cntk_kernels`.
+
+    Returns:
+      The `(N1, N2)` NTK in Arora et al.'s scale.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 2:
+        raise ValueError(f"depth (Arora et al.'s d = conv layers + 1) must be an integer >= 2, got {depth!r}")
+    if readout not in ("gap", "vanilla"):
+        raise ValueError(f"readout must be 'gap' or 'vanilla', got {readout!r}")
+    s2 = float(np.sqrt(2.0))
+    convs = (ConvLayer(1.0, 0.0, filter_size),) + (ConvLayer(s2, 0.0, filter_size),) * (int(depth) - 2)
+    spec = CntkSpec(convs, final_act=True, readout=readout, out_w_std=s2, train_first=not fix, train_last=not fix)
+    a1 = as_images(x1, "x1", layout)
+    _, P, Q, C = a1.shape
+    ntk = cntk_kernels(a1, None if x2 is None else as_images(x2, "x2", layout), spec, "ntk", **kwargs)
+    ntk *= C * (P * Q if readout == "vanilla" else 1)
+    return ntk
