@@ -24,12 +24,21 @@ Two conventions:
   ``Kdot^(L) Theta^(L-1) + K^(L)``, ``L = depth - 1``.  ``fix=True`` follows the
   authors' code option of the same name (first and last layer not trained):
   ``Theta^(0) = 0`` and ``K^(L)`` left out of the readout.
+
+Near-colinear entries after the first layer (``|cos| > 0.95``) take their angle
+from the patch vectors in 50-digit arithmetic (`_exact_angle`): identical or
+colinear patches, common in real images (a lone nonzero pixel at the same offset),
+then get the exact angle 0 or pi instead of ~1e-8. Deeper layers use
+``arccos(c / sqrt(q q'))``; an identical pair still gets exactly 0 there because
+``sqrt(q * q) == q`` in IEEE arithmetic.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+import contextlib
+from typing import Optional, Sequence, Tuple
 
+import mpmath
 import numpy as np
 
 from . import fc as fcref
@@ -56,8 +65,54 @@ def _diag(K: np.ndarray) -> np.ndarray:
     return np.array([[K[i, j, i, j] for j in range(Q)] for i in range(P)])
 
 
-def _dual(act, Kxy: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Entry by entry ``T`` and ``Tdot`` of a 4-D covariance, given both diagonal maps."""
+def _patch(x: np.ndarray, i: int, j: int, q: int) -> np.ndarray:
+    """The zero-padded q x q x C patch of `x` centred at (i, j), flattened."""
+    P, Q, C = x.shape
+    r = q // 2
+    out = np.zeros((q, q, C))
+    for a in range(-r, r + 1):
+        for b in range(-r, r + 1):
+            if 0 <= i + a < P and 0 <= j + b < Q:
+                out[a + r, b + r] = x[i + a, j + b]
+    return out.ravel()
+
+
+def _exact_angle(u: np.ndarray, v: np.ndarray) -> float:
+    """The angle between two vectors in 50-digit arithmetic, 2 atan2(|u^ - v^|, |u^ + v^|)."""
+    with mpmath.workdps(50):
+        mu = [mpmath.mpf(float(t)) for t in u]
+        mv = [mpmath.mpf(float(t)) for t in v]
+        nu = mpmath.sqrt(mpmath.fsum(t * t for t in mu))
+        nv = mpmath.sqrt(mpmath.fsum(t * t for t in mv))
+        dif = mpmath.sqrt(mpmath.fsum((a / nu - b / nv) ** 2 for a, b in zip(mu, mv)))
+        sm = mpmath.sqrt(mpmath.fsum((a / nu + b / nv) ** 2 for a, b in zip(mu, mv)))
+        return float(2 * mpmath.atan2(dif, sm))
+
+
+@contextlib.contextmanager
+def _angle_override(theta: float):
+    """Makes reference.fc's closed forms use `theta` as the angle of the next pair."""
+    saved = fcref.angle
+    fcref.angle = lambda q, qp, c: theta
+    try:
+        yield
+    finally:
+        fcref.angle = saved
+
+
+#: |cos| above which a layer-0 angle is taken from the patches in 50-digit
+#: arithmetic instead of arccos(c / sqrt(q q')) (which has ~1e-8 error near +-1).
+COLINEAR = 0.95
+
+
+def _dual(act, Kxy: np.ndarray, qx: np.ndarray, qy: np.ndarray,
+          layer0: Optional[Tuple[np.ndarray, np.ndarray, int, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Entry by entry ``T`` and ``Tdot`` of a 4-D covariance, given both diagonal maps.
+
+    `layer0` = (x, y, q, beta) marks the activation after the first conv: there the
+    angle of a nearly (anti)colinear entry comes from the augmented patch vectors
+    (patch, beta), beta = b_0 / (w_0 / (q sqrt C)), exactly.
+    """
     P, Q = qx.shape
     T = np.zeros_like(Kxy)
     Td = np.zeros_like(Kxy)
@@ -66,8 +121,15 @@ def _dual(act, Kxy: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> Tuple[np.ndar
             for i2 in range(P):
                 for j2 in range(Q):
                     q, qp, c = float(qx[i, j]), float(qy[i2, j2]), float(Kxy[i, j, i2, j2])
-                    T[i, j, i2, j2] = act.T(q, qp, c)
-                    Td[i, j, i2, j2] = act.Tdot(q, qp, c)
+                    ctx = contextlib.nullcontext()
+                    if layer0 is not None and q > 0 and qp > 0 and abs(c) / np.sqrt(q * qp) > COLINEAR:
+                        x, y, qf, beta = layer0
+                        u = np.append(_patch(x, i, j, qf), beta)
+                        v = np.append(_patch(y, i2, j2, qf), beta)
+                        ctx = _angle_override(_exact_angle(u, v))
+                    with ctx:
+                        T[i, j, i2, j2] = act.T(q, qp, c)
+                        Td[i, j, i2, j2] = act.Tdot(q, qp, c)
     return T, Td
 
 
@@ -88,11 +150,14 @@ def nt_cntk(x: np.ndarray, y: np.ndarray, act, convs: Sequence[Tuple[float, floa
          for k, (u, v) in inputs.items()}
     T = S["xy"].copy() if train_first else np.zeros_like(S["xy"])
     n_act = len(convs) - 1 + (1 if final_act else 0)
+    w0, b0, q0 = convs[0]
+    beta = b0 / (w0 / (q0 * np.sqrt(C))) if w0 > 0 else 0.0
     for stage in range(n_act):
         qx, qy = _diag(S["xx"]), _diag(S["yy"])
-        Kxx, _ = _dual(act, S["xx"], qx, qx)
-        Kyy, _ = _dual(act, S["yy"], qy, qy)
-        Kxy, Kd = _dual(act, S["xy"], qx, qy)
+        l0 = (lambda u, v: (u, v, q0, beta)) if stage == 0 else (lambda u, v: None)
+        Kxx, _ = _dual(act, S["xx"], qx, qx, l0(x, x))
+        Kyy, _ = _dual(act, S["yy"], qy, qy, l0(y, y))
+        Kxy, Kd = _dual(act, S["xy"], qx, qy, l0(x, y))
         S = {"xx": Kxx, "yy": Kyy, "xy": Kxy}
         T = Kd * T
         if stage + 1 < len(convs):
@@ -121,8 +186,9 @@ def arora_cntk(x: np.ndarray, y: np.ndarray, depth: int, readout: str = "gap", q
     for h in range(1, L + 1):
         qx, qy = _diag(S["xx"]), _diag(S["yy"])
         K = {}
+        sides = {"xx": (x, x), "yy": (y, y), "xy": (x, y)}
         for k, (a, bq) in {"xx": (qx, qx), "yy": (qy, qy), "xy": (qx, qy)}.items():
-            t, td = _dual(relu, S[k], a, bq)
+            t, td = _dual(relu, S[k], a, bq, (sides[k][0], sides[k][1], q, 0.0) if h == 1 else None)
             K[k] = (c_sigma / q**2 * t, c_sigma / q**2 * td)
         Kxy, Kdxy = K["xy"]
         if h < L:

@@ -235,33 +235,56 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
             for (int u = 1; u < nf; ++u) m[u * PQ * kLanes] = f[u - 1];
           }
       }
+      const int ia = sl.i0 + r, ib = ia + sl.di;
+      // Layer-0 correlations near +-1 come again from the patches (rare, scalar).
+      auto colinear = [&](int s, double* rho, double* h) {
+        for (int l = 0; l < kLanes; ++l)
+          if (h[l] < math::kColinear && rho[l] != 0.0)
+            math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rho[l],
+                                      &h[l]);
+      };
       if (K == Act::kABRelu) {
         for (int s = 0; s < w; ++s) {
-          const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
+          const int64_t pa = (int64_t(ia) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
           const int64_t e = int64_t(s) * kLanes;
           using namespace simd8;
           const v8 xq = kDiag ? load(qa + pa) : bcast(qa[pa]);
           const v8 x1 = kDiag ? load(a1 + pa) : bcast(a1[pa]);
           const v8 x2 = kDiag ? load(a2 + pa) : bcast(a2[pa]);
-          v8 kk, kd;
-          abrelu_dual(k.kappa, k.fold, s2, load(srow + e), xq, x1, x2, load(qb + pb), load(b1 + pb), load(b2 + pb),
-                      &kk, &kd);
+          const v8 c = load(srow + e);
+          v8 rho, h, kk, kd;
+          abrelu_rho(c, xq, x2, load(qb + pb), load(b2 + pb), &rho, &h);
+          if (st == 0) {
+            bool any = false;
+            for (int l = 0; l < kLanes; ++l) any |= h[l] < math::kColinear;
+            if (any) {
+              alignas(64) double rr[kLanes], hh[kLanes];
+              store(rr, rho), store(hh, h);
+              colinear(s, rr, hh);
+              rho = load(rr), h = load(hh);
+            }
+          }
+          abrelu_dual(k.kappa, k.fold, s2, c, rho, h, x1, load(b1 + pb), &kk, &kd);
           if (kNtk) store(tr + e, load(trow + e) * kd);
           store(kr + e, kk);
         }
         return;
       }
       for (int s = 0; s < w; ++s) {
-        const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
+        const int64_t pa = (int64_t(ia) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
         const int64_t e = int64_t(s) * kLanes;
-#pragma omp simd
+        alignas(64) double rho[kLanes], h[kLanes];
+        for (int l = 0; l < kLanes; ++l)
+          math::cntk_rho<K>(srow[e + l], qa[pa + l * la], k3 ? a2[pa + l * la] : 0.0, qb[pb + l], k3 ? b2[pb + l] : 0.0,
+                            &rho[l], &h[l]);
+        if (st == 0) colinear(s, rho, h);
         for (int l = 0; l < kLanes; ++l) {
-          const int ia = int(l * la);
-          const double x2 = k3 ? a2[pa + ia] : 0.0, x3 = k4 ? a3[pa + ia] : 0.0;
+          const int xi = int(l * la);
+          const double x2 = k3 ? a2[pa + xi] : 0.0, x3 = k4 ? a3[pa + xi] : 0.0;
           const double y2 = k3 ? b2[pb + l] : 0.0, y3 = k4 ? b3[pb + l] : 0.0;
           double kk, kd;
-          math::cntk_dual<K>(k, s2, srow[e + l], qa[pa + ia], a1[pa + ia], x2, x3, qb[pb + l], b1[pb + l], y2, y3,
-                             &kk, &kd);
+          math::cntk_dual<K>(k, s2, srow[e + l], rho[l], h[l], qa[pa + xi], a1[pa + xi], x2, x3, qb[pb + l],
+                             b1[pb + l], y2, y3, &kk, &kd);
           const double tv = trow[e + l];
           kr[e + l] = kk;
           if (kNtk) tr[e + l] = tv * kd;

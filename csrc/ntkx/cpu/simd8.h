@@ -48,21 +48,25 @@ inline v8 asin_small(v8 x) {
   return fma(x * z, p, x);
 }
 
+/// math::cntk_rho<Act::kABRelu>, lane-wise.
+inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
+  v8 r = c * (a2 * b2);
+  const v8 same = sel((c * c == qa * qb) & (c != 0.0), bcast(1.0), bcast(0.0));
+  r += same * (sel(c > 0.0, bcast(1.0), bcast(-1.0)) - r);
+  const v8 ar = sel(r < 0.0, -r, r);
+  const v8 h0 = 1.0 - ar;
+  *rho = r;
+  *h = sel(h0 > 0.0, h0, bcast(0.0));
+}
+
 /// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas).
-inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 qa, v8 a1, v8 a2, v8 qb, v8 b1, v8 b2, v8* kk,
-                        v8* kd) {
+inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
   using math::kHalfPi;
   using math::kInvPi;
   using math::kPi;
-  v8 rho = c * (a2 * b2);
-  const v8 same = sel((c == qa) & (qa == qb), bcast(1.0), bcast(0.0));
-  rho += same * (1.0 - rho);
-  const v8 ar = sel(rho < 0.0, -rho, rho);
-  const v8 h0 = 1.0 - ar;
-  const v8 h = sel(h0 > 0.0, h0, bcast(0.0));
-  const m8 hi = ar >= 0.5;
+  const m8 hi = h <= 0.5;
   const v8 xs = sqrt(0.5 * h);
-  const v8 p = asin_small(sel(hi, xs, ar));
+  const v8 p = asin_small(sel(hi, xs, sel(rho < 0.0, -rho, rho)));
   const v8 acos_abs = sel(hi, 2.0 * p, kHalfPi - p);
   const m8 neg = rho < 0.0;
   const v8 theta = sel(neg, kPi - acos_abs, acos_abs);

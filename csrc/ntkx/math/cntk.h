@@ -97,37 +97,105 @@ NTKX_HD void position_fields(Act act, double a, double b, double c, double q, do
   *f1 = std::sqrt(v > 0.0 ? v : 0.0);
 }
 
-/// The dual activation of one position pair: from the covariance c and the two
-/// positions' map fields (q, f1, f2, f3), K = E[phi phi] and Kd = E[phi' phi'].
+/// The correlation of one position pair from its covariance c and the two
+/// positions' maps: rho, and h = 1 - |rho| >= 0.
 ///
-/// ABRelu (the hot path: no division, two square roots): rho = c / (sqrt q sqrt q'),
-/// set to exactly 1 when c = q = q' (an identical pair, whose maps come from the
-/// same code: no sqrt(eps) error in the angle); with theta = arccos rho and
-/// g = sin theta - theta rho >= 0 (abs-like: theta -> pi - theta, rho -> -rho, c -> -c),
+/// ABRelu (the hot path: no division or square root): rho = c / (sqrt q sqrt q')
+/// from the stored sqrt q and 1/sqrt q (0 for q = 0, so a zero variance gives
+/// rho = 0), set to exactly +-1 when c^2 = q q' in floating point: an identical
+/// pair (whose maps come from the same code, so c = q = q' bit for bit) or a
+/// power-of-two multiple of one has no sqrt(eps) error in its angle. (When the
+/// rounded numbers say |rho| = 1, an angle of 0 is as consistent with them as the
+/// ~1e-8 that arccos would make of the last ulp.)
+/// Others: rho = c / sqrt(q q') (c = q = q' gives 1 exactly; a zero variance meets
+/// c = 0 exactly, its patch being zero, and the 1e-300 keeps that 0 / 0 out),
+/// clamped to [-1, 1].
+/// No selects guard a division: GCC would sink it into a branch and then not
+/// vectorize the loop. Mirrored lane-wise in cpu/simd8.h: keep the two in step.
+template <Act K>
+NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, double* rho, double* h) {
+  double r;
+  if (K == Act::kABRelu) {
+    r = c * (a2 * b2);
+    const double same = (c * c == qa * qb) & (c != 0.0) ? 1.0 : 0.0;
+    r += same * ((c > 0.0 ? 1.0 : -1.0) - r);
+  } else {
+    r = c / (std::sqrt(qa * qb) + 1e-300);
+    r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+  }
+  const double ar = r < 0.0 ? -r : r;
+  const double h0 = 1.0 - ar;
+  *rho = r;
+  *h = h0 > 0.0 ? h0 : 0.0;
+}
+
+/// Layer-0 correlations near +-1 recomputed from the patches (the cancellation in
+/// c / sqrt(q q') would leave ~1e-8 in the angle): with v = (patch of x at A,
+/// b / s) and v' likewise at B, s = w_0 / (q_0 sqrt C) (so that Sigma^0 = s^2 v.v'),
+///   1 - |rho| = | v |v'| -+ v' |v| |^2 / (2 |v|^2 |v'|^2),
+/// each component a difference of products taken exactly (fc.h's
+/// input_cosine_exact): exactly colinear patches (e.g. one nonzero pixel at the
+/// same offset, or a power-of-two scaled image) get rho = +-1 exactly. Pixel
+/// (pos, c) of an image is at x[(pos C + c) stride]. Sets rho and h.
+NTKX_HD void cntk_patch_colinear(const CntkParams& p, const double* xa, const double* xb, int64_t stride, int ia,
+                                 int ja, int ib, int jb, double* rho, double* h) {
+  const int rad = p.filt[0] / 2, C = p.C;
+  const double sw = std::sqrt(p.w2[0]) / (double(p.filt[0]) * std::sqrt(double(C)));
+  if (!(sw > 0.0)) return;  // no weights: rho = 1 already exact (b^2 / b^2)
+  const double beta = std::sqrt(p.b2[0]) / sw;
+  double na2 = beta * beta, nb2 = beta * beta;
+  for (int u = -rad; u <= rad; ++u)
+    for (int v = -rad; v <= rad; ++v) {
+      const bool ina = ia + u >= 0 && ia + u < p.P && ja + v >= 0 && ja + v < p.Q;
+      const bool inb = ib + u >= 0 && ib + u < p.P && jb + v >= 0 && jb + v < p.Q;
+      for (int c = 0; c < C; ++c) {
+        const double x = ina ? xa[((int64_t(ia + u) * p.Q + ja + v) * C + c) * stride] : 0.0;
+        const double y = inb ? xb[((int64_t(ib + u) * p.Q + jb + v) * C + c) * stride] : 0.0;
+        na2 += x * x, nb2 += y * y;
+      }
+    }
+  if (!(na2 > 0.0 && nb2 > 0.0)) return;
+  const bool anti = *rho < 0.0;
+  const double na = std::sqrt(na2), nb = std::sqrt(nb2), nbs = anti ? -nb : nb;
+  double e = 0.0;
+  for (int u = -rad; u <= rad; ++u)
+    for (int v = -rad; v <= rad; ++v) {
+      const bool ina = ia + u >= 0 && ia + u < p.P && ja + v >= 0 && ja + v < p.Q;
+      const bool inb = ib + u >= 0 && ib + u < p.P && jb + v >= 0 && jb + v < p.Q;
+      for (int c = 0; c < C; ++c) {
+        const double x = ina ? xa[((int64_t(ia + u) * p.Q + ja + v) * C + c) * stride] : 0.0;
+        const double y = inb ? xb[((int64_t(ib + u) * p.Q + jb + v) * C + c) * stride] : 0.0;
+        const double d = diff_of_products(x, nbs, y, na);
+        e += d * d;
+      }
+    }
+  const double d = diff_of_products(beta, nbs, beta, na);
+  e += d * d;
+  const double nn = na * nb;
+  double small = 0.5 * (e / nn) / nn;
+  small = small > 1.0 ? 1.0 : small;
+  *h = small;
+  *rho = anti ? small - 1.0 : 1.0 - small;
+}
+
+/// The dual activation of one position pair at correlation rho (h = 1 - |rho|,
+/// carried separately because near |rho| = 1 it, not rho, holds the information),
+/// from the covariance c and the positions' map fields (q, f1, f2, f3):
+/// K = E[phi phi] and Kd = E[phi' phi'].
+///
+/// ABRelu: with theta = arccos rho and g = sin theta - theta rho >= 0 (abs-like:
+/// theta -> pi - theta, rho -> -rho, c -> -c),
 ///   K = s2 (c + sqrt(q q') kappa g / pi),   Kd = s2 (1 - kappa theta / pi),
 /// s2 = (a^2 + b^2) / 2. g is formed directly: its cancellation near theta = 0
 /// costs absolute, not relative, accuracy, and K ~ s2 c there.
-/// A zero variance gives rho = 0 (1/sqrt q = 0) and K = s2 c = 0.
-///
-/// Others: rho = c / sqrt(q q') (c = q = q' gives rho = 1 exactly; a zero variance
-/// meets c = 0 exactly, its patch being zero, and the 1e-300 keeps that 0 / 0 out),
-/// then the normalized duals of fc.h scaled by sqrt(V V'). |rho| may exceed 1 by an
-/// ulp; the angle clamps it, and erf, whose arcsine cannot, clamps it here.
-/// No selects guard a division: GCC would sink the division into a branch and then
-/// not vectorize the loop.
+/// Others: the normalized duals of fc.h scaled by sqrt(V V').
 template <Act K>
-NTKX_HD void cntk_dual(ActConst k, double s2, double c, double qa, double a1, double a2, double a3, double qb,
-                       double b1, double b2, double b3, double* kk, double* kd) {
+NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, double qa, double a1, double a2,
+                       double a3, double qb, double b1, double b2, double b3, double* kk, double* kd) {
   if (K == Act::kABRelu) {  // mirrored lane-wise in cpu/simd8.h: keep the two in step
-    double rho = c * (a2 * b2);
-    const double same = (c == qa) & (qa == qb) ? 1.0 : 0.0;
-    rho += same * (1.0 - rho);
-    const double ar = rho < 0.0 ? -rho : rho;
-    const double h0 = 1.0 - ar;
-    const double h = h0 > 0.0 ? h0 : 0.0;                // 1 - |rho|, exact near |rho| = 1
-    const bool hi = ar >= 0.5;
+    const bool hi = h <= 0.5;                            // |rho| >= 1/2
     const double xs = std::sqrt(0.5 * h);               // sin(theta/2) of |rho| (<= 1/2 when hi)
-    const double p = asin_small(hi ? xs : ar);
+    const double p = asin_small(hi ? xs : (rho < 0.0 ? -rho : rho));
     const double acos_abs = hi ? 2.0 * p : kHalfPi - p; // arccos |rho| (as math::angle)
     const bool neg = rho < 0.0;
     const double theta = neg ? kPi - acos_abs : acos_abs;
@@ -142,9 +210,8 @@ NTKX_HD void cntk_dual(ActConst k, double s2, double c, double qa, double a1, do
     return;
   }
   const double den = std::sqrt(qa * qb) + 1e-300;
-  double rho = c / den;
-  if (K == Act::kErf) rho = rho > 1.0 ? 1.0 : (rho < -1.0 ? -1.0 : rho);
-  const PairState st{rho, 1.0 - rho, 1.0 + rho, 0.0};
+  const bool neg = rho < 0.0;
+  const PairState st{rho, neg ? 2.0 - h : h, neg ? h : 2.0 - h, 0.0};
   const Dual du = dual<K>(k, st, a2, a3, b2, b3);
   const double vv = a1 * b1;
   *kk = du.r * vv;

@@ -322,6 +322,86 @@ def conv_same(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.einsum("nijabc,abco->nijo", patches(h, q), w, optimize=True)
 
 
+def _col2im(g: np.ndarray) -> np.ndarray:
+    """The adjoint of `patches`: scatter-adds patch entries back onto the image.
+
+    Args:
+      g: `(N, H, W, q, q, *rest)` gradients with respect to ``patches(h, q)``.
+
+    Returns:
+      `(N, H, W, *rest)`: the gradient with respect to `h` (padding entries dropped).
+    """
+    N, H, W, q = g.shape[:4]
+    r = q // 2
+    hp = np.zeros((N, H + 2 * r, W + 2 * r) + g.shape[5:])
+    for a in range(q):
+        for b in range(q):
+            hp[:, a:a + H, b:b + W] += g[:, :, :, a, b]
+    return hp[:, r:r + H, r:r + W]
+
+
+def _features(op: Any, h: np.ndarray) -> Tuple[np.ndarray, float]:
+    """What a Dense or Conv layer multiplies by its weights, and the forward scale.
+
+    Returns `(N, S, F)` rows over S positions (S = 1 for a Dense on `(N, n)`; the
+    H W patches of size q q C for a Conv) and ``W_std / sqrt(F)``.
+    """
+    if isinstance(op, ConvOp):
+        f = patches(h, op.filt)
+        f = f.reshape(h.shape[0], h.shape[1] * h.shape[2], -1)
+    else:
+        f = h.reshape(h.shape[0], -1, h.shape[-1])
+    return f, op.W_std / math.sqrt(f.shape[-1])
+
+
+def _param_gram(f1: np.ndarray, f2: np.ndarray, d1: np.ndarray, d2: np.ndarray, scale: float,
+                b_std: Optional[float]) -> np.ndarray:
+    """``sum_o <dz_o/dtheta (x1), dz_o/dtheta (x2)>`` over one Dense/Conv layer's parameters.
+
+    The layer computes ``z[s, :] = scale * f[s, :] @ w + b_std * b`` at every position s, so
+    the weight term is ``scale^2 sum_{s, s'} <f1[s], f2[s']> <d1[s], d2[s']>`` and the bias
+    term ``b_std^2 <sum_s d1[s], sum_s' d2[s']>``, with d the backpropagated output gradients.
+    Costs ``(N1 S)(N2 S)(F + n k)`` flops; rows of x1 are processed in chunks so the
+    `(rows, S, N2, S)` products stay below 2^24 entries.
+
+    Args:
+      f1, f2: `(N1, S, F)`, `(N2, S, F)` layer inputs (patches for a Conv).
+      d1, d2: `(N1, S, n, k)`, `(N2, S, n, k)` gradients of the k outputs w.r.t. the layer's output.
+      scale: the forward weight scale ``W_std / sqrt(F)``.
+      b_std: the bias std, or ``None`` for no bias.
+
+    Returns:
+      `(N1, N2)`, summed (not averaged) over the k outputs.
+    """
+    N1, S, _ = f1.shape
+    N2 = f2.shape[0]
+    F2 = f2.reshape(N2 * S, -1)
+    D2 = d2.reshape(N2 * S, -1)
+    out = np.empty((N1, N2))
+    rows = max(1, 2**24 // (S * N2 * S))
+    for i in range(0, N1, rows):
+        g = f1[i:i + rows].reshape(-1, F2.shape[1]) @ F2.T  # (rows S, N2 S)
+        g *= d1[i:i + rows].reshape(-1, D2.shape[1]) @ D2.T
+        out[i:i + rows] = g.reshape(-1, S, N2, S).sum(axis=(1, 3))
+    out *= scale**2
+    if b_std is not None:
+        s1, s2 = d1.sum(axis=1), d2.sum(axis=1)  # (N, n, k)
+        out += b_std**2 * np.einsum("inp,jnp->ij", s1, s2)
+    return out
+
+
+def _backprop(op: Any, w: np.ndarray, scale: float, d: np.ndarray) -> np.ndarray:
+    """Gradient w.r.t. a Dense/Conv layer's input from `d`, the gradient w.r.t. its output.
+
+    `d` is `(N, ..., n_out, k)`; the result `(N, ..., n_in, k)`. A Conv's transpose
+    maps output gradients to patch gradients ``scale * w @ d`` and scatter-adds them
+    onto the image (`_col2im`).
+    """
+    if isinstance(op, ConvOp):
+        return _col2im(np.einsum("abco,nijop->nijabcp", w, d, optimize=True) * scale)
+    return np.einsum("io,...op->...ip", w, d, optimize=True) * scale
+
+
 def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = None) -> Kernels:
     """NNGP and NTK of one finite network draw, by hand-written backprop.
 
@@ -329,45 +409,75 @@ def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = Non
     ``J_o`` the gradient of output o with respect to all parameters; the empirical
     NNGP is the readout layer's feature kernel ``W_std^2/n h(x1).h(x2) + b_std^2``.
     Both approach the analytic kernels as the width grows (Jacot et al. 2018).
+
+    Works for FC networks ``serial(Dense, act, Dense, ...)`` and conv networks
+    ``serial(Conv, act, Conv, ..., [act], GlobalAvgPool() | Flatten(), Dense)``. Per
+    Dense/Conv layer the parameter-gradient inner product is `_param_gram`; gradients
+    flow back through a Conv by its transpose (`_backprop`), through an activation by
+    ``phi'`` of its input, and through GlobalAvgPool by spreading ``1/(H W)`` over the positions.
+
+    Args:
+      layer: the network (an ntkx.stax layer ending in Dense).
+      params: its parameters, from ``init_fn``.
+      x1: `(N1, d)` inputs or `(N1, H, W, C)` NHWC images.
+      x2: likewise, or ``None`` (x1 against itself).
+
+    Returns:
+      ``Kernels(nngp, ntk)``, each `(N1, N2)`.
     """
     ops = list(_expand(layer.ops))
-    x1 = np.asarray(x1, dtype=np.float64)
-    x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    if not ops or not isinstance(ops[-1], DenseOp):
+        raise NotImplementedError("empirical_kernels: the network must end with a Dense readout layer")
+    if len(params) != len(ops):
+        raise ValueError(f"empirical_kernels: expected {len(ops)} parameter entries (from init_fn), got {len(params)}")
 
     def forward(x):
-        hs, zs = [x], []  # hs[l]: input of the l-th Dense; zs[l]: its output
+        ins, feats = [], {}  # ins[t]: the input of ops[t]; feats[t]: _features of a Dense/Conv input
         h = x
-        for op, p in zip(ops, params):
-            if isinstance(op, DenseOp):
+        for t, (op, p) in enumerate(zip(ops, params)):
+            ins.append(h)
+            if isinstance(op, (DenseOp, ConvOp)):
                 w, b = p
-                z = h @ w * (op.W_std / math.sqrt(w.shape[0])) + (op.b_std * b if b is not None else 0.0)
-                zs.append(z)
-                h = z
+                f, scale = feats[t] = _features(op, h)
+                h = (f @ w.reshape(-1, w.shape[-1])).reshape(h.shape[:-1] + (w.shape[-1],)) * scale
+                if b is not None:
+                    h = h + op.b_std * b
+            elif isinstance(op, ReadoutOp):
+                h = h.mean(axis=(1, 2)) if op.kind == "gap" else h.reshape(h.shape[0], -1)
             else:
                 h = op.phi(h)
-                hs.append(h)
-        return hs, zs
+        if h.ndim != 2:
+            raise NotImplementedError(f"empirical_kernels: the outputs must be (N, k), got shape {h.shape}")
+        return ins, feats, h
 
-    dense = [(op, p) for op, p in zip(ops, params) if isinstance(op, DenseOp)]
-    acts = [op for op in ops if isinstance(op, ActOp)]
-    h1, z1 = forward(x1)
-    h2, z2 = forward(x2)
-    k_out = z1[-1].shape[1]
-    ntk = np.zeros((x1.shape[0], x2.shape[0]))
-    # delta[o] = d f_o / d z_l for every output o: shape (N, n_l, k) carried backwards.
-    d1 = np.broadcast_to(np.eye(k_out), (x1.shape[0], k_out, k_out)).copy()
-    d2 = np.broadcast_to(np.eye(k_out), (x2.shape[0], k_out, k_out)).copy()
-    for l in range(len(dense) - 1, -1, -1):
-        op, (w, b) = dense[l]
-        n_in = w.shape[0]
-        feat = op.W_std**2 / n_in * (h1[l] @ h2[l].T) + (op.b_std**2 if b is not None else 0.0)
-        ntk += feat * np.einsum("inp,jnp->ij", d1, d2) / k_out
-        if l > 0:
-            scale = op.W_std / math.sqrt(n_in)
-            d1 = np.einsum("nk,ikp->inp", w, d1) * scale * acts[l - 1].dphi(z1[l - 1])[:, :, None]
-            d2 = np.einsum("nk,ikp->inp", w, d2) * scale * acts[l - 1].dphi(z2[l - 1])[:, :, None]
-    op, (w, b) = dense[-1]
-    nngp = op.W_std**2 / w.shape[0] * (h1[-1] @ h2[-1].T) + (op.b_std**2 if b is not None else 0.0)
+    xs = [np.asarray(x1, dtype=np.float64)] + ([] if x2 is None else [np.asarray(x2, dtype=np.float64)])
+    runs = [forward(x) for x in xs]  # one run when x2 is None: both sides share it
+    k = runs[0][2].shape[1]
+    # ds[side][..., o] = d f_o / d (output of ops[t]), carried backwards: (N, *shape, k).
+    ds = [np.broadcast_to(np.eye(k), (out.shape[0], k, k)) for _, _, out in runs]
+    first = min(t for t, op in enumerate(ops) if isinstance(op, (DenseOp, ConvOp)))
+    ntk = np.zeros((runs[0][2].shape[0], runs[-1][2].shape[0]))
+    for t in range(len(ops) - 1, first - 1, -1):
+        op = ops[t]
+        if isinstance(op, (DenseOp, ConvOp)):
+            w, b = params[t]
+            (fa, scale), (fb, _) = runs[0][1][t], runs[-1][1][t]
+            da, db = (d.reshape(f.shape[:2] + (w.shape[-1], k)) for d, f in ((ds[0], fa), (ds[-1], fb)))
+            ntk += _param_gram(fa, fb, da, db, scale, op.b_std if b is not None else None) / k
+            if t > first:
+                ds = [_backprop(op, w, scale, d) for d in ds]
+        elif isinstance(op, ReadoutOp):
+            hs = [ins[t] for ins, _, _ in runs]
+            if op.kind == "gap":  # every position receives 1/(H W) of the pooled gradient
+                ds = [np.broadcast_to(d[:, None, None] / (h.shape[1] * h.shape[2]), h.shape + (k,))
+                      for d, h in zip(ds, hs)]
+            else:
+                ds = [d.reshape(h.shape + (k,)) for d, h in zip(ds, hs)]
+        else:
+            ds = [d * op.dphi(ins[t])[..., None] for d, (ins, _, _) in zip(ds, runs)]
+    op, (w, b) = ops[-1], params[-1]
+    ha, hb = runs[0][0][-1], runs[-1][0][-1]
+    nngp = op.W_std**2 / w.shape[0] * (ha @ hb.T) + (op.b_std**2 if b is not None else 0.0)
     return Kernels(nngp, ntk)
 
 
