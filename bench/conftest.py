@@ -90,6 +90,34 @@ def neural_tangents_stax():
 # --------------------------------------------------------------------------------------
 
 _RESULTS = pytest.StashKey[Dict[Tuple[str, str], dict]]()
+_CNTK: Dict[Tuple[str, str], dict] = {}
+
+
+def record_cntk(benchmark, case: str, peer: str, n: int, flops_per_pair: float) -> None:
+    """Keeps a CNTK benchmark's median for the CNTK table (pairs/s, ratio, GFLOP/s)."""
+    stats = getattr(benchmark, "stats", None)
+    if not stats:
+        return
+    _CNTK[(case, peer)] = dict(n=n, median=stats.stats.median, rounds=stats.stats.rounds, fpp=flops_per_pair)
+
+
+def cntk_table(peak: Optional[float]) -> str:
+    lines = [f"{'case':<16} {'peer':<16} {'images':>6} {'median [s]':>10} {'pairs/s':>11} {'ntkx x':>8}  work rate"]
+    for case in dict.fromkeys(c for c, _ in _CNTK):
+        base = _CNTK.get((case, "ntkx"))
+        base_rate = base and (base["n"] * (base["n"] + 1) / 2) / base["median"]
+        for peer in ("ntkx", "neural_tangents"):
+            r = _CNTK.get((case, peer))
+            if r is None:
+                continue
+            rate = (r["n"] * (r["n"] + 1) / 2) / r["median"]
+            speed = f"{base_rate / rate:8.1f}" if base_rate and peer != "ntkx" else f"{'':>8}"
+            work = ""
+            if peer == "ntkx":
+                gf = rate * r["fpp"] / 1e9
+                work = f"{gf:.1f} GFLOP/s" + (f" = {gf / peak:.0%} of peak" if peak else "")
+            lines.append(f"{case:<16} {peer:<16} {r['n']:>6} {_fmt_time(r['median'])} {rate:11.4g} {speed}  {work}")
+    return "\n".join(lines)
 _LOAD_AT_START = pytest.StashKey[Optional[float]]()
 
 
@@ -158,10 +186,10 @@ def ratio_table(results: Dict[Tuple[str, str], dict], peak: Optional[float]) -> 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     results = config.stash.get(_RESULTS, {})
-    if not results:
+    if not results and not _CNTK:
         return
     tr = terminalreporter
-    tr.section("ntkx FC benchmark: ratios (float64, symmetric Gram, ReLU, W_std=1, b_std=0)")
+    tr.section("ntkx benchmark: ratios against peers (float64)")
     if SMALL:
         tr.write_line("NTKX_BENCH_SMALL=1: every N shrunk 10x -- a smoke test, not a measurement")
     import ntkx
@@ -176,5 +204,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"load average (1 min) at start {start:.2f}, at end {end:.2f}, on {os.cpu_count()} CPUs: "
                       "anything well above 0 before the run means other work shared these cores")
     tr.write_line("")
-    for line in ratio_table(results, peak).splitlines():
-        tr.write_line(line)
+    if results:
+        for line in ratio_table(results, peak).splitlines():
+            tr.write_line(line)
+    if _CNTK:
+        tr.write_line("")
+        tr.write_line("CNTK (float64, symmetric Gram, [Conv 3x3 -> Relu] x 6 -> GAP|Flatten -> Dense; "
+                      "'ntkx x' = ntkx's pairs/s over the peer's)")
+        for line in cntk_table(peak).splitlines():
+            tr.write_line(line)

@@ -78,6 +78,7 @@ struct LaneSet {
 struct Scratch {
   int ring;
   std::vector<double> s, t, kr, tr, hk, ht;
+  std::vector<const double*> kp, tp;  // ring rows in window order
   explicit Scratch(const CntkParams& p)
       : ring(*std::max_element(p.filt, p.filt + p.n_conv)),
         s(int64_t(p.P) * p.Q * kLanes),
@@ -85,7 +86,9 @@ struct Scratch {
         kr(int64_t(p.Q) * kLanes),
         tr(int64_t(p.Q) * kLanes),
         hk(int64_t(ring) * p.Q * kLanes),
-        ht(int64_t(ring) * p.Q * kLanes) {}
+        ht(int64_t(ring) * p.Q * kLanes),
+        kp(ring),
+        tp(ring) {}
 };
 
 /// Horizontal window sums of one row of w entries: dst[s] = sum src[lo..hi] in
@@ -132,16 +135,22 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
       if (kNtk && t_mode == 0) hsum(sc.tr.data(), sc.ht.data() + (next % q) * rw, w, rad);
     }
     const int lo = std::max(0, r - rad), hi = std::min(h - 1, r + rad);
+    // The ring rows of r - rad .. r + rad, in order (no modulo in the loop below).
+    const double** kp = sc.kp.data();
+    const double** tp = sc.tp.data();
+    for (int u = lo; u <= hi; ++u) {
+      kp[u - lo] = sc.hk.data() + (u % q) * rw;
+      tp[u - lo] = sc.ht.data() + (u % q) * rw;
+    }
+    const int nu = hi - lo + 1;
     for (int s = 0; s < w; ++s) {
       alignas(64) double ak[kLanes], at[kLanes];
       const int64_t off = int64_t(s) * kLanes;
-      const double* k0 = sc.hk.data() + (lo % q) * rw + off;
-      const double* t0 = sc.ht.data() + (lo % q) * rw + off;
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) ak[l] = k0[l], at[l] = t0[l];
-      for (int u = lo + 1; u <= hi; ++u) {
-        const double* ku = sc.hk.data() + (u % q) * rw + off;
-        const double* tu = sc.ht.data() + (u % q) * rw + off;
+      for (int l = 0; l < kLanes; ++l) ak[l] = kp[0][off + l], at[l] = tp[0][off + l];
+      for (int u = 1; u < nu; ++u) {
+        const double* ku = kp[u] + off;
+        const double* tu = tp[u] + off;
 #pragma omp simd
         for (int l = 0; l < kLanes; ++l) ak[l] += ku[l], at[l] += tu[l];
       }

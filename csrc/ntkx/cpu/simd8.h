@@ -9,38 +9,41 @@
 
 #include "ntkx/math/common.h"
 
+// Always inlined: a call passes its eight-lane arguments through memory.
+#define NTKX_SIMD8 __attribute__((always_inline))
+
 namespace ntkx {
 namespace simd8 {
 
 typedef double v8 __attribute__((vector_size(64)));
 typedef long long m8 __attribute__((vector_size(64)));
 
-inline v8 load(const double* p) {
+NTKX_SIMD8 inline v8 load(const double* p) {
   v8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(double* p, v8 v) { std::memcpy(p, &v, sizeof v); }
-inline v8 bcast(double x) { return v8{} + x; }
-inline v8 sel(m8 c, v8 a, v8 b) { return c ? a : b; }
-inline v8 sqrt(v8 x) {
+NTKX_SIMD8 inline void store(double* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+NTKX_SIMD8 inline v8 bcast(double x) { return v8{} + x; }
+NTKX_SIMD8 inline v8 sel(m8 c, v8 a, v8 b) { return c ? a : b; }
+NTKX_SIMD8 inline v8 sqrt(v8 x) {
   v8 r;
   for (int l = 0; l < 8; ++l) r[l] = __builtin_sqrt(x[l]);
   return r;
 }
-inline v8 fma(v8 a, v8 b, v8 c) {
+NTKX_SIMD8 inline v8 fma(v8 a, v8 b, v8 c) {
   v8 r;
   for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
   return r;
 }
-inline v8 horner(v8, double c) { return bcast(c); }
+NTKX_SIMD8 inline v8 horner(v8, double c) { return bcast(c); }
 template <typename... Rest>
-inline v8 horner(v8 z, double c, Rest... rest) {
+NTKX_SIMD8 inline v8 horner(v8 z, double c, Rest... rest) {
   return fma(horner(z, rest...), z, bcast(c));
 }
 
 /// math::asin_small, lane-wise.
-inline v8 asin_small(v8 x) {
+NTKX_SIMD8 inline v8 asin_small(v8 x) {
   const v8 z = x * x;
   const v8 p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
                       0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
@@ -49,7 +52,7 @@ inline v8 asin_small(v8 x) {
 }
 
 /// math::cntk_rho<Act::kABRelu>, lane-wise.
-inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
+NTKX_SIMD8 inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
   v8 r = c * (a2 * b2);
   const v8 same = sel((c * c == qa * qb) & (c != 0.0), bcast(1.0), bcast(0.0));
   r += same * (sel(c > 0.0, bcast(1.0), bcast(-1.0)) - r);
@@ -60,7 +63,7 @@ inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
 }
 
 /// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas).
-inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
+NTKX_SIMD8 inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
   using math::kHalfPi;
   using math::kInvPi;
   using math::kPi;
