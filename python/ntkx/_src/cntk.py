@@ -207,8 +207,11 @@ def _cpu(params, spec, a1, a2, symmetric, nngp, ntk, budget, threads, progress) 
         for c0 in range(r0 if symmetric else 0, N2, tile):
             c1 = min(N2, c0 + tile)
             diag = symmetric and c0 == r0
-            # Rows per call: about _CALL_WORK element-layer steps per thread.
-            chunk = int(max(1, min(r1 - r0, _CALL_WORK * nthreads // max(work * (c1 - c0), 1))))
+            # Rows per call: about _CALL_WORK element-layer steps per thread, and at
+            # least 4 work items (row, batch of 8 columns) per thread to balance them.
+            batches = -(-(c1 - c0) // 8)
+            chunk = int(max(-(-4 * nthreads // batches), _CALL_WORK * nthreads // max(work * (c1 - c0), 1)))
+            chunk = max(1, min(r1 - r0, chunk))
             for s0 in range(r0, r1, chunk):
                 s1 = min(r1, s0 + chunk)
                 if diag:
