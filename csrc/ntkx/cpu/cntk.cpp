@@ -248,7 +248,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
       // Layer-0 correlations near +-1 come again from the patches (rare, scalar).
       auto colinear = [&](int s, double* rho, double* h) {
         for (int l = 0; l < kLanes; ++l)
-          if (h[l] < math::kColinear && rho[l] != 0.0)
+          if (h[l] > 0.0 && h[l] < math::kCntkColinear)
             math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rho[l],
                                       &h[l]);
       };
@@ -265,7 +265,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
           abrelu_rho(c, xq, x2, load(qb + pb), load(b2 + pb), &rho, &h);
           if (st == 0) {
             bool any = false;
-            for (int l = 0; l < kLanes; ++l) any |= h[l] < math::kColinear;
+            for (int l = 0; l < kLanes; ++l) any |= (h[l] > 0.0) & (h[l] < math::kCntkColinear);
             if (any) {
               alignas(64) double rr[kLanes], hh[kLanes];
               store(rr, rho), store(hh, h);

@@ -160,7 +160,7 @@ struct CntkTile {
         const double x2 = f2 ? mi[2 * PQ + pa] : 0.0, y2 = f2 ? mj[2 * PQ + pb] : 0.0;
         double rho, h, kk, kd;
         math::cntk_rho<K>(sh.s[e], mi[pa], x2, mj[pb], y2, &rho, &h);
-        if (stage == 0 && h < math::kColinear && rho != 0.0)  // rare: layer-0 patches near colinear
+        if (stage == 0 && h > 0.0 && h < math::kCntkColinear)  // rare: layer-0 patches near colinear
           math::cntk_patch_colinear(p, a.x + (a.row0 + th.i) * PQ * p.C, a.y + (a.col0 + th.j) * PQ * p.C, 1, ia,
                                     ja, ia + sl.di, ja + sl.dj, &rho, &h);
         math::cntk_dual<K>(a.k, s2, sh.s[e], rho, h, mi[pa], mi[PQ + pa], x2, f3 ? mi[3 * PQ + pa] : 0.0, mj[pb],

@@ -129,6 +129,12 @@ NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, doub
   *h = h0 > 0.0 ? h0 : 0.0;
 }
 
+/// 1 - |rho| below which a layer-0 correlation is recomputed from the patches.
+/// Above it the arccos of the rounded correlation (error ~5e-16 in rho) is off by
+/// ~5e-16 / sqrt(2 h) < 4e-14 in the angle; an exact +-1 (h = 0, identical or
+/// power-of-two related patches, see cntk_rho) needs no recomputation.
+constexpr double kCntkColinear = 1e-4;
+
 /// Layer-0 correlations near +-1 recomputed from the patches (the cancellation in
 /// c / sqrt(q q') would leave ~1e-8 in the angle): with v = (patch of x at A,
 /// b / s) and v' likewise at B, s = w_0 / (q_0 sqrt C) (so that Sigma^0 = s^2 v.v'),
