@@ -5,6 +5,13 @@ Time convention: ``convention='ntkx'`` (default) is gradient flow on
 ``convention='neural_tangents'`` divides the exponent by ``y_train.size`` as
 neural-tangents' mean-reduced loss does. See `ntkx._src.dynamics` for the numerics.
 
+Dense closed forms (one cached eigendecomposition): `MSEDynamics`, `GPDynamics`,
+`cross_entropy_flow` and neural-tangents-style `gradient_descent_mse[_ensemble]`.
+When N is too large to diagonalize: `cg_solve` (Nystrom-preconditioned block CG),
+`expm_multiply` / `phi_multiply` / `mse_dynamics_iterative` (Lanczos) and
+`top_eigenpairs`, which need only products of the kernel with a block of vectors
+(an array, a memmap, a LinearOperator or a callable).
+
 Example:
     >>> import numpy as np, ntkx
     >>> from ntkx import stax, dynamics
@@ -27,8 +34,20 @@ from ntkx._src.dynamics import (
     gradient_descent_mse,
     gradient_descent_mse_ensemble,
 )
+from ntkx._src.iterative import (
+    CgResult,
+    MsePrediction,
+    as_operator,
+    cg_solve,
+    expm_multiply,
+    mse_dynamics_iterative,
+    phi_multiply,
+    top_eigenpairs,
+)
 
 __all__ = [
     "CrossEntropyFlow", "EarlyStopping", "GPDynamics", "Gaussian", "MSEDynamics", "MSEModes",
     "UnstableLearningRateWarning", "cross_entropy_flow", "gradient_descent_mse", "gradient_descent_mse_ensemble",
+    "CgResult", "MsePrediction", "as_operator", "cg_solve", "expm_multiply", "mse_dynamics_iterative", "phi_multiply",
+    "top_eigenpairs",
 ]
