@@ -23,7 +23,7 @@
 namespace ntkx {
 namespace {
 
-constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles (simd8::v8)
+constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles or two AVX2 (simd8::v8)
 
 /// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
 class Poll {
@@ -264,11 +264,12 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
           v8 rho, h, kk, kd;
           abrelu_rho(c, xq, x2, load(qb + pb), load(b2 + pb), &rho, &h);
           if (st == 0) {
+            alignas(64) double rr[kLanes], hh[kLanes];
+            store(hh, h);
             bool any = false;
-            for (int l = 0; l < kLanes; ++l) any |= (h[l] > 0.0) & (h[l] < math::kCntkColinear);
+            for (int l = 0; l < kLanes; ++l) any |= (hh[l] > 0.0) & (hh[l] < math::kCntkColinear);
             if (any) {
-              alignas(64) double rr[kLanes], hh[kLanes];
-              store(rr, rho), store(hh, h);
+              store(rr, rho);
               colinear(s, rr, hh);
               rho = load(rr), h = load(hh);
             }
