@@ -96,20 +96,11 @@ struct Scratch {
 inline void hsum(const double* __restrict src, double* __restrict dst, int w, int rad) {
   for (int s = 0; s < w; ++s) {
     const int lo = std::max(0, s - rad), hi = std::min(w - 1, s + rad);
-    // A local accumulator: summing into dst in memory costs a store-forwarding
-    // stall per term (GCC stores halves and reloads the whole vector).
-    alignas(64) double acc[kLanes];
-    const double* a = src + int64_t(lo) * kLanes;
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) acc[l] = a[l];
-    for (int u = lo + 1; u <= hi; ++u) {
-      a = src + int64_t(u) * kLanes;
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) acc[l] += a[l];
-    }
-    double* d = dst + int64_t(s) * kLanes;
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) d[l] = acc[l];
+    // A register accumulator (simd8::v8): summing into memory costs a
+    // store-forwarding stall per term.
+    simd8::v8 acc = simd8::load(src + int64_t(lo) * kLanes);
+    for (int u = lo + 1; u <= hi; ++u) acc += simd8::load(src + int64_t(u) * kLanes);
+    simd8::store(dst + int64_t(s) * kLanes, acc);
   }
 }
 
@@ -144,28 +135,21 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
     }
     const int nu = hi - lo + 1;
     for (int s = 0; s < w; ++s) {
-      alignas(64) double ak[kLanes], at[kLanes];
+      using namespace simd8;
       const int64_t off = int64_t(s) * kLanes;
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) ak[l] = kp[0][off + l], at[l] = tp[0][off + l];
+      v8 ak = load(kp[0] + off), at = load(tp[0] + off);
       for (int u = 1; u < nu; ++u) {
-        const double* ku = kp[u] + off;
-        const double* tu = tp[u] + off;
-#pragma omp simd
-        for (int l = 0; l < kLanes; ++l) ak[l] += ku[l], at[l] += tu[l];
+        ak += load(kp[u] + off);
+        if (kNtk) at += load(tp[u] + off);
       }
-      double* __restrict so = S + int64_t(r) * rw + off;
-      double* __restrict to = T + int64_t(r) * rw + off;
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) so[l] = scale * ak[l] + bias;
+      const v8 so = scale * ak + bias;
+      store(S + int64_t(r) * rw + off, so);
       if (kNtk) {
+        double* __restrict to = T + int64_t(r) * rw + off;
         if (t_mode == 0) {
-#pragma omp simd
-          for (int l = 0; l < kLanes; ++l) to[l] = scale * at[l] + 0.0 + so[l];
+          store(to, scale * at + 0.0 + so);
         } else {
-          const double keep = t_mode == 1 ? 1.0 : 0.0;
-#pragma omp simd
-          for (int l = 0; l < kLanes; ++l) to[l] = keep * so[l];
+          store(to, (t_mode == 1 ? 1.0 : 0.0) * so);
         }
       }
     }
@@ -201,16 +185,10 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
       const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
       const double* __restrict a = xa + pa * C * kLanes;
       const double* __restrict b = xb + pb * C * kLanes;
-      alignas(64) double acc[kLanes];
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) acc[l] = a[l * la] * b[l];
-      for (int c = 1; c < C; ++c) {
-#pragma omp simd
-        for (int l = 0; l < kLanes; ++l) acc[l] += a[c * kLanes + l * la] * b[c * kLanes + l];
-      }
-      double* __restrict dst = kr + int64_t(s) * kLanes;
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) dst[l] = acc[l];
+      using namespace simd8;
+      v8 acc = (la ? load(a) : bcast(a[0])) * load(b);
+      for (int c = 1; c < C; ++c) acc += (la ? load(a + c * kLanes) : bcast(a[c * kLanes])) * load(b + c * kLanes);
+      store(kr + int64_t(s) * kLanes, acc);
     }
   };
   const int q0 = p.filt[0];
