@@ -563,3 +563,16 @@ def test_bad_inputs(data):
         dyn.cross_entropy_flow(k, np.ones(24), 1.0)
     with pytest.raises(ValueError, match="fx_test_0 was given without k_test_train"):
         dyn.gradient_descent_mse(k, y)(1.0, 0.0, np.zeros((9, 2)))
+
+
+def test_t_inf_does_not_depend_on_what_ran_before():
+    """An all-inf call gives the same answer before and after the eigendecomposition is cached."""
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.standard_normal((100, 100)))
+    k = (q * np.geomspace(100, 1e-12, 100)) @ q.T
+    k = 0.5 * (k + k.T)
+    y = rng.standard_normal((100, 2))
+    d = dyn.MSEDynamics(k, y)
+    before = d.train_outputs(np.inf)
+    d.eigenvalues
+    assert np.array_equal(d.train_outputs(np.inf), before)

@@ -604,3 +604,37 @@ def test_agrees_with_dense_dynamics_module(prob):
                                     learning_rate=eta, ridge=ridge)
     assert rel(got.train, dense.train_outputs(times, f0)) < 1e-8
     assert rel(got.test, dense.test_mean(times, kt, f0, f0t)) < 1e-8
+
+
+def test_singular_kernel_t_inf_is_the_pseudo_inverse():
+    """Mixed finite/inf times on a rank-2 kernel: the dense module's pseudo-inverse, not 1/round-off."""
+    from ntkx import dynamics
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2))
+    k, kt, y = x @ x.T, rng.standard_normal((3, 2)) @ x.T, rng.standard_normal(6)
+    got = it.mse_dynamics_iterative(k, y, np.array([1.0, np.inf]), k_test_train=kt)
+    dense = dynamics.MSEDynamics(k, y)
+    assert rel(got.test, dense.test_mean(np.array([1.0, np.inf]), kt)) < 1e-8
+    assert rel(got.train, dense.train_outputs(np.array([1.0, np.inf]))) < 1e-8
+
+
+def test_expm_underflow_does_not_stop_early():
+    """exp(-t theta) of the first Ritz values underflows; the answer lives in a late, small eigenvalue."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    lam = np.r_[1.0, np.linspace(1e3, 2e3, 199)]
+    k = (q * lam) @ q.T
+    v = q @ np.r_[1e-3, rng.standard_normal(199) / 14]
+    want = q @ (np.exp(-lam) * (q.T @ v))
+    assert rel(it.expm_multiply(k, v, 1.0), want) < 1e-8
+
+
+def test_phi_multiply_cg_options_tol_and_nan_test_kernel(prob):
+    k, v = prob["k"], prob["y"][:, 0]
+    x = it.phi_multiply(k, v, np.inf, ridge=prob["ridge"], cg_options={"tol": 1e-12, "maxiter": 5000})
+    assert rel(x, scipy.linalg.solve(k + prob["ridge"] * np.eye(len(k)), v)) < 1e-8
+    bad = prob["k_test"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="test-train"):
+        it.mse_dynamics_iterative(k, v, 1.0 / prob["w"][-1], k_test_train=bad)

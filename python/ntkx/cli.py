@@ -98,7 +98,7 @@ def demo(args: argparse.Namespace) -> int:
     curves = []
     print(f"\n{'kernel':<40} {'train K s':>9} {'test K s':>8} {'dynamics s':>10} {'accuracy':>9}")
     for name, kind, spec in models:
-        progress = args.progress and sys.stderr.isatty() or args.progress == "always"
+        progress = args.progress == "always" or (args.progress == "tty" and sys.stderr.isatty())
         t0 = time.perf_counter()
         if kind == "fc":
             ktr = ntkx.fc_kernels(xtr, None, spec, "ntk", device=args.device, progress=progress)
@@ -138,9 +138,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="conv layers of the CNN-GAP network (default 2; 0 skips it)")
     d.add_argument("--ridge", type=float, default=1e-6, help="ridge relative to the mean diagonal (default 1e-6)")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    d.add_argument("--progress", nargs="?", const="always", default=True,
-                   help="progress bars on stderr (default when it is a terminal; --progress forces them)")
-    d.add_argument("--no-progress", dest="progress", action="store_false")
+    d.add_argument("--progress", action="store_const", const="always", default="tty",
+                   help="progress bars on stderr (default: only when stderr is a terminal)")
+    d.add_argument("--no-progress", dest="progress", action="store_const", const="never")
     d.set_defaults(func=demo)
     p = sub.add_parser("digits", help="NTK kernel regression on scikit-learn's digits")
     p.add_argument("--depth", type=int, nargs="+", default=[1, 3, 5], help="hidden ReLU layers L (default 1 3 5)")

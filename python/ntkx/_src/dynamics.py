@@ -338,8 +338,13 @@ class _Spectrum:
         return self._cho
 
     def use_solve(self, tau: np.ndarray) -> bool:
-        """Whether to answer `tau` (all inf) by a direct solve instead of eigh."""
-        return bool(np.all(np.isinf(tau))) and not self.has_eig and self.cho() is not None
+        """Whether to answer `tau` (all inf) by a direct solve instead of eigh.
+
+        Always the solve when the Cholesky factorization is well conditioned,
+        whether or not an eigendecomposition is cached, so the same call gives the
+        same answer regardless of what ran before.
+        """
+        return bool(np.all(np.isinf(tau))) and self.cho() is not None
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         return scipy.linalg.cho_solve(self._cho, b, check_finite=False)

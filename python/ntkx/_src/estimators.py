@@ -257,7 +257,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.single_output = False
+        tags.target_tags.multi_output = True
         return tags
 
 

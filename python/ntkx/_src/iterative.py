@@ -643,7 +643,8 @@ def _exp_values(theta: np.ndarray, st: np.ndarray) -> np.ndarray:
 def _phi_values(theta: np.ndarray, st: np.ndarray) -> np.ndarray:
     """``(1 - exp(-s theta)) / theta`` `(T, d)`, stable: ``s * (-expm1(-x) / x)``, x = s theta.
 
-    Equal to `s` at theta = 0 and to ``1 / theta`` at s = inf.
+    Equal to `s` at theta = 0 and to ``1 / theta`` at s = inf (0 at theta = 0 there:
+    the pseudo-inverse, as in `ntkx.dynamics`).
     """
     out = np.empty((st.size, theta.size))
     fin = np.isfinite(st)
@@ -651,7 +652,7 @@ def _phi_values(theta: np.ndarray, st: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g = np.where(x == 0, 1.0, -np.expm1(-x) / np.where(x == 0, 1.0, x))
         out[fin] = st[fin, None] * g
-        out[~fin] = 1.0 / theta[None, :]
+        out[~fin] = np.where(theta > 0, 1.0 / np.where(theta > 0, theta, 1.0), 0.0)[None, :]
     return out
 
 
@@ -659,6 +660,7 @@ def _lanczos_functions(
     op: LinearOperator,
     v: np.ndarray,
     funcs: Sequence[Callable[[np.ndarray], np.ndarray]],
+    zero_ok: Sequence[np.ndarray],
     *,
     shift: float,
     tol: float,
@@ -674,7 +676,12 @@ def _lanczos_functions(
     the coefficients ``c = ||v|| S f(theta) S[0]^T`` in the basis are compared with
     the previous step's: a column stops when ``||c_d - c_{d-1}|| <= tol ||c_d||``
     for every function and time at two consecutive steps, at an invariant
-    subspace (beta ~ 0), or at `max_dim` (with a RuntimeWarning).
+    subspace (beta ~ 0), or at `max_dim` (with a RuntimeWarning). A time whose
+    result is still exactly 0 (every Ritz value's exp underflowed while the small
+    eigenvalues that carry the answer are not found yet) does not count as
+    converged unless `zero_ok` (one boolean per time and function) says 0 is the
+    answer there. Ritz values below ``n eps max(theta)`` count as exact zeros, as
+    the eigenvalues in `ntkx.dynamics` do.
 
     Returns one `(T_f, n, m)` array per function.
     """
@@ -715,15 +722,16 @@ def _lanczos_functions(
             d = dim + 1
             theta, s = scipy.linalg.eigh_tridiagonal(np.asarray(alphas[j]), np.asarray(betas[j]))
             theta = theta + shift
+            theta[theta <= n * np.finfo(float).eps * max(float(theta.max()), 0.0)] = 0.0
             coefs = [beta0[j] * (f(theta) * s[0][None, :]) @ s.T for f in funcs]  # each `(T, d)`
             if j in prev:
                 ok = True
                 change = 0.0
-                for c, cp in zip(coefs, prev[j]):
+                for c, cp, zok in zip(coefs, prev[j], zero_ok):
                     diff = c.copy()
                     diff[:, : d - 1] -= cp
                     dn, cn = np.linalg.norm(diff, axis=1), np.linalg.norm(c, axis=1)
-                    ok &= bool(np.all(dn <= tol * cn))
+                    ok &= bool(np.all((dn <= tol * cn) & ((cn > 0) | zok)))
                     with np.errstate(invalid="ignore", divide="ignore"):
                         change = max(change, float(np.nanmax(np.where(cn > 0, dn / cn, 0.0))))
                 calm[j] = calm[j] + 1 if ok else 0
@@ -832,7 +840,8 @@ def expm_multiply(
         k, v, learning_rate, ridge, tol, max_dim, block_bytes, t
     )
     st = eta * times
-    (out,) = _lanczos_functions(op, vb, [lambda th: _exp_values(th, st)], shift=ridge, tol=tol, max_dim=max_dim)
+    (out,) = _lanczos_functions(op, vb, [lambda th: _exp_values(th, st)], [np.isinf(st)], shift=ridge, tol=tol,
+                                max_dim=max_dim)
     return _shape_out(out, scalar, vec)
 
 
@@ -880,7 +889,7 @@ def phi_multiply(
 
 def _phi_core(op, vb, st, ridge, tol, max_dim, cg_options) -> np.ndarray:
     if np.isinf(st).all():
-        res = cg_solve(op, vb, ridge, tol=tol, **(cg_options or {}))
+        res = cg_solve(op, vb, ridge, **{"tol": tol, **(cg_options or {})})
         if not res.converged:
             warnings.warn(
                 f"cg_solve did not reach tol={tol:.1e} (relative residual {res.relative_residual.max():.1e} "
@@ -889,7 +898,8 @@ def _phi_core(op, vb, st, ridge, tol, max_dim, cg_options) -> np.ndarray:
                 stacklevel=3,
             )
         return np.broadcast_to(res.x, (st.size,) + res.x.shape).copy()
-    (out,) = _lanczos_functions(op, vb, [lambda th: _phi_values(th, st)], shift=ridge, tol=tol, max_dim=max_dim)
+    (out,) = _lanczos_functions(op, vb, [lambda th: _phi_values(th, st)], [st == 0], shift=ridge, tol=tol,
+                                max_dim=max_dim)
     return out
 
 
@@ -982,6 +992,7 @@ def mse_dynamics_iterative(
             op,
             r,
             [lambda th: _exp_values(th, st), lambda th: _phi_values(th, st)],
+            [np.isinf(st), st == 0],
             shift=ridge,
             tol=tol,
             max_dim=max_dim,
@@ -992,6 +1003,8 @@ def mse_dynamics_iterative(
         n_t = st.size
         stacked = np.ascontiguousarray(ph.transpose(1, 0, 2).reshape(n, n_t * m))  # `(n, T m)`
         kv = np.asarray(op_test.matmat(stacked), dtype=np.float64).reshape(n_test, n_t, m)
+        if not np.isfinite(kv).all():
+            raise FloatingPointError("the test-train kernel operator returned NaN or Inf")
         test = f0t[None] + kv.transpose(1, 0, 2)
     return MsePrediction(
         _shape_out(train, scalar, vec), None if test is None else _shape_out(test, scalar, vec)
