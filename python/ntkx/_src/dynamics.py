@@ -756,11 +756,14 @@ class GPDynamics:
                 return mean, np.einsum("ij,tj,ij->ti", v, w, v, optimize=True)
             return mean, _sym(np.einsum("ij,tj,kj->tik", v, w, v, optimize=True))
         kv = self._k_in_ntk_basis()
+        if diag_only:  # one time at a time: O(n^2) working memory, not (T, n, n)
+            var = np.empty((T, n))
+            for i in range(T):
+                ve = v * e[i]  # V diag(e_t)
+                var[i] = np.einsum("ij,ij->i", ve @ kv, ve)
+            return mean, var
         ve = v[None] * e[:, None, :]  # V diag(e_t): (T, n, n)
-        left = ve @ kv  # V E Kv
-        if diag_only:
-            return mean, np.einsum("tij,tij->ti", left, ve)
-        return mean, _sym(left @ np.swapaxes(ve, 1, 2))
+        return mean, _sym((ve @ kv) @ np.swapaxes(ve, 1, 2))
 
     def _on_test(self, get, spec, tau, compute_cov, diag_only, y2, ntk_tx, nngp_tx, nngp_tt):
         n, T = self.n, tau.shape[0]
