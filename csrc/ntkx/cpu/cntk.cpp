@@ -94,6 +94,18 @@ struct Scratch {
 /// Horizontal window sums of one row of w entries: dst[s] = sum src[lo..hi] in
 /// ascending order (the CUDA tile's h-pass order).
 inline void hsum(const double* __restrict src, double* __restrict dst, int w, int rad) {
+  if (rad == 1 && w >= 3) {  // 3 x 3 filters: straight-line interior, same order
+    using namespace simd8;
+    v8 prev = load(src), cur = load(src + kLanes);
+    store(dst, prev + cur);
+    for (int s = 1; s + 1 < w; ++s) {
+      const v8 next = load(src + int64_t(s + 1) * kLanes);
+      store(dst + int64_t(s) * kLanes, prev + cur + next);
+      prev = cur, cur = next;
+    }
+    store(dst + int64_t(w - 1) * kLanes, prev + cur);
+    return;
+  }
   for (int s = 0; s < w; ++s) {
     const int lo = std::max(0, s - rad), hi = std::min(w - 1, s + rad);
     // A register accumulator (simd8::v8): summing into memory costs a
@@ -138,9 +150,15 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
       using namespace simd8;
       const int64_t off = int64_t(s) * kLanes;
       v8 ak = load(kp[0] + off), at = load(tp[0] + off);
-      for (int u = 1; u < nu; ++u) {
-        ak += load(kp[u] + off);
-        if (kNtk) at += load(tp[u] + off);
+      if (nu == 3) {  // interior rows of a 3 x 3 filter: no inner loop
+        ak += load(kp[1] + off);
+        ak += load(kp[2] + off);
+        if (kNtk) at += load(tp[1] + off), at += load(tp[2] + off);
+      } else {
+        for (int u = 1; u < nu; ++u) {
+          ak += load(kp[u] + off);
+          if (kNtk) at += load(tp[u] + off);
+        }
       }
       const v8 so = scale * ak + bias;
       store(S + int64_t(r) * rw + off, so);
