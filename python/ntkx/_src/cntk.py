@@ -99,16 +99,7 @@ def as_images(x: Any, name: str, layout: str = "NHWC") -> np.ndarray:
     """`x` as C-contiguous float64 NHWC images ``(N, P, Q, C)``, or a clear error."""
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}")
-    if x is None:
-        raise TypeError(f"{name} must be an array of images (N, H, W, C), got None")
-    try:
-        arr = np.asarray(x)
-    except Exception as e:
-        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = validate.numeric_array(x, name, "an array of images (N, H, W, C)")
     if arr.ndim != 4:
         raise ValueError(
             f"{name} must be 4-D images ({'N, H, W, C' if layout == 'NHWC' else 'N, C, H, W'}), got shape {arr.shape}"
@@ -118,10 +109,7 @@ def as_images(x: Any, name: str, layout: str = "NHWC") -> np.ndarray:
     if min(arr.shape) == 0:
         raise ValueError(f"{name} must have at least one image, pixel and channel, got shape {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=np.float64)
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad = int(out.size - np.count_nonzero(finite))
-        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); the kernel is undefined there")
+    validate.check_finite(out, name, "; the kernel is undefined there")
     return out
 
 

@@ -63,6 +63,8 @@ import numpy as np
 import scipy.integrate
 import scipy.linalg
 
+from ntkx._src import validate
+
 __all__ = [
     "MSEDynamics", "MSEModes", "GPDynamics", "Gaussian", "EarlyStopping", "CrossEntropyFlow",
     "UnstableLearningRateWarning", "cross_entropy_flow", "gradient_descent_mse",
@@ -119,21 +121,8 @@ class CrossEntropyFlow(NamedTuple):
 
 
 def _as_float_array(x: Any, name: str) -> np.ndarray:
-    if x is None:
-        raise TypeError(f"{name} must be an array, got None")
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float64)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
-        raise ValueError(f"{name} of shape {arr.shape} contains {bad} NaN or Inf value(s)")
+    arr = np.asarray(validate.numeric_array(x, name), dtype=np.float64)
+    validate.check_finite(arr, f"{name} of shape {arr.shape}")
     return arr
 
 

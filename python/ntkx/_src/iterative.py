@@ -45,6 +45,8 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from ntkx._src import validate
+
 __all__ = [
     "DEFAULT_BLOCK_BYTES",
     "CgResult",
@@ -247,38 +249,9 @@ def _check_count(value: Any, name: str, allow_none: bool = False) -> Optional[in
     return int(value)
 
 
-def _check_positive(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return v
-
-
-def _check_ridge(ridge: Any) -> float:
-    try:
-        v = float(ridge)
-    except (TypeError, ValueError):
-        raise TypeError(f"ridge must be a number, got {ridge!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"ridge must be finite and >= 0, got {ridge!r}")
-    return v
-
-
 def _as_rhs(y: Any, name: str, n: Optional[int], m: Optional[int] = None) -> Tuple[np.ndarray, bool]:
     """`y` as a float64 `(n, m)` array (a copy only when needed) and whether it was 1-D."""
-    if y is None:
-        raise TypeError(f"{name} must be an array of shape (n,) or (n, m), got None")
-    try:
-        arr = np.asarray(y)
-    except Exception as e:
-        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = validate.numeric_array(y, name, "an array of shape (n,) or (n, m)")
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must have shape (n,) or (n, m), got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
@@ -289,10 +262,7 @@ def _as_rhs(y: Any, name: str, n: Optional[int], m: Optional[int] = None) -> Tup
     arr = arr.reshape(arr.shape[0], -1).astype(np.float64, copy=False)
     if m is not None and arr.shape[1] != m:
         raise ValueError(f"{name} must have {m} column(s), got shape {np.shape(y)}")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
-        raise ValueError(f"{name} contains {bad} NaN or Inf value(s), shape {np.shape(y)}")
+    validate.check_finite(arr, name, f", shape {np.shape(y)}")
     return arr, vec
 
 
@@ -492,8 +462,8 @@ def cg_solve(
     >>> res.converged, res.iterations, res.relative_residual  # doctest: +SKIP
     """
     n_hint = np.shape(y)[0] if np.ndim(y) >= 1 else None
-    ridge = _check_ridge(ridge)
-    tol = _check_positive(tol, "tol")
+    ridge = validate.check_nonneg(ridge, "ridge")
+    tol = validate.check_nonneg(tol, "tol", strict=True)
     maxiter = _check_count(maxiter, "maxiter", allow_none=True)
     rank = _check_count(rank, "rank", allow_none=True)
     if progress is not None and not callable(progress):
@@ -772,9 +742,9 @@ def _lanczos_functions(
 
 
 def _krylov_setup(k, v, learning_rate, ridge, tol, max_dim, block_bytes, t, name="v"):
-    learning_rate = _check_positive(learning_rate, "learning_rate")
-    ridge = _check_ridge(ridge)
-    tol = _check_positive(tol, "tol")
+    learning_rate = validate.check_nonneg(learning_rate, "learning_rate", strict=True)
+    ridge = validate.check_nonneg(ridge, "ridge")
+    tol = validate.check_nonneg(tol, "tol", strict=True)
     max_dim = _check_count(max_dim, "max_dim", allow_none=True) or DEFAULT_MAX_KRYLOV_DIM
     times, scalar = _as_times(t)
     if isinstance(k, LinearOperator) or not callable(k) or hasattr(k, "shape"):
@@ -1067,7 +1037,7 @@ def top_eigenpairs(
     k_top = _check_count(k_top, "k_top")
     if k_top >= n:
         raise ValueError(f"k_top must be < n = {n} (use scipy.linalg.eigh for the full spectrum), got {k_top}")
-    tol = _check_positive(tol, "tol")
+    tol = validate.check_nonneg(tol, "tol", strict=True)
     rng = _rng(seed)
     if method == "eigsh":
         ncv = min(n, max(2 * k_top + 1, 20))

@@ -16,14 +16,13 @@ import numpy as np
 MAX_DEPTH = 10**7
 
 
-def as_points(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    """Returns `x` as a C-contiguous ``(N, d)`` array of `dtype`, or raises.
+def numeric_array(x: Any, name: str, expect: str = "an array") -> np.ndarray:
+    """`x` as a real numeric (or boolean) ndarray without copying, or a clear TypeError.
 
-    Accepts anything numpy can convert (lists, memmaps, float32/float64,
-    non-contiguous or read-only arrays); the input is never modified.
+    `expect` completes "{name} must be {expect}, got None".
     """
     if x is None:
-        raise TypeError(f"{name} must be an array of shape (N, d), got None")
+        raise TypeError(f"{name} must be {expect}, got None")
     try:
         arr = np.asarray(x)
     except Exception as e:  # ragged lists and the like
@@ -32,15 +31,30 @@ def as_points(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr: np.ndarray, what: str, suffix: str = "") -> None:
+    """Raises "{what} contains k NaN or Inf value(s){suffix}" unless every entry is finite."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(arr.size - np.count_nonzero(finite))
+        raise ValueError(f"{what} contains {bad} NaN or Inf value(s){suffix}")
+
+
+def as_points(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """Returns `x` as a C-contiguous ``(N, d)`` array of `dtype`, or raises.
+
+    Accepts anything numpy can convert (lists, memmaps, float32/float64,
+    non-contiguous or read-only arrays); the input is never modified.
+    """
+    arr = numeric_array(x, name, "an array of shape (N, d)")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (N, d), got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must have at least one point and one feature, got shape {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad = int(out.size - np.count_nonzero(finite))
-        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); the kernel is undefined there")
+    check_finite(out, name, "; the kernel is undefined there")
     return out
 
 
@@ -55,17 +69,20 @@ def check_depth(depth: Any) -> int:
     return int(depth)
 
 
-def check_std(value: Any, name: str) -> float:
-    """A finite, nonnegative standard deviation (None means 0)."""
-    if value is None:
-        return 0.0
+def check_nonneg(value: Any, name: str, strict: bool = False) -> float:
+    """A finite number >= 0 (> 0 with `strict`), or a clear TypeError / ValueError."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not np.isfinite(v) or (v <= 0 if strict else v < 0):
+        raise ValueError(f"{name} must be finite and {'>' if strict else '>='} 0, got {value!r}")
     return v
+
+
+def check_std(value: Any, name: str) -> float:
+    """A finite, nonnegative standard deviation (None means 0)."""
+    return 0.0 if value is None else check_nonneg(value, name)
 
 
 def available_memory() -> int:
