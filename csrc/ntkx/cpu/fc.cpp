@@ -13,6 +13,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "ntkx/api.h"
 #include "ntkx/cpu/angle_table.h"
@@ -23,12 +26,15 @@ namespace {
 
 constexpr int64_t kChunk = 256;
 /// Rows per fused Gram tile (kRowBlock x kChunk doubles = 256 KB per thread, in L2).
-constexpr int64_t kRowBlock = 128;
+constexpr int64_t kRowBlock = 256;
 /// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
 constexpr int64_t kPointBudget = int64_t(1) << 24;
 /// Side of the tiles of the mirror copy (i, j) -> (j, i).
 constexpr int64_t kMirrorTile = 64;
+/// Rows the fused path finishes before writing them out, and the length of the
+/// runs it writes transposed (8 doubles: one cache line).
+constexpr int64_t kMirrorRows = 8;
 
 /// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
 class Poll {
@@ -70,6 +76,59 @@ void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
       const int64_t i1 = std::min({rows, i0 + kMirrorTile, j1});
       for (int64_t j = j0; j < j1; ++j)
         for (int64_t i = i0; i < std::min(i1, j); ++i) out[j * ldo + i] = out[i * ldo + j];
+    }
+  }
+}
+
+/// Writes finished rows i0 .. i0 + nr - 1 (columns j0 .. j0 + w - 1) of the NNGP and
+/// NTK from res_r / res_t ([kMirrorRows, kChunk] each). Symmetric calls write the
+/// upper triangle (j >= i) along rows and its strict part again at (j, i).
+/// dst[0..n) = src[0..n). With AVX, the 32-byte-aligned middle goes out by
+/// non-temporal stores: the outputs are far larger than the caches and are not read
+/// again by this call, so streaming saves reading each line in before writing it.
+/// (The caller fences before the tile's results can be read by another thread.)
+inline void put_run(double* dst, const double* src, int64_t n) {
+  int64_t j = 0;
+#if defined(__AVX__)
+  while (j < n && (reinterpret_cast<uintptr_t>(dst + j) & 31) != 0) dst[j] = src[j], ++j;
+  for (; j + 4 <= n; j += 4) _mm256_stream_pd(dst + j, _mm256_loadu_pd(src + j));
+#endif
+  for (; j < n; ++j) dst[j] = src[j];
+}
+inline void put_run(float* dst, const double* src, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = float(src[j]);
+}
+
+/// Orders this thread's non-temporal stores before anything it does next.
+inline void store_fence() {
+#if defined(__AVX__)
+  _mm_sfence();
+#endif
+}
+
+template <typename T>
+void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int64_t w, const double* res_r,
+                const double* res_t) {
+  T* const outs[2] = {a.nngp, a.ntk};
+  const double* const res[2] = {res_r, res_t};
+  for (int k = 0; k < 2; ++k) {
+    T* const o = outs[k];
+    if (o == nullptr) continue;
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t i = i0 + r;
+      const int64_t jstart = a.symmetric ? std::min(w, std::max<int64_t>(0, i - j0)) : 0;
+      const double* src = res[k] + r * kChunk;
+      T* dst = o + i * a.ldo + j0;
+      put_run(dst + jstart, src + jstart, w - jstart);
+    }
+    if (!a.symmetric) continue;
+    // (j, i0 + r) for the rows r with i0 + r < j: a run of up to kMirrorRows values.
+    for (int64_t jj = std::max<int64_t>(0, i0 + 1 - j0); jj < w; ++jj) {
+      const int64_t j = j0 + jj, run = std::min(nr, j - i0);
+      T* dst = o + j * a.ldo + i0;
+      double tmp[kMirrorRows];
+      for (int64_t r = 0; r < run; ++r) tmp[r] = res[k][r * kChunk + jj];
+      put_run(dst, tmp, run);
     }
   }
 }
@@ -116,7 +175,11 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
     }
 
     // One row i against columns [j0, j0 + w), its Gram products at grow[0..w).
-    auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow) {
+    // After the last layer the scaled NNGP and NTK go to res_r[0..w), res_t[0..w)
+    // when given (the fused path writes them out in both orientations), else
+    // straight into the output rows.
+    auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow, double* res_r = nullptr,
+                         double* res_t = nullptr) {
       alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
       int64_t t0 = 0;
       if (l0 == 0) {
@@ -185,6 +248,11 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           const double s = math::pair_scale(s1.logq[i], s2.logq[j0 + jj]);
           rho[jj] *= s, tau[jj] *= s;
         }
+      if (res_r != nullptr) {
+        std::copy(rho, rho + w, res_r);
+        std::copy(tau, tau + w, res_t);
+        return;
+      }
       const int64_t jstart = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;
       if (a.nngp)
         for (int64_t jj = jstart; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
@@ -206,12 +274,17 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       // Fused: each work item is a kRowBlock x kChunk tile whose Gram products a
       // single-threaded BLAS dgemm writes into a thread-local buffer that the
       // recursion then reads from L2. No N x N Gram exists; BLAS threads do not
-      // spin against ours (the caller limits BLAS to one thread).
+      // spin against ours (the caller limits BLAS to one thread). A symmetric
+      // call writes each group of kMirrorRows finished rows twice: along the rows,
+      // and transposed as kMirrorRows-long runs of the rows below the diagonal,
+      // so no separate mirror pass re-reads the output.
       const int64_t nrb = (a.rows + kRowBlock - 1) / kRowBlock;
       const int64_t tiles = nrb * nchunk;
 #pragma omp parallel num_threads(threads) if (tiles * (L + 1) > 64)
       {
-        std::vector<double> buf(kRowBlock * kChunk);
+        std::vector<double> buf(kRowBlock * kChunk), res(2 * kMirrorRows * kChunk);
+        double* const res_r = res.data();
+        double* const res_t = res_r + kMirrorRows * kChunk;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < tiles; ++item) {
           poll.check();
@@ -225,14 +298,21 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           double one = 1.0, zero = 0.0;
           a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
                   const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
-          for (int64_t r = 0; r < h; ++r)
-            if (!(a.symmetric && j0 + w <= i0 + r)) row_chunk(i0 + r, j0, w, buf.data() + r * kChunk);
+          for (int64_t r0 = 0; r0 < h; r0 += kMirrorRows) {
+            const int64_t nr = std::min(kMirrorRows, h - r0);
+            for (int64_t r = r0; r < r0 + nr; ++r)
+              if (!(a.symmetric && j0 + w <= i0 + r))
+                row_chunk(i0 + r, j0, w, buf.data() + r * kChunk, res_r + (r - r0) * kChunk,
+                          res_t + (r - r0) * kChunk);
+            write_rows(a, i0 + r0, nr, j0, w, res_r, res_t);
+          }
+          store_fence();
         }
       }
     }
     if (poll.stop()) throw Interrupted();
   }
-  if (a.symmetric) {
+  if (a.symmetric && a.dgemm == nullptr) {
     if (a.nngp) mirror(a.nngp, a.ldo, a.rows, a.cols, threads);
     if (a.ntk) mirror(a.ntk, a.ldo, a.rows, a.cols, threads);
   }

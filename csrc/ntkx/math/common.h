@@ -8,8 +8,15 @@
 
 #if defined(__CUDACC__)
 #define NTKX_HD __host__ __device__ __forceinline__
+#define NTKX_HD_HOT NTKX_HD
+#elif defined(__GNUC__)
+#define NTKX_HD inline
+/// For the few helpers that hot `omp simd` loops call: GCC may otherwise keep
+/// them out of line in a large function, and a call blocks vectorization.
+#define NTKX_HD_HOT inline __attribute__((always_inline))
 #else
 #define NTKX_HD inline
+#define NTKX_HD_HOT inline
 #endif
 
 namespace ntkx {
@@ -39,7 +46,7 @@ NTKX_HD double horner(double z, double c, Rest... rest) {
 /// asin(x) for |x| <= 1/2: x + x^3 P(x^2), P a degree-11 Chebyshev fit of
 /// (asin(sqrt z) - sqrt z) / z^{3/2} on z in [0, 1/4] (fit error 2.3e-16 relative,
 /// 1 ulp in float64 after rounding; fitted with mpmath.chebyfit at 50 digits).
-NTKX_HD double asin_small(double x) {
+NTKX_HD_HOT double asin_small(double x) {
   const double z = x * x;
   const double p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646,
                           0.03038194736709848, 0.02237204763174451, 0.017355259955786323,
@@ -56,7 +63,7 @@ NTKX_HD double asin_small(double x) {
 ///   |rho| < 1/2: theta = pi/2 - asin(rho)
 ///   rho <= -1/2: theta = pi - 2 asin(sqrt(eps / 2))
 /// One polynomial on |x| <= 1/2 serves the three branches (selects, no jumps).
-NTKX_HD double angle(double rho, double delta, double eps) {
+NTKX_HD_HOT double angle(double rho, double delta, double eps) {
   const bool hi = rho >= 0.5;
   const bool lo = rho <= -0.5;
   const double h = sel(hi, delta, eps);
