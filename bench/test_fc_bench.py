@@ -4,7 +4,8 @@ Every call computes the float64 NNGP and NTK of ``Dense -> [Relu -> Dense] x L``
 (W_std=1, no bias) on the symmetric Gram of N Gaussian points in R^d.
 
 Peers:
-  ntkx             ``ntkx.fc_kernels(x, None, spec, device='cpu')``
+  ntkx             ``ntkx.fc_kernels(x, None, spec, device='cpu')`` (NNGP and NTK)
+  ntkx_ntk         the same with ``get='ntk'``: one N x N output, as numpy_gram (d >= 784)
   numpy_gram       ``x @ x.T`` only: the floor for any method when d is large
   numpy_recursion  the whole recursion on whole (N, N) matrices in numpy (below)
   neural_tangents  the same network's jitted ``kernel_fn`` (float64), when installed
@@ -86,6 +87,9 @@ def make_peer(peer: str, x: np.ndarray, depth: int):
     if peer == "ntkx":
         spec = ntkx.FcSpec(depth, W_STD, B_STD, RELU)
         return lambda: ntkx.fc_kernels(x, None, spec, get=("nngp", "ntk"), device="cpu", dtype=np.float64)
+    if peer == "ntkx_ntk":
+        spec = ntkx.FcSpec(depth, W_STD, B_STD, RELU)
+        return lambda: ntkx.fc_kernels(x, None, spec, get="ntk", device="cpu", dtype=np.float64)
     if peer == "numpy_gram":
         return lambda: x @ x.T
     if peer == "numpy_recursion":

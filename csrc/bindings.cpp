@@ -54,7 +54,8 @@ void points_arg(py::object pts, py::object logq, int64_t layers, int64_t n, cons
 template <typename T>
 void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
                 py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
-                py::object logq1, py::object pts2, py::object logq2, py::object dgemm) {
+                py::object logq1, py::object pts2, py::object logq2, py::object dgemm,
+                py::object dsyrk) {
   ntkx::FcPanelArgs<T> a;
   a.params = p;
   a.rows = rows;
@@ -67,6 +68,13 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
     a.dgemm = reinterpret_cast<ntkx::Dgemm>(PyCapsule_GetPointer(cap, PyCapsule_GetName(cap)));
     need(a.dgemm != nullptr, "fc_panel: empty dgemm capsule");
     need(!pts1.is_none(), "fc_panel: the fused dgemm path needs point arrays");
+    if (!dsyrk.is_none()) {
+      // scipy.linalg.cython_blas.__pyx_capi__['dsyrk'], used for the diagonal tiles.
+      PyObject* sc = dsyrk.ptr();
+      need(PyCapsule_CheckExact(sc), "fc_panel: dsyrk must be a PyCapsule");
+      a.dsyrk = reinterpret_cast<ntkx::Dsyrk>(PyCapsule_GetPointer(sc, PyCapsule_GetName(sc)));
+      need(a.dsyrk != nullptr, "fc_panel: empty dsyrk capsule");
+    }
   }
   need(x1.shape(0) >= rows && x2.shape(1) == a.d &&
            (a.dgemm != nullptr || (gram.shape(0) >= rows && gram.shape(1) == a.cols)),
@@ -246,20 +254,20 @@ PYBIND11_MODULE(_core, m) {
       "fc_panel",
       [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
          py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
-         py::object logq1, py::object pts2, py::object logq2, py::object dgemm) {
+         py::object logq1, py::object pts2, py::object logq2, py::object dgemm, py::object dsyrk) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "fc_panel: no output requested");
         if (is_f32(first.cast<py::array>()))
           fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                            logq2, dgemm);
+                            logq2, dgemm, dsyrk);
         else
           fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                             logq2, dgemm);
+                             logq2, dgemm, dsyrk);
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
       py::arg("pts1") = py::none(), py::arg("logq1") = py::none(), py::arg("pts2") = py::none(),
-      py::arg("logq2") = py::none(), py::arg("dgemm") = py::none(),
+      py::arg("logq2") = py::none(), py::arg("dgemm") = py::none(), py::arg("dsyrk") = py::none(),
       "Fill one row panel of an FC kernel from its Gram products (OpenMP; GIL released; Ctrl-C aware).");
 
   m.def(

@@ -27,6 +27,8 @@ struct Interrupted : std::exception {
 /// Fortran BLAS dgemm (LP64), e.g. scipy.linalg.cython_blas's, called single-threaded.
 using Dgemm = void (*)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*,
                        int*);
+/// Fortran BLAS dsyrk (LP64), from the same BLAS as the Dgemm.
+using Dsyrk = void (*)(char*, char*, int*, int*, double*, double*, int*, double*, double*, int*);
 
 /// One row panel of an FC kernel matrix, given its Gram products (float64).
 /// T is the output type (float or double); inputs, Gram and recursion are float64,
@@ -67,6 +69,9 @@ struct FcPanelArgs {
   /// BLAS dgemm (which must then run single-threaded) right before using them.
   /// Needs the per-point arrays (pts1, pts2).
   Dgemm dgemm = nullptr;
+  /// Optional, with dgemm on a symmetric panel: tiles on the diagonal compute only
+  /// their upper triangle, by this dsyrk.
+  Dsyrk dsyrk = nullptr;
 };
 
 /// CPU (OpenMP) backend: fills the panel's outputs. Throws Interrupted.

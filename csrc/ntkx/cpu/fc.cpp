@@ -268,7 +268,8 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
         const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
         const int64_t w = std::min(kChunk, a.cols - j0);
         if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
-        row_chunk(i, j0, w, a.gram + i * a.ldg + j0);
+        const int64_t js = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;  // on or above it
+        row_chunk(i, j0 + js, w - js, a.gram + i * a.ldg + j0 + js);
       }
     } else {
       // Fused: each work item is a kRowBlock x kChunk tile whose Gram products a
@@ -293,17 +294,27 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           const int64_t h = std::min(kRowBlock, a.rows - i0), w = std::min(kChunk, a.cols - j0);
           if (a.symmetric && j0 + w <= i0) continue;
           // Column-major: G^T (w x h) = X2b (d x w)^T X1b (d x h), i.e. row-major G (h x w).
-          char tr = 'T', nt = 'N';
+          char tr = 'T', nt = 'N', lo = 'L';
           int m = int(w), n = int(h), kk = int(a.d), lda = int(a.ld2), ldb = int(a.ld1), ldc = int(kChunk);
           double one = 1.0, zero = 0.0;
-          a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
-                  const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+          if (a.dsyrk != nullptr && a.symmetric && i0 == j0 && h == w) {
+            // A tile on the diagonal: its upper triangle (row-major) is the lower one of
+            // the column-major G^T = X1b^T X1b, half the flops of the dgemm.
+            a.dsyrk(&lo, &tr, &n, &kk, &one, const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+          } else {
+            a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
+                    const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+          }
           for (int64_t r0 = 0; r0 < h; r0 += kMirrorRows) {
             const int64_t nr = std::min(kMirrorRows, h - r0);
-            for (int64_t r = r0; r < r0 + nr; ++r)
-              if (!(a.symmetric && j0 + w <= i0 + r))
-                row_chunk(i0 + r, j0, w, buf.data() + r * kChunk, res_r + (r - r0) * kChunk,
-                          res_t + (r - r0) * kChunk);
+            for (int64_t r = r0; r < r0 + nr; ++r) {
+              if (a.symmetric && j0 + w <= i0 + r) continue;
+              // Symmetric: only the columns on or above the diagonal (the rest of the
+              // tile's Gram may not even be computed).
+              const int64_t js = a.symmetric ? std::max<int64_t>(0, i0 + r - j0) : 0;
+              row_chunk(i0 + r, j0 + js, w - js, buf.data() + r * kChunk + js, res_r + (r - r0) * kChunk + js,
+                        res_t + (r - r0) * kChunk + js);
+            }
             write_rows(a, i0 + r0, nr, j0, w, res_r, res_t);
           }
           store_fence();

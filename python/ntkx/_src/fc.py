@@ -9,6 +9,7 @@ GIL released, and honours Ctrl-C between and inside panels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -18,14 +19,24 @@ from ntkx import _core
 _FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
 
 
-def _dgemm_capsule():
-    """scipy's Fortran dgemm (a PyCapsule) for the fused path, or None."""
+def _blas_capsule(name: str):
+    """scipy's Fortran BLAS routine `name` (a PyCapsule) for the fused path, or None."""
     try:
         from scipy.linalg import cython_blas
 
-        return cython_blas.__pyx_capi__["dgemm"]
-    except (ImportError, AttributeError, KeyError):  # pragma: no cover - scipy always has it
+        return cython_blas.__pyx_capi__[name]
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover - scipy always has them
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """One threadpoolctl controller for the process (building one scans every loaded
+    library, ~1.5 ms); made after scipy's BLAS is loaded, which is the one the fused
+    path calls and has to hold to one thread."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 from ntkx._src import validate
 from ntkx._src.progress import Progress, ProgressArg
 
@@ -118,10 +129,24 @@ def _device(device: str) -> str:
     return device
 
 
+#: Alignment of the outputs ntkx allocates: one cache line, so that the CPU
+#: backend's streaming stores cover whole lines (numpy's own large arrays start
+#: 16 bytes into a line).
+_OUT_ALIGN = 64
+
+
+def _empty_aligned(shape: Tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a cache line."""
+    nbytes = shape[0] * shape[1] * dtype.itemsize
+    raw = np.empty(nbytes + _OUT_ALIGN, dtype=np.uint8)
+    skip = -raw.ctypes.data % _OUT_ALIGN
+    return raw[skip : skip + nbytes].view(dtype).reshape(shape)
+
+
 def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dtype: np.dtype) -> dict:
     if out is None:
         validate.check_output_fits(n1, n2, len(names), dtype.itemsize)
-        return {g: np.empty((n1, n2), dtype=dtype) for g in names}
+        return {g: _empty_aligned((n1, n2), dtype) for g in names}
     if single and not isinstance(out, Mapping):
         out = {names[0]: out}
     if not isinstance(out, Mapping) or set(out) != set(names):
@@ -225,14 +250,13 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     nngp, ntk = outs.get("nngp"), outs.get("ntk")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     bar = Progress("ntkx FC kernel", total, progress)
-    dgemm = _dgemm_capsule() if pts1 is not None else None
+    dgemm = _blas_capsule("dgemm") if pts1 is not None else None
+    dsyrk = _blas_capsule("dsyrk") if symmetric else None
     if dgemm is not None:
         # Fused path: each OpenMP thread computes its Gram tiles with single-threaded
         # BLAS and consumes them from cache; no Gram matrix is ever stored.
-        from threadpoolctl import threadpool_limits
-
         empty = np.empty((0, 0))
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             for p0 in range(0, n1, _FUSED_ROWS):
                 p1 = min(n1, p0 + _FUSED_ROWS)
                 c0 = p0 if symmetric else 0
@@ -241,7 +265,8 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
                     params, a1[p0:p1], a2[c0:], sq1[p0:p1], sq2[c0:], empty,
                     None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
                     p1 - p0, symmetric, threads,
-                    pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:], dgemm=dgemm,
+                    pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:],
+                    dgemm=dgemm, dsyrk=dsyrk,
                 )
                 bar.advance(_panel_pairs(p0, p1, n1, n2, symmetric))
         return
