@@ -83,19 +83,24 @@ void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
 /// Writes finished rows i0 .. i0 + nr - 1 (columns j0 .. j0 + w - 1) of the NNGP and
 /// NTK from res_r / res_t ([kMirrorRows, kChunk] each). Symmetric calls write the
 /// upper triangle (j >= i) along rows and its strict part again at (j, i).
-/// dst[0..n) = src[0..n). With AVX, the 32-byte-aligned middle goes out by
-/// non-temporal stores: the outputs are far larger than the caches and are not read
-/// again by this call, so streaming saves reading each line in before writing it.
-/// (The caller fences before the tile's results can be read by another thread.)
-inline void put_run(double* dst, const double* src, int64_t n) {
+/// Outputs at least this large (bytes, both kernels) are written with streaming stores.
+constexpr double kStreamBytes = 64.0 * (1 << 20);
+
+/// dst[0..n) = src[0..n). With `stream` (and AVX) the 32-byte-aligned middle goes
+/// out by non-temporal stores: outputs far larger than the caches are not read again
+/// by this call, and streaming saves reading each line in before writing it. (The
+/// caller fences before another thread can read the tile's results.)
+inline void put_run(double* dst, const double* src, int64_t n, bool stream) {
   int64_t j = 0;
 #if defined(__AVX__)
-  while (j < n && (reinterpret_cast<uintptr_t>(dst + j) & 31) != 0) dst[j] = src[j], ++j;
-  for (; j + 4 <= n; j += 4) _mm256_stream_pd(dst + j, _mm256_loadu_pd(src + j));
+  if (stream) {
+    while (j < n && (reinterpret_cast<std::uintptr_t>(dst + j) & 31) != 0) dst[j] = src[j], ++j;
+    for (; j + 4 <= n; j += 4) _mm256_stream_pd(dst + j, _mm256_loadu_pd(src + j));
+  }
 #endif
   for (; j < n; ++j) dst[j] = src[j];
 }
-inline void put_run(float* dst, const double* src, int64_t n) {
+inline void put_run(float* dst, const double* src, int64_t n, bool) {
   for (int64_t j = 0; j < n; ++j) dst[j] = float(src[j]);
 }
 
@@ -108,7 +113,7 @@ inline void store_fence() {
 
 template <typename T>
 void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int64_t w, const double* res_r,
-                const double* res_t) {
+                const double* res_t, bool stream) {
   T* const outs[2] = {a.nngp, a.ntk};
   const double* const res[2] = {res_r, res_t};
   for (int k = 0; k < 2; ++k) {
@@ -119,7 +124,7 @@ void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int
       const int64_t jstart = a.symmetric ? std::min(w, std::max<int64_t>(0, i - j0)) : 0;
       const double* src = res[k] + r * kChunk;
       T* dst = o + i * a.ldo + j0;
-      put_run(dst + jstart, src + jstart, w - jstart);
+      put_run(dst + jstart, src + jstart, w - jstart, stream);
     }
     if (!a.symmetric) continue;
     // (j, i0 + r) for the rows r with i0 + r < j: a run of up to kMirrorRows values.
@@ -128,7 +133,7 @@ void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int
       T* dst = o + j * a.ldo + i0;
       double tmp[kMirrorRows];
       for (int64_t r = 0; r < run; ++r) tmp[r] = res[k][r * kChunk + jj];
-      put_run(dst, tmp, run);
+      put_run(dst, tmp, run, stream);
     }
   }
 }
@@ -281,6 +286,9 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       // so no separate mirror pass re-reads the output.
       const int64_t nrb = (a.rows + kRowBlock - 1) / kRowBlock;
       const int64_t tiles = nrb * nchunk;
+      const int nout = (a.nngp != nullptr) + (a.ntk != nullptr);
+      const bool stream =
+          double(nout) * sizeof(T) * double(a.symmetric ? a.cols : a.rows) * double(a.cols) >= kStreamBytes;
 #pragma omp parallel num_threads(threads) if (tiles * (L + 1) > 64)
       {
         std::vector<double> buf(kRowBlock * kChunk), res(2 * kMirrorRows * kChunk);
@@ -315,7 +323,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
               row_chunk(i0 + r, j0 + js, w - js, buf.data() + r * kChunk + js, res_r + (r - r0) * kChunk + js,
                         res_t + (r - r0) * kChunk + js);
             }
-            write_rows(a, i0 + r0, nr, j0, w, res_r, res_t);
+            write_rows(a, i0 + r0, nr, j0, w, res_r, res_t, stream);
           }
           store_fence();
         }
