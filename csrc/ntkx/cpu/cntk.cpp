@@ -249,17 +249,30 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
                                       &h[l]);
       };
       if (K == Act::kABRelu) {
+        // Everything the loop reads, in locals: its stores (memcpy-based v8 stores,
+        // the colinear scratch) may alias the closure, so captured values would be
+        // reloaded (and k.fold re-tested) on every element.
+        const int64_t a0 = (int64_t(ia) * Q + sl.j0) * kLanes, b0 = a0 + boff * kLanes;
+        const double* __restrict xq_ = qa + a0;
+        const double* __restrict x1_ = a1 + a0;
+        const double* __restrict x2_ = a2 + a0;
+        const double* __restrict yq_ = qb + b0;
+        const double* __restrict y1_ = b1 + b0;
+        const double* __restrict y2_ = b2 + b0;
+        const double* sr = srow;  // kr, tr may be these rows (the last stage runs in place)
+        const double* tv = trow;
+        const double kappa = k.kappa, s2_ = s2;
+        const bool fold = k.fold, first = st == 0;
         for (int s = 0; s < w; ++s) {
-          const int64_t pa = (int64_t(ia) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
           const int64_t e = int64_t(s) * kLanes;
           using namespace simd8;
-          const v8 xq = kDiag ? load(qa + pa) : bcast(qa[pa]);
-          const v8 x1 = kDiag ? load(a1 + pa) : bcast(a1[pa]);
-          const v8 x2 = kDiag ? load(a2 + pa) : bcast(a2[pa]);
-          const v8 c = load(srow + e);
+          const v8 xq = kDiag ? load(xq_ + e) : bcast(xq_[e]);
+          const v8 x1 = kDiag ? load(x1_ + e) : bcast(x1_[e]);
+          const v8 x2 = kDiag ? load(x2_ + e) : bcast(x2_[e]);
+          const v8 c = load(sr + e);
           v8 rho, h, kk, kd;
-          abrelu_rho(c, xq, x2, load(qb + pb), load(b2 + pb), &rho, &h);
-          if (st == 0) {
+          abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &h);
+          if (first) {
             alignas(64) double rr[kLanes], hh[kLanes];
             store(hh, h);
             bool any = false;
@@ -270,8 +283,8 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
               rho = load(rr), h = load(hh);
             }
           }
-          abrelu_dual(k.kappa, k.fold, s2, c, rho, h, x1, load(b1 + pb), &kk, &kd);
-          if (kNtk) store(tr + e, load(trow + e) * kd);
+          abrelu_dual(kappa, fold, s2_, c, rho, h, x1, load(y1_ + e), &kk, &kd);
+          if (kNtk) store(tr + e, load(tv + e) * kd);
           store(kr + e, kk);
         }
         return;
