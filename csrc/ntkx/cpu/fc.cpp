@@ -25,8 +25,11 @@ namespace ntkx {
 namespace {
 
 constexpr int64_t kChunk = 256;
-/// Rows per fused Gram tile (kRowBlock x kChunk doubles = 256 KB per thread, in L2).
+/// Rows per fused Gram tile (kRowBlock x kChunk doubles = 512 KB per thread). Equal
+/// to kChunk, so that the tiles on the diagonal of a symmetric panel are square
+/// (dsyrk computes them).
 constexpr int64_t kRowBlock = 256;
+static_assert(kRowBlock == kChunk, "diagonal tiles must be square");
 /// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
 constexpr int64_t kPointBudget = int64_t(1) << 24;
@@ -80,9 +83,6 @@ void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
   }
 }
 
-/// Writes finished rows i0 .. i0 + nr - 1 (columns j0 .. j0 + w - 1) of the NNGP and
-/// NTK from res_r / res_t ([kMirrorRows, kChunk] each). Symmetric calls write the
-/// upper triangle (j >= i) along rows and its strict part again at (j, i).
 /// Outputs at least this large (bytes, both kernels) are written with streaming stores.
 constexpr double kStreamBytes = 64.0 * (1 << 20);
 
@@ -111,6 +111,9 @@ inline void store_fence() {
 #endif
 }
 
+/// Writes finished rows i0 .. i0 + nr - 1 (columns j0 .. j0 + w - 1) of the NNGP and
+/// NTK from res_r / res_t ([kMirrorRows, kChunk] each). Symmetric calls write the
+/// upper triangle (j >= i) along rows and its strict part again at (j, i).
 template <typename T>
 void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int64_t w, const double* res_r,
                 const double* res_t, bool stream) {
