@@ -261,11 +261,11 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
         std::copy(tau, tau + w, res_t);
         return;
       }
-      const int64_t jstart = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;
+      // (Symmetric callers pass j0 >= i: every column here is on or above the diagonal.)
       if (a.nngp)
-        for (int64_t jj = jstart; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
+        for (int64_t jj = 0; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
       if (a.ntk)
-        for (int64_t jj = jstart; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
+        for (int64_t jj = 0; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
     };
 
     if (a.dgemm == nullptr) {

@@ -15,6 +15,8 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ntkx import _core
+from ntkx._src import validate
+from ntkx._src.progress import Progress, ProgressArg
 
 _FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
 
@@ -37,8 +39,7 @@ def _blas_controller():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
-from ntkx._src import validate
-from ntkx._src.progress import Progress, ProgressArg
+
 
 Get = Union[None, str, Sequence[str]]
 _KINDS = ("nngp", "ntk")
@@ -251,10 +252,10 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     bar = Progress("ntkx FC kernel", total, progress)
     dgemm = _blas_capsule("dgemm") if pts1 is not None else None
-    dsyrk = _blas_capsule("dsyrk") if symmetric else None
     if dgemm is not None:
         # Fused path: each OpenMP thread computes its Gram tiles with single-threaded
         # BLAS and consumes them from cache; no Gram matrix is ever stored.
+        dsyrk = _blas_capsule("dsyrk") if symmetric else None  # diagonal tiles
         empty = np.empty((0, 0))
         with _blas_controller().limit(limits=1, user_api="blas"):
             for p0 in range(0, n1, _FUSED_ROWS):
