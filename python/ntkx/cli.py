@@ -32,9 +32,7 @@ def digits(args: argparse.Namespace) -> int:
         return 2
     xtr, ytr, xte, yte = data
     t_load = time.perf_counter() - t0
-    info = ntkx.build_info()
-    print(f"ntkx {ntkx.__version__}: OpenMP threads {info['openmp_threads']}, CUDA built {info['cuda_built']}, "
-          f"CUDA devices {info['cuda_devices']}")
+    _print_build()
     print(f"digits: {len(xtr)} train / {len(xte)} test, d = {xtr.shape[1]}, pixels / 16")
     print(f"{'depth':>5} {'kernel':>6} {'accuracy':>9} {'train Gram s':>13} {'test Gram s':>12} {'solve s':>8}")
     for depth in args.depth:
@@ -55,6 +53,15 @@ def digits(args: argparse.Namespace) -> int:
             print(f"{depth:>5} {get:>6} {100 * acc:8.2f}% {t2 - t1:13.3f} {t3 - t2:12.3f} {t4 - t3:8.3f}")
     print(f"total {time.perf_counter() - t0:.2f} s (data {t_load:.2f} s)")
     return 0
+
+
+def _print_build() -> None:
+    """The version and what this build runs on: the first line of every command."""
+    import ntkx
+
+    info = ntkx.build_info()
+    print(f"ntkx {ntkx.__version__}: OpenMP threads {info['openmp_threads']}, CUDA built {info['cuda_built']}, "
+          f"CUDA devices {info['cuda_devices']}")
 
 
 def _load_digits(n_train: int):
@@ -80,9 +87,7 @@ def demo(args: argparse.Namespace) -> int:
     if data is None:
         return 2
     xtr, ytr, xte, yte = data
-    info = ntkx.build_info()
-    print(f"ntkx {ntkx.__version__}: OpenMP threads {info['openmp_threads']}, CUDA built {info['cuda_built']}, "
-          f"CUDA devices {info['cuda_devices']}")
+    _print_build()
     print(f"digits: {len(xtr)} train / {len(xte)} test, 8x8 pixels / 16, targets one-hot")
     relu = ntkx.Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
     models = [(f"FC NTK, {args.fc_depth} hidden ReLU layers", "fc",
