@@ -10,6 +10,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -251,7 +252,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
       if (K == Act::kABRelu) {
         // Everything the loop reads, in locals: its stores (memcpy-based v8 stores,
         // the colinear scratch) may alias the closure, so captured values would be
-        // reloaded (and k.fold re-tested) on every element.
+        // reloaded on every element.
         const int64_t a0 = (int64_t(ia) * Q + sl.j0) * kLanes, b0 = a0 + boff * kLanes;
         const double* __restrict xq_ = qa + a0;
         const double* __restrict x1_ = a1 + a0;
@@ -263,29 +264,33 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
         const double* tv = trow;
         const double kappa = k.kappa, s2_ = s2;
         const bool fold = k.fold, first = st == 0;
-        for (int s = 0; s < w; ++s) {
-          const int64_t e = int64_t(s) * kLanes;
-          using namespace simd8;
-          const v8 xq = kDiag ? load(xq_ + e) : bcast(xq_[e]);
-          const v8 x1 = kDiag ? load(x1_ + e) : bcast(x1_[e]);
-          const v8 x2 = kDiag ? load(x2_ + e) : bcast(x2_[e]);
-          const v8 c = load(sr + e);
-          v8 rho, h, kk, kd;
-          abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &h);
-          if (first) {
-            alignas(64) double rr[kLanes], hh[kLanes];
-            store(hh, h);
-            bool any = false;
-            for (int l = 0; l < kLanes; ++l) any |= (hh[l] > 0.0) & (hh[l] < math::kCntkColinear);
-            if (any) {
+        // One loop per fold flag (fold_c: std::true_type or std::false_type).
+        auto positions = [&](auto fold_c) {
+          for (int s = 0; s < w; ++s) {
+            const int64_t e = int64_t(s) * kLanes;
+            using namespace simd8;
+            const v8 xq = kDiag ? load(xq_ + e) : bcast(xq_[e]);
+            const v8 x1 = kDiag ? load(x1_ + e) : bcast(x1_[e]);
+            const v8 x2 = kDiag ? load(x2_ + e) : bcast(x2_[e]);
+            const v8 c = load(sr + e);
+            v8 rho, h, kk, kd;
+            abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &h);
+            if (first && any((h > 0.0) & (h < math::kCntkColinear))) {
+              alignas(64) double rr[kLanes], hh[kLanes];
+              store(hh, h);
               store(rr, rho);
               colinear(s, rr, hh);
               rho = load(rr), h = load(hh);
             }
+            abrelu_dual<decltype(fold_c)::value>(kappa, s2_, c, rho, h, x1, load(y1_ + e), &kk, &kd);
+            if (kNtk) store(tr + e, load(tv + e) * kd);
+            store(kr + e, kk);
           }
-          abrelu_dual(kappa, fold, s2_, c, rho, h, x1, load(y1_ + e), &kk, &kd);
-          if (kNtk) store(tr + e, load(tv + e) * kd);
-          store(kr + e, kk);
+        };
+        if (fold) {
+          positions(std::true_type{});
+        } else {
+          positions(std::false_type{});
         }
         return;
       }

@@ -26,8 +26,14 @@ NTKX_SIMD8 inline v8 load(const double* p) {
   return v;
 }
 NTKX_SIMD8 inline void store(double* p, v8 v) { std::memcpy(p, &v, sizeof v); }
-NTKX_SIMD8 inline v8 bcast(double x) { return v8{} + x; }
-NTKX_SIMD8 inline m8 all_lanes(bool on) { return on ? m8{} - 1 : m8{}; }
+// An initializer list, not v8{} + x: the add is kept (0 + -0 is +0) and costs an
+// FP operation per broadcast.
+NTKX_SIMD8 inline v8 bcast(double x) { return v8{x, x, x, x, x, x, x, x}; }
+NTKX_SIMD8 inline bool any(m8 m) {
+  long long o = 0;
+  for (int l = 0; l < 8; ++l) o |= m[l];
+  return o != 0;
+}
 NTKX_SIMD8 inline v8 sel(m8 c, v8 a, v8 b) { return c ? a : b; }
 NTKX_SIMD8 inline v8 sqrt(v8 x) {
   v8 r;
@@ -62,8 +68,11 @@ NTKX_SIMD8 inline void store(double* p, v8 v) {
   std::memcpy(p, &v.lo, sizeof v.lo);
   std::memcpy(p + 4, &v.hi, sizeof v.hi);
 }
-NTKX_SIMD8 inline v8 bcast(double x) { return {v4{} + x, v4{} + x}; }
-NTKX_SIMD8 inline m8 all_lanes(bool on) { return on ? m8{m4{} - 1, m4{} - 1} : m8{m4{}, m4{}}; }
+NTKX_SIMD8 inline v8 bcast(double x) { return {v4{x, x, x, x}, v4{x, x, x, x}}; }
+NTKX_SIMD8 inline bool any(m8 m) {
+  const m4 o = m.lo | m.hi;
+  return (o[0] | o[1] | o[2] | o[3]) != 0;
+}
 NTKX_SIMD8 inline v8 sel(m8 c, v8 a, v8 b) { return {c.lo ? a.lo : b.lo, c.hi ? a.hi : b.hi}; }
 NTKX_SIMD8 inline v4 sqrt4(v4 x) {
   v4 r;
@@ -117,17 +126,17 @@ NTKX_SIMD8 inline v8 asin_small(v8 x) {
 
 /// math::cntk_rho<Act::kABRelu>, lane-wise.
 NTKX_SIMD8 inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
-  v8 r = c * (a2 * b2);
-  const v8 same = sel((c * c == qa * qb) & (c != 0.0), bcast(1.0), bcast(0.0));
-  r += same * (sel(c > 0.0, bcast(1.0), bcast(-1.0)) - r);
+  const v8 r = sel((c * c == qa * qb) & (c != 0.0), sel(c > 0.0, bcast(1.0), bcast(-1.0)), c * (a2 * b2));
   const v8 ar = sel(r < 0.0, -r, r);
   const v8 h0 = 1.0 - ar;
   *rho = r;
   *h = sel(h0 > 0.0, h0, bcast(0.0));
 }
 
-/// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas).
-NTKX_SIMD8 inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
+/// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas), with the
+/// activation's fold flag a template argument: ReLU (no fold) drops the selects.
+template <bool kFold>
+NTKX_SIMD8 inline void abrelu_dual(double kappa, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
   using math::kHalfPi;
   using math::kInvPi;
   using math::kPi;
@@ -138,13 +147,16 @@ NTKX_SIMD8 inline void abrelu_dual(double kappa, bool fold, double s2, v8 c, v8 
   const m8 neg = rho < 0.0;
   const v8 theta = sel(neg, kPi - acos_abs, acos_abs);
   const v8 sin_t = sqrt(h * (2.0 - h));
-  const m8 flip = neg & all_lanes(fold);
-  const v8 tf = sel(flip, acos_abs, theta);
-  const v8 cf = sel(flip, -rho, rho);
-  const v8 g = sin_t - tf * cf;
   const double kp = kappa * kInvPi;
-  *kk = s2 * (sel(flip, -c, c) + (a1 * b1) * (kp * g));
-  *kd = s2 * (1.0 - kp * theta);
+  if (kFold) {
+    const m8 flip = neg;
+    const v8 g = fma(-sel(flip, acos_abs, theta), sel(flip, -rho, rho), sin_t);
+    *kk = s2 * fma((a1 * b1) * kp, g, sel(flip, -c, c));
+  } else {
+    const v8 g = fma(-theta, rho, sin_t);
+    *kk = s2 * fma((a1 * b1) * kp, g, c);
+  }
+  *kd = s2 * fma(bcast(-kp), theta, bcast(1.0));
 }
 
 }  // namespace simd8

@@ -116,9 +116,8 @@ template <Act K>
 NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, double* rho, double* h) {
   double r;
   if (K == Act::kABRelu) {
-    r = c * (a2 * b2);
-    const double same = (c * c == qa * qb) & (c != 0.0) ? 1.0 : 0.0;
-    r += same * ((c > 0.0 ? 1.0 : -1.0) - r);
+    const bool same = (c * c == qa * qb) & (c != 0.0);
+    r = same ? (c > 0.0 ? 1.0 : -1.0) : c * (a2 * b2);
   } else {
     r = c / (std::sqrt(qa * qb) + 1e-300);
     r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
@@ -192,8 +191,9 @@ NTKX_HD void cntk_patch_colinear(const CntkParams& p, const double* xa, const do
 /// ABRelu: with theta = arccos rho and g = sin theta - theta rho >= 0 (abs-like:
 /// theta -> pi - theta, rho -> -rho, c -> -c),
 ///   K = s2 (c + sqrt(q q') kappa g / pi),   Kd = s2 (1 - kappa theta / pi),
-/// s2 = (a^2 + b^2) / 2. g is formed directly: its cancellation near theta = 0
-/// costs absolute, not relative, accuracy, and K ~ s2 c there.
+/// s2 = (a^2 + b^2) / 2. g is formed directly (one FMA, so tf cf is not rounded
+/// first): its cancellation near theta = 0 costs absolute, not relative,
+/// accuracy, and K ~ s2 c there.
 /// Others: the normalized duals of fc.h scaled by sqrt(V V').
 template <Act K>
 NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, double qa, double a1, double a2,
@@ -209,10 +209,10 @@ NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, do
     const bool flip = neg & k.fold;
     const double tf = flip ? acos_abs : theta;           // pi - theta when flipped
     const double cf = flip ? -rho : rho;
-    const double g = sin_t - tf * cf;
+    const double g = std::fma(-tf, cf, sin_t);
     const double kp = k.kappa * kInvPi;
-    *kk = s2 * ((flip ? -c : c) + (a1 * b1) * (kp * g));
-    *kd = s2 * (1.0 - kp * theta);
+    *kk = s2 * std::fma((a1 * b1) * kp, g, flip ? -c : c);
+    *kd = s2 * std::fma(-kp, theta, 1.0);
     return;
   }
   const double den = std::sqrt(qa * qb) + 1e-300;
