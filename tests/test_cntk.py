@@ -138,6 +138,35 @@ def test_emulated_cuda_matches_openmp(act, readout, rng):
     assert np.array_equal(sym.ntk, sym.ntk.T)
 
 
+def test_packed_pairs_match_the_emulator(rng):
+    """GAP packs the pairs that would leave SIMD lanes idle (the diagonal 8 x 8 blocks
+    of a symmetric Gram, a last partial batch of 8 columns) 8 to a work item with both
+    sides gathered lane by lane; every entry must still be its own pair's kernel.
+    19 images: two full batches and a partial one; rows given as a prefix of the
+    columns (the symmetric row chunks of the tiled driver) and as a cross call."""
+    x = rng.standard_normal((19, 4, 3, 2))
+    spec = make_spec("relu", "gap", depth=3, bias=0.1)
+    params = spec.to_core(4, 3, 2)
+    emu = ntkx.cntk_kernels(x, None, spec, device="emulate")
+    cpu = ntkx.cntk_kernels(x, None, spec, device="cpu")
+    assert rel_err(cpu.ntk, emu.ntk) <= TOL_EMU
+    assert rel_err(cpu.nngp, emu.nngp) <= TOL_EMU
+    for r0, r1 in ((0, 11), (5, 13), (8, 19)):
+        n = np.full((19 - r0, 19 - r0), np.nan)
+        t = np.full((19 - r0, 19 - r0), np.nan)
+        _core.cntk(params, x[r0:r1], x[r0:], n, t, True, 0, "cpu")
+        rows = r1 - r0
+        upper = np.triu(np.ones((rows, 19 - r0), dtype=bool))
+        for got, want in ((t, emu.ntk), (n, emu.nngp)):
+            want = want[r0:r1, r0:]
+            assert rel_err(np.where(upper, got[:rows], want), want) <= TOL_EMU
+            assert np.array_equal(got[:, :rows].T[upper], got[:rows][upper])  # mirrored
+    cross = np.empty((7, 19)), np.empty((7, 19))
+    _core.cntk(params, x[3:10], x, cross[0], cross[1], False, 0, "cpu")
+    assert rel_err(cross[1], emu.ntk[3:10]) <= TOL_EMU
+    assert rel_err(cross[0], emu.nngp[3:10]) <= TOL_EMU
+
+
 def test_emulated_cuda_on_32x32_vanilla_and_tiles(rng):
     """The real image size of the CUDA kernel's shared buffers (P Q = 1024), and the
     emulator's bound: larger images are refused with a pointer to device='cpu'."""

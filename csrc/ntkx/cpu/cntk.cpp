@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -177,13 +178,15 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
 
 /// Runs one slice of one (A, lane batch B) item through all layers and adds its
 /// readout sums to accK, accT. A is one image read by broadcast (its lane pointer,
-/// stride kLanes) or, with kDiag, the batch itself (A = B, slice delta = 0), in which
+/// stride kLanes), or with kLanesA a lane batch of its own (lane l pairs A's image l
+/// with B's), or with kDiag the batch B itself (A = B, slice delta = 0), in which
 /// case the diagonal maps are written into `maps_out` row by row as they are met.
-template <Act K, bool kNtk, bool kDiag>
+template <Act K, bool kNtk, bool kDiag, bool kLanesA = kDiag>
 void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slice& sl, const double* xa,
                const double* xb, const double* ma, const double* mb, double* maps_out, Scratch& sc,
                double* accK, double* accT) {
-  constexpr int la = kDiag ? 1 : 0;  // A's lane stride: broadcast unless A is the batch
+  static_assert(kLanesA || !kDiag, "the diagonal maps pair a batch with itself");
+  constexpr int la = kLanesA ? 1 : 0;  // A's lane stride: broadcast unless A is a batch
   constexpr bool k3 = K == Act::kABRelu || K == Act::kErf;  // maps have a field 2
   constexpr bool k4 = K == Act::kErf;                         // and a field 3
   // A local built from scalars: with a reference, GCC keeps the activation
@@ -269,9 +272,9 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
           for (int s = 0; s < w; ++s) {
             const int64_t e = int64_t(s) * kLanes;
             using namespace simd8;
-            const v8 xq = kDiag ? load(xq_ + e) : bcast(xq_[e]);
-            const v8 x1 = kDiag ? load(x1_ + e) : bcast(x1_[e]);
-            const v8 x2 = kDiag ? load(x2_ + e) : bcast(x2_[e]);
+            const v8 xq = kLanesA ? load(xq_ + e) : bcast(xq_[e]);
+            const v8 x1 = kLanesA ? load(x1_ + e) : bcast(x1_[e]);
+            const v8 x2 = kLanesA ? load(x2_ + e) : bcast(x2_[e]);
             const v8 c = load(sr + e);
             v8 rho, h, kk, kd;
             abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &h);
@@ -358,6 +361,44 @@ void fill_maps(const CntkParams& p, const math::ActConst& k, LaneSet& set, int t
   if (poll.stop()) throw Interrupted();
 }
 
+/// The pairs that do not fill a whole lane batch of columns: with `symmetric`, the
+/// pairs j >= i of each diagonal kLanes x kLanes block (the rows are the first n1
+/// columns), and the pairs of every row with a last, partial batch; row by row.
+std::vector<std::pair<int32_t, int32_t>> partial_pairs(int64_t n1, int64_t n2, bool symmetric) {
+  std::vector<std::pair<int32_t, int32_t>> out;
+  const int64_t tail = n2 % kLanes ? n2 - n2 % kLanes : n2;  // first column of a partial batch
+  for (int64_t i = 0; i < n1; ++i) {
+    const int64_t d0 = i - i % kLanes;  // the diagonal block's first column
+    if (symmetric)
+      for (int64_t j = i; j < std::min(n2, d0 + kLanes); ++j) out.emplace_back(int32_t(i), int32_t(j));
+    if (!symmetric || tail > d0)
+      for (int64_t j = tail; j < n2; ++j) out.emplace_back(int32_t(i), int32_t(j));
+  }
+  return out;
+}
+
+/// Up to kLanes arbitrary pairs (image i of `rows`, image j of `cols`) as one lane
+/// batch per side, for run_slice with kLanesA: lane l holds pair l's images and
+/// maps; lanes past the last pair repeat the first, so every lane is a valid pair.
+struct LanePack {
+  std::vector<double> xa, xb, ma, mb;
+  void gather(const LaneSet& rows, const LaneSet& cols, const std::pair<int32_t, int32_t>* pairs, int m) {
+    xa.resize(cols.img_stride), xb.resize(cols.img_stride);
+    ma.resize(cols.map_stride), mb.resize(cols.map_stride);
+    const int64_t ni = cols.img_stride / kLanes, nm = cols.map_stride / kLanes;
+    for (int l = 0; l < kLanes; ++l) {
+      const auto pr = pairs[l < m ? l : 0];
+      copy_lane(rows.image(pr.first), xa.data() + l, ni);
+      copy_lane(cols.image(pr.second), xb.data() + l, ni);
+      copy_lane(rows.map(pr.first), ma.data() + l, nm);
+      copy_lane(cols.map(pr.second), mb.data() + l, nm);
+    }
+  }
+  static void copy_lane(const double* src, double* dst, int64_t n) {
+    for (int64_t e = 0; e < n; ++e) dst[e * kLanes] = src[e * kLanes];
+  }
+};
+
 template <typename T, Act K, bool kNtk>
 void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const CntkParams& p = a.params;
@@ -373,37 +414,59 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const LaneSet& rows = a.symmetric ? s2 : s1;
 
   const int64_t nb = s2.batches;
-  const int64_t items = a.n1 * nb;
   const int64_t nsl = math::slice_count(p);
   const double norm = p.readout == Readout::kGap ? 1.0 / (double(PQ) * double(PQ)) : 1.0 / double(PQ);
+  // Pairs that would leave lanes idle (the diagonal blocks of a symmetric Gram:
+  // 36 pairs of 64 lanes; a last, partial batch of columns) are packed kLanes to a
+  // work item, both sides' images and maps gathered lane by lane, when a pair's
+  // work outweighs that copy (GAP: (PQ)^2 positions against 2 x PQ x fields).
+  const bool pack = p.readout == Readout::kGap;
+  const std::vector<std::pair<int32_t, int32_t>> part = pack ? partial_pairs(a.n1, a.n2, a.symmetric)
+                                                             : std::vector<std::pair<int32_t, int32_t>>{};
+  const int64_t cross = a.n1 * nb, packs = (int64_t(part.size()) + kLanes - 1) / kLanes;
+  const int64_t items = cross + packs;
+  auto write = [&](int64_t i, int64_t j, double sk, double st) {
+    const double nngp = p.out_w2 * (sk * norm) + p.out_b2;
+    const double ntk = p.out_w2 * (st * norm) + (p.train_last ? nngp : 0.0);
+    if (a.nngp) a.nngp[i * a.ldo + j] = T(nngp);
+    if (a.ntk) a.ntk[i * a.ldo + j] = T(ntk);
+    if (a.symmetric && j != i) {
+      if (a.nngp) a.nngp[j * a.ldo + i] = T(nngp);
+      if (a.ntk) a.ntk[j * a.ldo + i] = T(ntk);
+    }
+  };
 #pragma omp parallel num_threads(threads) if (items > 1)
   {
     Scratch sc(p);
+    LanePack lanes;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       poll.check();
       if (poll.stop()) continue;
+      alignas(64) double accK[kLanes] = {0}, accT[kLanes] = {0};
+      if (item >= cross) {  // kLanes packed pairs
+        const int64_t first = (item - cross) * kLanes;
+        const int m = int(std::min<int64_t>(kLanes, int64_t(part.size()) - first));
+        lanes.gather(rows, s2, part.data() + first, m);
+        for (int64_t t = 0; t < nsl; ++t)
+          run_slice<K, kNtk, false, true>(p, k, math::slice_at(p, t), lanes.xa.data(), lanes.xb.data(),
+                                          lanes.ma.data(), lanes.mb.data(), nullptr, sc, accK, accT);
+        for (int l = 0; l < m; ++l) write(part[first + l].first, part[first + l].second, accK[l], accT[l]);
+        continue;
+      }
       const int64_t i = item / nb, b = item % nb;
       const int64_t j0 = b * kLanes;
-      if (a.symmetric && j0 + kLanes <= i) continue;  // entirely below the diagonal
+      if (pack ? (j0 + kLanes > a.n2 || (a.symmetric && j0 <= i)) : (a.symmetric && j0 + kLanes <= i))
+        continue;  // packed, or entirely below the diagonal
       const double* xa = rows.image(i);
       const double* ma = rows.map(i);
       const double* xb = s2.img.data() + b * s2.img_stride;
       const double* mb = s2.maps.data() + b * s2.map_stride;
-      alignas(64) double accK[kLanes] = {0}, accT[kLanes] = {0};
       for (int64_t t = 0; t < nsl; ++t)
         run_slice<K, kNtk, false>(p, k, math::slice_at(p, t), xa, xb, ma, mb, nullptr, sc, accK, accT);
       for (int l = 0; l < kLanes; ++l) {
         const int64_t j = j0 + l;
-        if (j >= a.n2 || (a.symmetric && j < i)) continue;
-        const double nngp = p.out_w2 * (accK[l] * norm) + p.out_b2;
-        const double ntk = p.out_w2 * (accT[l] * norm) + (p.train_last ? nngp : 0.0);
-        if (a.nngp) a.nngp[i * a.ldo + j] = T(nngp);
-        if (a.ntk) a.ntk[i * a.ldo + j] = T(ntk);
-        if (a.symmetric && j != i) {
-          if (a.nngp) a.nngp[j * a.ldo + i] = T(nngp);
-          if (a.ntk) a.ntk[j * a.ldo + i] = T(ntk);
-        }
+        if (j < a.n2 && (!a.symmetric || j >= i)) write(i, j, accK[l], accT[l]);
       }
     }
   }
