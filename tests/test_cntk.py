@@ -64,6 +64,7 @@ def test_activations_against_literal_reference(act, readout, rng):
     ((3, 6, 2), 5, 2, 0.3, True),
     ((4, 5, 1), 3, 3, 0.1, False),
     ((2, 2, 4), 3, 1, 0.0, False),
+    ((3, 3, 2), 3, 1, 0.2, True),
     ((1, 5, 2), 3, 2, 0.0, True),
 ])
 def test_geometries_against_literal_reference(readout, shape, q, depth, bias, final_act, rng):

@@ -75,16 +75,27 @@ struct LaneSet {
   const double* map(int64_t i) const { return maps.data() + (i / kLanes) * map_stride + i % kLanes; }
 };
 
+/// Whether run_slice3 applies: ReLU-like duals and 3 x 3 filters throughout.
+inline bool fused3(const CntkParams& p) {
+  if (p.act != Act::kABRelu) return false;
+  for (int l = 0; l < p.n_conv; ++l)
+    if (p.filt[l] != 3) return false;
+  return true;
+}
+
 /// Per-thread buffers: the slice (S, T), one row before filtering (kr, tr) and a
 /// ring of the last q horizontally filtered rows (hk, ht), q the widest filter.
 struct Scratch {
   int ring;
-  std::vector<double> s, t, kr, tr, hk, ht;
+  std::vector<double> s, t, s2, t2, zero, kr, tr, hk, ht;
   std::vector<const double*> kp, tp;  // ring rows in window order
   explicit Scratch(const CntkParams& p)
       : ring(*std::max_element(p.filt, p.filt + p.n_conv)),
         s(int64_t(p.P) * p.Q * kLanes),
         t(int64_t(p.P) * p.Q * kLanes),
+        s2(fused3(p) ? int64_t(p.P) * p.Q * kLanes : 0),
+        t2(fused3(p) ? int64_t(p.P) * p.Q * kLanes : 0),
+        zero(int64_t(p.Q) * kLanes, 0.0),
         kr(int64_t(p.Q) * kLanes),
         tr(int64_t(p.Q) * kLanes),
         hk(int64_t(ring) * p.Q * kLanes),
@@ -341,6 +352,189 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
   for (int l = 0; l < kLanes; ++l) accK[l] += sk[l], accT[l] += stt[l];
 }
 
+/// run_slice for ABRelu networks with 3 x 3 filters only (fused3), with each
+/// layer's passes in one loop per row. Per layer the slice keeps H, the
+/// horizontal window sums of the previous dual (or of layer 0's channel products),
+/// for every row; the loop over row r forms the vertical sums of H's rows r - 1 ..
+/// r + 1 (S and T of the conv), the dual of the next activation, and its
+/// horizontal sums into the next H, one position behind. The separate passes and
+/// the S, T round trip through memory are gone, and their additions fill issue
+/// slots of the dual's long dependency chain. Every sum runs in run_slice's order,
+/// and a row missing at an edge adds a row of zeros, which can only change the sign
+/// of a zero sum, and the bias add after it turns -0 into +0 either way: the
+/// results are run_slice's bit for bit (checked on the benchmark's 32x32x3 GAP
+/// Gram; the tests hold both paths to the same references).
+template <bool kNtk, bool kLanesA, bool kFold>
+void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Slice& sl, const double* xa,
+                const double* xb, const double* ma, const double* mb, Scratch& sc, double* accK, double* accT) {
+  using namespace simd8;
+  constexpr int la = kLanesA ? 1 : 0;
+  const int Q = p.Q, C = p.C, h = sl.h, w = sl.w;
+  const int64_t PQ = int64_t(p.P) * Q;
+  const int64_t boff = int64_t(sl.di) * Q + sl.dj;
+  const int64_t rw = int64_t(w) * kLanes;
+  double* hk = sc.s.data();  // H of the layer being read (K and T parts)
+  double* ht = sc.t.data();
+  double* nk = sc.s2.data();  // H of the layer being written
+  double* nt = sc.t2.data();
+  const double* zero = sc.zero.data();
+  double* __restrict dk = sc.kr.data();  // the current row of D (dual outputs)
+  double* __restrict dt = sc.tr.data();
+
+  // Horizontal window sums of D, one position behind: H[0] = D0 + D1,
+  // H[s] = (D[s-1] + D[s]) + D[s+1], H[w-1] = D[w-2] + D[w-1] (hsum's order).
+  auto push = [](double* __restrict hrow, double* __restrict drow, int s, v8 d) NTKX_SIMD8 {
+    const int64_t e = int64_t(s) * kLanes;
+    store(drow + e, d);
+    if (s >= 2) {
+      store(hrow + e - kLanes, load(drow + e - 2 * kLanes) + load(drow + e - kLanes) + d);
+    } else if (s == 1) {
+      store(hrow, load(drow) + d);
+    }
+  };
+  auto finish = [](double* __restrict hrow, const double* drow, int w) NTKX_SIMD8 {
+    const int64_t e = int64_t(w - 1) * kLanes;
+    store(hrow + e, w >= 2 ? load(drow + e - kLanes) + load(drow + e) : load(drow + e));
+  };
+
+  // Layer 0: channel products and their horizontal sums (T needs none: it is S or 0).
+  for (int r = 0; r < h; ++r) {
+    double* row = hk + int64_t(r) * rw;
+    for (int s = 0; s < w; ++s) {
+      const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
+      const double* __restrict a = xa + pa * C * kLanes;
+      const double* __restrict b = xb + pb * C * kLanes;
+      v8 acc = (la ? load(a) : bcast(a[0])) * load(b);
+      for (int c = 1; c < C; ++c) acc += (la ? load(a + c * kLanes) : bcast(a[c * kLanes])) * load(b + c * kLanes);
+      push(row, dk, s, acc);
+    }
+    finish(row, dk, w);
+  }
+
+  const int nf = p.n_fields();
+  const int nact = p.n_act();
+  const double kappa = kref.kappa, s2 = math::abrelu_s2(p);
+  v8 sumk = bcast(0.0), sumt = bcast(0.0);
+  // One row of stage st: conv st's vertical sums (S, T), then with kAct the dual
+  // into the next H (or with kLast into the readout sums), else S, T into them.
+  // kT0: T's vertical sums (every conv after the first); kFirst: layer-0
+  // correlations near +-1 are recomputed from the patches.
+  auto row = [&](auto act_c, auto last_c, auto t0_c, auto first_c, int st, int r) NTKX_SIMD8 {
+    constexpr bool kAct = decltype(act_c)::value, kLast = decltype(last_c)::value;
+    constexpr bool kT0 = decltype(t0_c)::value, kFirst = decltype(first_c)::value;
+    const double scale = st == 0 ? p.w2[0] / (9.0 * C) : p.w2[st] / 9.0, bias = p.b2[st];
+    const double tscale = p.train_first ? 1.0 : 0.0;  // layer 0: T = S or 0
+    const int64_t base = int64_t(kAct ? st : 0) * nf * PQ * kLanes;
+    const double* __restrict k0 = r > 0 ? hk + int64_t(r - 1) * rw : zero;
+    const double* __restrict k1 = hk + int64_t(r) * rw;
+    const double* __restrict k2 = r + 1 < h ? hk + int64_t(r + 1) * rw : zero;
+    const double* __restrict t0 = r > 0 ? ht + int64_t(r - 1) * rw : zero;
+    const double* __restrict t1 = ht + int64_t(r) * rw;
+    const double* __restrict t2 = r + 1 < h ? ht + int64_t(r + 1) * rw : zero;
+    const int ia = sl.i0 + r, ib = ia + sl.di;
+    const int64_t a0 = (int64_t(ia) * Q + sl.j0) * kLanes, b0 = a0 + boff * kLanes;
+    const double* __restrict xq_ = ma + base + a0;
+    const double* __restrict x1_ = xq_ + PQ * kLanes;
+    const double* __restrict x2_ = xq_ + 2 * PQ * kLanes;
+    const double* __restrict yq_ = mb + base + b0;
+    const double* __restrict y1_ = yq_ + PQ * kLanes;
+    const double* __restrict y2_ = yq_ + 2 * PQ * kLanes;
+    double* ok = nk + int64_t(r) * rw;
+    double* ot = nt + int64_t(r) * rw;
+    v8 sk = sumk, stv = sumt;
+    for (int s = 0; s < w; ++s) {
+      const int64_t e = int64_t(s) * kLanes;
+      const v8 c = scale * (load(k0 + e) + load(k1 + e) + load(k2 + e)) + bias;
+      const v8 tv = kNtk && kT0 ? scale * (load(t0 + e) + load(t1 + e) + load(t2 + e)) + 0.0 + c : tscale * c;
+      if (!kAct) {  // no activation before the readout
+        sk += c;
+        if (kNtk) stv += tv;
+        continue;
+      }
+      const v8 xq = kLanesA ? load(xq_ + e) : bcast(xq_[e]);
+      const v8 x1 = kLanesA ? load(x1_ + e) : bcast(x1_[e]);
+      const v8 x2 = kLanesA ? load(x2_ + e) : bcast(x2_[e]);
+      v8 rho, hh, kk, kd;
+      abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &hh);
+      if (kFirst && any((hh > 0.0) & (hh < math::kCntkColinear))) {
+        alignas(64) double rr[kLanes], hv[kLanes];
+        store(hv, hh);
+        store(rr, rho);
+        for (int l = 0; l < kLanes; ++l)
+          if (hv[l] > 0.0 && hv[l] < math::kCntkColinear)
+            math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rr[l],
+                                      &hv[l]);
+        rho = load(rr), hh = load(hv);
+      }
+      abrelu_dual<kFold>(kappa, s2, c, rho, hh, x1, load(y1_ + e), &kk, &kd);
+      if (kLast) {
+        sk += kk;
+        if (kNtk) stv += tv * kd;
+      } else {
+        push(ok, dk, s, kk);
+        if (kNtk) push(ot, dt, s, tv * kd);
+      }
+    }
+    if (kAct && !kLast) {
+      finish(ok, dk, w);
+      if (kNtk) finish(ot, dt, w);
+    }
+    sumk = sk, sumt = stv;
+  };
+  using Y = std::true_type;
+  using N = std::false_type;
+  // Stage st reads conv st's H; st == nact (no final activation) reads the last
+  // conv's S and T into the readout.
+  for (int st = 0; st <= nact && st < p.n_conv; ++st) {
+    const bool act = st < nact, last = st + 1 == p.n_conv;
+    for (int r = 0; r < h; ++r) {
+      if (!act) {
+        if (st == 0) {
+          row(N{}, Y{}, N{}, N{}, st, r);
+        } else {
+          row(N{}, Y{}, Y{}, N{}, st, r);
+        }
+      } else if (st == 0) {
+        if (last) {
+          row(Y{}, Y{}, N{}, Y{}, st, r);
+        } else {
+          row(Y{}, N{}, N{}, Y{}, st, r);
+        }
+      } else if (last) {
+        row(Y{}, Y{}, Y{}, N{}, st, r);
+      } else {
+        row(Y{}, N{}, Y{}, N{}, st, r);
+      }
+    }
+    std::swap(hk, nk);
+    std::swap(ht, nt);
+  }
+  alignas(64) double sk[kLanes], stt[kLanes];
+  store(sk, sumk);
+  store(stt, sumt);
+  for (int l = 0; l < kLanes; ++l) accK[l] += sk[l], accT[l] += kNtk ? stt[l] : 0.0;
+}
+
+/// Every slice of one work item (see run_slice; run_slice3 where it applies).
+template <Act K, bool kNtk, bool kLanesA>
+void run_item(const CntkParams& p, const math::ActConst& k, const double* xa, const double* xb, const double* ma,
+              const double* mb, Scratch& sc, double* accK, double* accT) {
+  const int64_t nsl = math::slice_count(p);
+  if (K == Act::kABRelu && fused3(p)) {
+    for (int64_t t = 0; t < nsl; ++t) {
+      const math::Slice sl = math::slice_at(p, t);
+      if (k.fold) {
+        run_slice3<kNtk, kLanesA, true>(p, k, sl, xa, xb, ma, mb, sc, accK, accT);
+      } else {
+        run_slice3<kNtk, kLanesA, false>(p, k, sl, xa, xb, ma, mb, sc, accK, accT);
+      }
+    }
+    return;
+  }
+  for (int64_t t = 0; t < nsl; ++t)
+    run_slice<K, kNtk, false, kLanesA>(p, k, math::slice_at(p, t), xa, xb, ma, mb, nullptr, sc, accK, accT);
+}
+
 /// Diagonal maps of every batch of a LaneSet.
 template <Act K>
 void fill_maps(const CntkParams& p, const math::ActConst& k, LaneSet& set, int threads, Poll& poll) {
@@ -414,7 +608,6 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const LaneSet& rows = a.symmetric ? s2 : s1;
 
   const int64_t nb = s2.batches;
-  const int64_t nsl = math::slice_count(p);
   const double norm = p.readout == Readout::kGap ? 1.0 / (double(PQ) * double(PQ)) : 1.0 / double(PQ);
   // Pairs that would leave lanes idle (the diagonal blocks of a symmetric Gram:
   // 36 pairs of 64 lanes; a last, partial batch of columns) are packed kLanes to a
@@ -448,9 +641,8 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
         const int64_t first = (item - cross) * kLanes;
         const int m = int(std::min<int64_t>(kLanes, int64_t(part.size()) - first));
         lanes.gather(rows, s2, part.data() + first, m);
-        for (int64_t t = 0; t < nsl; ++t)
-          run_slice<K, kNtk, false, true>(p, k, math::slice_at(p, t), lanes.xa.data(), lanes.xb.data(),
-                                          lanes.ma.data(), lanes.mb.data(), nullptr, sc, accK, accT);
+        run_item<K, kNtk, true>(p, k, lanes.xa.data(), lanes.xb.data(), lanes.ma.data(), lanes.mb.data(), sc, accK,
+                                accT);
         for (int l = 0; l < m; ++l) write(part[first + l].first, part[first + l].second, accK[l], accT[l]);
         continue;
       }
@@ -462,8 +654,7 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
       const double* ma = rows.map(i);
       const double* xb = s2.img.data() + b * s2.img_stride;
       const double* mb = s2.maps.data() + b * s2.map_stride;
-      for (int64_t t = 0; t < nsl; ++t)
-        run_slice<K, kNtk, false>(p, k, math::slice_at(p, t), xa, xb, ma, mb, nullptr, sc, accK, accT);
+      run_item<K, kNtk, false>(p, k, xa, xb, ma, mb, sc, accK, accT);
       for (int l = 0; l < kLanes; ++l) {
         const int64_t j = j0 + l;
         if (j < a.n2 && (!a.symmetric || j >= i)) write(i, j, accK[l], accT[l]);
