@@ -1,7 +1,8 @@
 // OpenMP backend of the CNTK (math/cntk.h): work items are (row image i, batch of
-// kLanes column images); one item runs every displacement slice its readout needs
-// through all layers, the kLanes pairs side by side in the innermost (SIMD) loop, in
-// three slice buffers of P x Q x kLanes doubles per thread (L1/L2 resident).
+// kLanes column images), or for GAP kLanes packed pairs that would otherwise leave
+// lanes idle; one item runs every displacement slice its readout needs through all
+// layers, the kLanes pairs side by side in the innermost (SIMD) loop, in a few slice
+// buffers of P x Q x kLanes doubles per thread (L1/L2 resident).
 // Nothing of size (PQ)^2 is ever stored. Images and diagonal maps are kept
 // lane-interleaved ([batch][...][kLanes]) so that a batch's reads are contiguous.
 #include <algorithm>
@@ -85,6 +86,8 @@ inline bool fused3(const CntkParams& p) {
 
 /// Per-thread buffers: the slice (S, T), one row before filtering (kr, tr) and a
 /// ring of the last q horizontally filtered rows (hk, ht), q the widest filter.
+/// run_slice3 uses s, t and s2, t2 as two layers' horizontal sums H, kr, tr as the
+/// current row of duals, and `zero` as the missing rows at a slice's edges.
 struct Scratch {
   int ring;
   std::vector<double> s, t, s2, t2, zero, kr, tr, hk, ht;
@@ -361,9 +364,12 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
 /// the S, T round trip through memory are gone, and their additions fill issue
 /// slots of the dual's long dependency chain. Every sum runs in run_slice's order,
 /// and a row missing at an edge adds a row of zeros, which can only change the sign
-/// of a zero sum, and the bias add after it turns -0 into +0 either way: the
-/// results are run_slice's bit for bit (checked on the benchmark's 32x32x3 GAP
-/// Gram; the tests hold both paths to the same references).
+/// of a zero sum, turned into +0 either way by the add after it (S's bias, T's
+/// + 0.0): the results are run_slice's bit for bit (checked on the benchmark's
+/// 32x32x3 GAP Gram). This matters: the diagonal maps still come from run_slice,
+/// and an identical pair's correlation is exactly 1 only if c^2 = q q' bit for bit
+/// (else its angle is ~1e-8, not 0, and test_identical_colinear_and_zero_images,
+/// held to 1e-13, fails).
 template <bool kNtk, bool kLanesA, bool kFold>
 void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Slice& sl, const double* xa,
                 const double* xb, const double* ma, const double* mb, Scratch& sc, double* accK, double* accT) {
