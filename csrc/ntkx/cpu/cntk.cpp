@@ -190,6 +190,64 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
   }
 }
 
+/// Layer-0 channel products of one position pair for kLanes pairs: A's pixel
+/// broadcast (la = 0) or A a lane batch (la = 1); `a`, `b` point at channel 0.
+template <int la>
+NTKX_SIMD8 inline simd8::v8 channel_products(const double* __restrict a, const double* __restrict b, int C) {
+  using namespace simd8;
+  v8 acc = (la ? load(a) : bcast(a[0])) * load(b);
+  for (int c = 1; c < C; ++c) acc += (la ? load(a + c * kLanes) : bcast(a[c * kLanes])) * load(b + c * kLanes);
+  return acc;
+}
+
+/// Layer-0 correlations near +-1 of position (row r, column s) of a slice, for the
+/// lanes whose h is in (0, kCntkColinear), recomputed from the patches (rare,
+/// scalar). `rho`, `h`: kLanes values, updated in place.
+template <int la>
+inline void colinear_lanes(const CntkParams& p, const math::Slice& sl, const double* xa, const double* xb, int r,
+                           int s, double* rho, double* h) {
+  const int ia = sl.i0 + r, ib = ia + sl.di;
+  for (int l = 0; l < kLanes; ++l)
+    if (h[l] > 0.0 && h[l] < math::kCntkColinear)
+      math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rho[l], &h[l]);
+}
+
+/// The ReLU dual (math::cntk_dual<Act::kABRelu>) along one row r of a slice: the
+/// six map rows of this stage it reads (A's broadcast unless kLanesA) in locals,
+/// and per position the correlation, the layer-0 recomputation near +-1 (`first`),
+/// then K and Kd.
+template <bool kLanesA>
+struct ReluRow {
+  const double *xq, *x1, *x2, *yq, *y1, *y2;  // the maps of A and B along the row
+  /// `ma`, `mb`: this stage's maps (field q first) of A and B.
+  ReluRow(const CntkParams& p, const math::Slice& sl, int r, const double* ma, const double* mb) {
+    const int64_t PQ = int64_t(p.P) * p.Q;
+    const int64_t a0 = (int64_t(sl.i0 + r) * p.Q + sl.j0) * kLanes;
+    const int64_t b0 = a0 + (int64_t(sl.di) * p.Q + sl.dj) * kLanes;
+    xq = ma + a0, x1 = xq + PQ * kLanes, x2 = xq + 2 * PQ * kLanes;
+    yq = mb + b0, y1 = yq + PQ * kLanes, y2 = yq + 2 * PQ * kLanes;
+  }
+  template <bool kFold>
+  NTKX_SIMD8 void dual(const CntkParams& p, const math::Slice& sl, const double* xa, const double* xb, int r, int s,
+                       bool first, double kappa, double s2, simd8::v8 c, simd8::v8* kk, simd8::v8* kd) const {
+    using namespace simd8;
+    const int64_t e = int64_t(s) * kLanes;
+    const v8 aq = kLanesA ? load(xq + e) : bcast(xq[e]);
+    const v8 a1 = kLanesA ? load(x1 + e) : bcast(x1[e]);
+    const v8 a2 = kLanesA ? load(x2 + e) : bcast(x2[e]);
+    v8 rho, h;
+    abrelu_rho(c, aq, a2, load(yq + e), load(y2 + e), &rho, &h);
+    if (first && any((h > 0.0) & (h < math::kCntkColinear))) {
+      alignas(64) double rr[kLanes], hh[kLanes];
+      store(hh, h);
+      store(rr, rho);
+      colinear_lanes<kLanesA ? 1 : 0>(p, sl, xa, xb, r, s, rr, hh);
+      rho = load(rr), h = load(hh);
+    }
+    abrelu_dual<kFold>(kappa, s2, c, rho, h, a1, load(y1 + e), kk, kd);
+  }
+};
+
 /// Runs one slice of one (A, lane batch B) item through all layers and adds its
 /// readout sums to accK, accT. A is one image read by broadcast (its lane pointer,
 /// stride kLanes), or with kLanesA a lane batch of its own (lane l pairs A's image l
@@ -219,12 +277,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
   auto products = [&](int r, double* __restrict kr, double*) {
     for (int s = 0; s < w; ++s) {
       const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
-      const double* __restrict a = xa + pa * C * kLanes;
-      const double* __restrict b = xb + pb * C * kLanes;
-      using namespace simd8;
-      v8 acc = (la ? load(a) : bcast(a[0])) * load(b);
-      for (int c = 1; c < C; ++c) acc += (la ? load(a + c * kLanes) : bcast(a[c * kLanes])) * load(b + c * kLanes);
-      store(kr + int64_t(s) * kLanes, acc);
+      simd8::store(kr + int64_t(s) * kLanes, channel_products<la>(xa + pa * C * kLanes, xb + pb * C * kLanes, C));
     }
   };
   const int q0 = p.filt[0];
@@ -258,25 +311,11 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
             for (int u = 1; u < nf; ++u) m[u * PQ * kLanes] = f[u - 1];
           }
       }
-      const int ia = sl.i0 + r, ib = ia + sl.di;
-      // Layer-0 correlations near +-1 come again from the patches (rare, scalar).
-      auto colinear = [&](int s, double* rho, double* h) {
-        for (int l = 0; l < kLanes; ++l)
-          if (h[l] > 0.0 && h[l] < math::kCntkColinear)
-            math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rho[l],
-                                      &h[l]);
-      };
       if (K == Act::kABRelu) {
         // Everything the loop reads, in locals: its stores (memcpy-based v8 stores,
         // the colinear scratch) may alias the closure, so captured values would be
         // reloaded on every element.
-        const int64_t a0 = (int64_t(ia) * Q + sl.j0) * kLanes, b0 = a0 + boff * kLanes;
-        const double* __restrict xq_ = qa + a0;
-        const double* __restrict x1_ = a1 + a0;
-        const double* __restrict x2_ = a2 + a0;
-        const double* __restrict yq_ = qb + b0;
-        const double* __restrict y1_ = b1 + b0;
-        const double* __restrict y2_ = b2 + b0;
+        const ReluRow<kLanesA> row(p, sl, r, qa, qb);
         const double* sr = srow;  // kr, tr may be these rows (the last stage runs in place)
         const double* tv = trow;
         const double kappa = k.kappa, s2_ = s2;
@@ -286,20 +325,8 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
           for (int s = 0; s < w; ++s) {
             const int64_t e = int64_t(s) * kLanes;
             using namespace simd8;
-            const v8 xq = kLanesA ? load(xq_ + e) : bcast(xq_[e]);
-            const v8 x1 = kLanesA ? load(x1_ + e) : bcast(x1_[e]);
-            const v8 x2 = kLanesA ? load(x2_ + e) : bcast(x2_[e]);
-            const v8 c = load(sr + e);
-            v8 rho, h, kk, kd;
-            abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &h);
-            if (first && any((h > 0.0) & (h < math::kCntkColinear))) {
-              alignas(64) double rr[kLanes], hh[kLanes];
-              store(hh, h);
-              store(rr, rho);
-              colinear(s, rr, hh);
-              rho = load(rr), h = load(hh);
-            }
-            abrelu_dual<decltype(fold_c)::value>(kappa, s2_, c, rho, h, x1, load(y1_ + e), &kk, &kd);
+            v8 kk, kd;
+            row.template dual<decltype(fold_c)::value>(p, sl, xa, xb, r, s, first, kappa, s2_, load(sr + e), &kk, &kd);
             if (kNtk) store(tr + e, load(tv + e) * kd);
             store(kr + e, kk);
           }
@@ -312,13 +339,13 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
         return;
       }
       for (int s = 0; s < w; ++s) {
-        const int64_t pa = (int64_t(ia) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
+        const int64_t pa = (int64_t(sl.i0 + r) * Q + sl.j0 + s) * kLanes, pb = pa + boff * kLanes;
         const int64_t e = int64_t(s) * kLanes;
         alignas(64) double rho[kLanes], h[kLanes];
         for (int l = 0; l < kLanes; ++l)
           math::cntk_rho<K>(srow[e + l], qa[pa + l * la], k3 ? a2[pa + l * la] : 0.0, qb[pb + l], k3 ? b2[pb + l] : 0.0,
                             &rho[l], &h[l]);
-        if (st == 0) colinear(s, rho, h);
+        if (st == 0) colinear_lanes<la>(p, sl, xa, xb, r, s, rho, h);
         for (int l = 0; l < kLanes; ++l) {
           const int xi = int(l * la);
           const double x2 = k3 ? a2[pa + xi] : 0.0, x3 = k4 ? a3[pa + xi] : 0.0;
@@ -408,11 +435,7 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
     double* row = hk + int64_t(r) * rw;
     for (int s = 0; s < w; ++s) {
       const int64_t pa = int64_t(sl.i0 + r) * Q + sl.j0 + s, pb = pa + boff;
-      const double* __restrict a = xa + pa * C * kLanes;
-      const double* __restrict b = xb + pb * C * kLanes;
-      v8 acc = (la ? load(a) : bcast(a[0])) * load(b);
-      for (int c = 1; c < C; ++c) acc += (la ? load(a + c * kLanes) : bcast(a[c * kLanes])) * load(b + c * kLanes);
-      push(row, dk, s, acc);
+      push(row, dk, s, channel_products<la>(xa + pa * C * kLanes, xb + pb * C * kLanes, C));
     }
     finish(row, dk, w);
   }
@@ -437,14 +460,7 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
     const double* __restrict t0 = r > 0 ? ht + int64_t(r - 1) * rw : zero;
     const double* __restrict t1 = ht + int64_t(r) * rw;
     const double* __restrict t2 = r + 1 < h ? ht + int64_t(r + 1) * rw : zero;
-    const int ia = sl.i0 + r, ib = ia + sl.di;
-    const int64_t a0 = (int64_t(ia) * Q + sl.j0) * kLanes, b0 = a0 + boff * kLanes;
-    const double* __restrict xq_ = ma + base + a0;
-    const double* __restrict x1_ = xq_ + PQ * kLanes;
-    const double* __restrict x2_ = xq_ + 2 * PQ * kLanes;
-    const double* __restrict yq_ = mb + base + b0;
-    const double* __restrict y1_ = yq_ + PQ * kLanes;
-    const double* __restrict y2_ = yq_ + 2 * PQ * kLanes;
+    const ReluRow<kLanesA> maps(p, sl, r, ma + base, mb + base);
     double* ok = nk + int64_t(r) * rw;
     double* ot = nt + int64_t(r) * rw;
     v8 sk = sumk, stv = sumt;
@@ -457,22 +473,8 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
         if (kNtk) stv += tv;
         continue;
       }
-      const v8 xq = kLanesA ? load(xq_ + e) : bcast(xq_[e]);
-      const v8 x1 = kLanesA ? load(x1_ + e) : bcast(x1_[e]);
-      const v8 x2 = kLanesA ? load(x2_ + e) : bcast(x2_[e]);
-      v8 rho, hh, kk, kd;
-      abrelu_rho(c, xq, x2, load(yq_ + e), load(y2_ + e), &rho, &hh);
-      if (kFirst && any((hh > 0.0) & (hh < math::kCntkColinear))) {
-        alignas(64) double rr[kLanes], hv[kLanes];
-        store(hv, hh);
-        store(rr, rho);
-        for (int l = 0; l < kLanes; ++l)
-          if (hv[l] > 0.0 && hv[l] < math::kCntkColinear)
-            math::cntk_patch_colinear(p, xa + l * la, xb + l, kLanes, ia, sl.j0 + s, ib, sl.j0 + s + sl.dj, &rr[l],
-                                      &hv[l]);
-        rho = load(rr), hh = load(hv);
-      }
-      abrelu_dual<kFold>(kappa, s2, c, rho, hh, x1, load(y1_ + e), &kk, &kd);
+      v8 kk, kd;
+      maps.template dual<kFold>(p, sl, xa, xb, r, s, kFirst, kappa, s2, c, &kk, &kd);
       if (kLast) {
         sk += kk;
         if (kNtk) stv += tv * kd;
