@@ -34,10 +34,15 @@ def dgemm_seconds(n: int = DGEMM_N, repeats: int = DGEMM_REPEATS) -> float:
     return statistics.median(times)
 
 
+def dgemm_gflops(n: int = DGEMM_N, repeats: int = DGEMM_REPEATS) -> float:
+    """float64 GFLOP/s of a BLAS dgemm (2 n^3 flops / median time), measured now."""
+    return 2.0 * n**3 / dgemm_seconds(n, repeats) / 1e9
+
+
 @functools.lru_cache(maxsize=None)
 def measured_peak_gflops(n: int = DGEMM_N, repeats: int = DGEMM_REPEATS) -> float:
-    """float64 GFLOP/s of a BLAS dgemm (2 n^3 flops / median time); measured once per process."""
-    return 2.0 * n**3 / dgemm_seconds(n, repeats) / 1e9
+    """dgemm_gflops, measured once per process."""
+    return dgemm_gflops(n, repeats)
 
 
 def threadpool_info() -> list:
