@@ -17,11 +17,26 @@ using ntkx::FcParams;
 
 namespace {
 
-/// Ctrl-C: the OpenMP master thread briefly takes the GIL and asks Python.
+/// Ctrl-C and progress: the OpenMP master thread briefly takes the GIL and asks
+/// Python, and tells `callback` (None, or f(done)) how much work is done. An
+/// exception from the callback stops the computation and is raised afterwards.
 struct PyInterrupt : ntkx::Interrupt {
+  py::object callback;
+  bool failed = false;
+  explicit PyInterrupt(py::object cb = py::none()) : callback(std::move(cb)) {}
   bool requested() override {
     py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
+    return failed || PyErr_CheckSignals() != 0;
+  }
+  void progress(int64_t done) override {
+    if (failed || callback.is_none()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      callback(done);
+    } catch (py::error_already_set& e) {
+      e.restore();
+      failed = true;
+    }
   }
 };
 
@@ -181,7 +196,7 @@ ntkx::CntkParams make_cntk_params(int P, int Q, int C, const std::vector<double>
 /// One CNTK matrix: nngp/ntk outputs (or None) of shape [rows, >= n2], written in place.
 template <typename T>
 void cntk_t(const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py::object ntk, bool symmetric,
-            int threads, const std::string& backend, int device, bool reverse) {
+            int threads, const std::string& backend, int device, bool reverse, py::object progress) {
   const int64_t img = int64_t(p.P) * p.Q * p.C;
   need(x2.ndim() == 4 && x2.shape(1) == p.P && x2.shape(2) == p.Q && x2.shape(3) == p.C,
        "cntk: x2 must be [n, P, Q, C]");
@@ -206,7 +221,7 @@ void cntk_t(const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py
   }
   need(ldo >= 0, "cntk: no output requested");
   a.ldo = ldo;
-  PyInterrupt interrupt;
+  PyInterrupt interrupt(progress);
   bool stopped = false;
   {
     py::gil_scoped_release release;
@@ -318,17 +333,21 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "cntk",
       [](const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py::object ntk, bool symmetric,
-         int threads, const std::string& backend, int device, bool reverse) {
+         int threads, const std::string& backend, int device, bool reverse, py::object progress) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "cntk: no output requested");
+        need(progress.is_none() || PyCallable_Check(progress.ptr()), "cntk: progress must be None or callable");
         if (is_f32(first.cast<py::array>()))
-          cntk_t<float>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse);
+          cntk_t<float>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
         else
-          cntk_t<double>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse);
+          cntk_t<double>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("symmetric"),
       py::arg("threads") = 0, py::arg("backend") = "cpu", py::arg("device") = 0, py::arg("reverse") = false,
-      "Fill CNTK outputs of NHWC float64 images x1 against x2 ('cpu' OpenMP, 'emulate' or 'cuda').");
+      py::arg("progress") = py::none(),
+      "Fill CNTK outputs of NHWC float64 images x1 against x2 ('cpu' OpenMP, 'emulate' or 'cuda'). 'cpu' calls\n"
+      "progress(pairs done so far), if given, from its master thread at most every 50 ms; an exception\n"
+      "it raises stops the computation and is raised.");
 
   m.def(
       "cntk_maps",

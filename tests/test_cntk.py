@@ -144,7 +144,7 @@ def test_packed_pairs_match_the_emulator(rng):
     of a symmetric Gram, a last partial batch of 8 columns) 8 to a work item with both
     sides gathered lane by lane; every entry must still be its own pair's kernel.
     19 images: two full batches and a partial one; rows given as a prefix of the
-    columns (the symmetric row chunks of the tiled driver) and as a cross call."""
+    columns (which the backend accepts) and as a cross call."""
     x = rng.standard_normal((19, 4, 3, 2))
     spec = make_spec("relu", "gap", depth=3, bias=0.1)
     params = spec.to_core(4, 3, 2)
@@ -225,6 +225,38 @@ def test_float32_outputs_memmap_and_progress(tmp_path, rng):
     res = ntkx.cntk_kernels(x, None, spec, "ntk", out=mm, progress=lambda d, t: seen.append((d, t)))
     assert res is mm and np.array_equal(np.asarray(mm), f64)
     assert seen[-1] == (55, 55)
+
+
+def test_progress_is_reported_inside_a_call_and_its_errors_stop_it(rng):
+    """The driver hands a whole tile to one backend call, which reports finished pairs
+    as it goes: several increasing reports before the last. A callback that raises
+    stops the computation, and its exception reaches the caller."""
+    import time
+
+    x = rng.standard_normal((40, 16, 16, 1))  # 820 pairs, about 1 s on 2 cores
+    spec = make_spec("relu", "gap", depth=3)
+    seen = []
+    t0 = time.perf_counter()
+    ntkx.cntk_kernels(x, None, spec, "ntk", progress=lambda d, t: seen.append((d, t)))
+    whole = time.perf_counter() - t0
+    done = [d for d, _ in seen]
+    assert seen[-1] == (820, 820)
+    assert len([d for d in done if 0 < d < 820]) >= 3, seen
+    assert all(a <= b for a, b in zip(done, done[1:]))
+
+    calls = []
+
+    def fail(d, t):
+        calls.append(d)
+        if d > 0:
+            raise RuntimeError("stop here")
+
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="stop here"):
+        ntkx.cntk_kernels(x, None, spec, "ntk", progress=fail)
+    assert 0 < calls[-1] < 820 and time.perf_counter() - t0 < 0.5 * whole
+    with pytest.raises(ValueError, match="progress must be None or callable"):
+        _core.cntk(spec.to_core(16, 16, 1), x[:2], x[:2], np.empty((2, 2)), None, True, 0, "cpu", progress=3)
 
 
 def test_ctrl_c_interrupts_a_long_computation(rng):

@@ -16,6 +16,9 @@ namespace ntkx {
 struct Interrupt {
   virtual ~Interrupt() = default;
   virtual bool requested() = 0;
+  /// Work finished so far in this call (the CNTK: output pairs), told from the
+  /// OpenMP master thread just before requested() is asked. Default: ignored.
+  virtual void progress(int64_t /*done*/) {}
 };
 
 /// Thrown by a backend that stopped because Interrupt::requested() said so.

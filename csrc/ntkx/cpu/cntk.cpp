@@ -28,11 +28,13 @@ namespace {
 
 constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles or two AVX2 (simd8::v8)
 
-/// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
+/// Ctrl-C polling and progress reports from the OpenMP master thread, at most
+/// every 50 ms. Any thread counts its finished pairs with done().
 class Poll {
  public:
   explicit Poll(Interrupt* it) : it_(it), last_(std::chrono::steady_clock::now()) {}
   bool stop() const { return stop_.load(std::memory_order_relaxed); }
+  void done(int64_t pairs) { done_.fetch_add(pairs, std::memory_order_relaxed); }
   void check() {
     if (!it_ || stop()) return;
 #ifdef _OPENMP
@@ -41,6 +43,7 @@ class Poll {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_ < std::chrono::milliseconds(50)) return;
     last_ = now;
+    it_->progress(done_.load(std::memory_order_relaxed));
     if (it_->requested()) stop_.store(true, std::memory_order_relaxed);
   }
 
@@ -48,6 +51,7 @@ class Poll {
   Interrupt* it_;
   std::chrono::steady_clock::time_point last_;
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> done_{0};
 };
 
 /// A set of images in lane-interleaved form with their diagonal maps:
@@ -652,6 +656,7 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
         run_item<K, kNtk, true>(p, k, lanes.xa.data(), lanes.xb.data(), lanes.ma.data(), lanes.mb.data(), sc, accK,
                                 accT);
         for (int l = 0; l < m; ++l) write(part[first + l].first, part[first + l].second, accK[l], accT[l]);
+        poll.done(m);
         continue;
       }
       const int64_t i = item / nb, b = item % nb;
@@ -663,10 +668,12 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
       const double* xb = s2.img.data() + b * s2.img_stride;
       const double* mb = s2.maps.data() + b * s2.map_stride;
       run_item<K, kNtk, false>(p, k, xa, xb, ma, mb, sc, accK, accT);
+      int written = 0;
       for (int l = 0; l < kLanes; ++l) {
         const int64_t j = j0 + l;
-        if (j < a.n2 && (!a.symmetric || j >= i)) write(i, j, accK[l], accT[l]);
+        if (j < a.n2 && (!a.symmetric || j >= i)) write(i, j, accK[l], accT[l]), ++written;
       }
+      poll.done(written);
     }
   }
   if (poll.stop()) throw Interrupted();
