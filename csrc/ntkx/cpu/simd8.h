@@ -35,6 +35,10 @@ NTKX_SIMD8 inline bool any(m8 m) {
   return o != 0;
 }
 NTKX_SIMD8 inline v8 sel(m8 c, v8 a, v8 b) { return c ? a : b; }
+/// |x|: the sign bit cleared (one AND; a select on x < 0 takes three operations).
+NTKX_SIMD8 inline v8 abs(v8 x) { return (v8)((m8)x & 0x7fffffffffffffffLL); }
+/// x > 0 ? x : +0 (NaN gives +0).
+NTKX_SIMD8 inline v8 pos(v8 x) { return x > 0.0 ? x : v8{}; }
 NTKX_SIMD8 inline v8 sqrt(v8 x) {
   v8 r;
   for (int l = 0; l < 8; ++l) r[l] = __builtin_sqrt(x[l]);
@@ -74,6 +78,18 @@ NTKX_SIMD8 inline bool any(m8 m) {
   return (o[0] | o[1] | o[2] | o[3]) != 0;
 }
 NTKX_SIMD8 inline v8 sel(m8 c, v8 a, v8 b) { return {c.lo ? a.lo : b.lo, c.hi ? a.hi : b.hi}; }
+NTKX_SIMD8 inline v4 abs4(v4 x) { return (v4)((m4)x & 0x7fffffffffffffffLL); }
+/// |x|: the sign bit cleared (one AND; a select on x < 0 takes three operations).
+NTKX_SIMD8 inline v8 abs(v8 x) { return {abs4(x.lo), abs4(x.hi)}; }
+/// x > 0 ? x : +0 (NaN gives +0): one vmaxpd, whose result is its second operand
+/// unless the first is greater (GCC does not turn the select into it).
+NTKX_SIMD8 inline v8 pos(v8 x) {
+#if defined(__AVX__)
+  return {__builtin_ia32_maxpd256(x.lo, v4{}), __builtin_ia32_maxpd256(x.hi, v4{})};
+#else
+  return {x.lo > 0.0 ? x.lo : v4{}, x.hi > 0.0 ? x.hi : v4{}};
+#endif
+}
 NTKX_SIMD8 inline v4 sqrt4(v4 x) {
   v4 r;
   for (int l = 0; l < 4; ++l) r[l] = __builtin_sqrt(x[l]);
@@ -115,9 +131,8 @@ NTKX_SIMD8 inline v8 horner(v8 z, double c, Rest... rest) {
   return fma(horner(z, rest...), z, bcast(c));
 }
 
-/// math::asin_small, lane-wise.
-NTKX_SIMD8 inline v8 asin_small(v8 x) {
-  const v8 z = x * x;
+/// math::asin_small(x, z), lane-wise (z = x^2).
+NTKX_SIMD8 inline v8 asin_small(v8 x, v8 z) {
   const v8 p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
                       0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
                       0.0078029494773533175, 0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
@@ -127,10 +142,8 @@ NTKX_SIMD8 inline v8 asin_small(v8 x) {
 /// math::cntk_rho<Act::kABRelu>, lane-wise.
 NTKX_SIMD8 inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
   const v8 r = sel((c * c == qa * qb) & (c != 0.0), sel(c > 0.0, bcast(1.0), bcast(-1.0)), c * (a2 * b2));
-  const v8 ar = sel(r < 0.0, -r, r);
-  const v8 h0 = 1.0 - ar;
   *rho = r;
-  *h = sel(h0 > 0.0, h0, bcast(0.0));
+  *h = pos(1.0 - abs(r));
 }
 
 /// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas), with the
@@ -141,8 +154,10 @@ NTKX_SIMD8 inline void abrelu_dual(double kappa, double s2, v8 c, v8 rho, v8 h, 
   using math::kInvPi;
   using math::kPi;
   const m8 hi = h <= 0.5;
-  const v8 xs = sqrt(0.5 * h);
-  const v8 p = asin_small(sel(hi, xs, sel(rho < 0.0, -rho, rho)));
+  // z = x^2 without the square root when |rho| >= 1/2: the polynomial starts
+  // while sqrt(h / 2) is in flight.
+  const v8 hh = 0.5 * h;
+  const v8 p = asin_small(sel(hi, sqrt(hh), abs(rho)), sel(hi, hh, rho * rho));
   const v8 acos_abs = sel(hi, 2.0 * p, kHalfPi - p);
   const m8 neg = rho < 0.0;
   const v8 theta = sel(neg, kPi - acos_abs, acos_abs);

@@ -122,8 +122,7 @@ NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, doub
     r = c / (std::sqrt(qa * qb) + 1e-300);
     r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
   }
-  const double ar = r < 0.0 ? -r : r;
-  const double h0 = 1.0 - ar;
+  const double h0 = 1.0 - std::fabs(r);
   *rho = r;
   *h = h0 > 0.0 ? h0 : 0.0;
 }
@@ -200,8 +199,9 @@ NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, do
                        double a3, double qb, double b1, double b2, double b3, double* kk, double* kd) {
   if (K == Act::kABRelu) {  // mirrored lane-wise in cpu/simd8.h: keep the two in step
     const bool hi = h <= 0.5;                            // |rho| >= 1/2
-    const double xs = std::sqrt(0.5 * h);               // sin(theta/2) of |rho| (<= 1/2 when hi)
-    const double p = asin_small(hi ? xs : (rho < 0.0 ? -rho : rho));
+    const double hh = 0.5 * h;
+    const double xs = std::sqrt(hh);                     // sin(theta/2) of |rho| (<= 1/2 when hi)
+    const double p = asin_small(hi ? xs : std::fabs(rho), hi ? hh : rho * rho);  // z = x^2
     const double acos_abs = hi ? 2.0 * p : kHalfPi - p; // arccos |rho| (as math::angle)
     const bool neg = rho < 0.0;
     const double theta = neg ? kPi - acos_abs : acos_abs;
