@@ -6,8 +6,6 @@
 // Nothing of size (PQ)^2 is ever stored. Images and diagonal maps are kept
 // lane-interleaved ([batch][...][kLanes]) so that a batch's reads are contiguous.
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -20,6 +18,7 @@
 #endif
 
 #include "ntkx/api.h"
+#include "ntkx/cpu/poll.h"
 #include "ntkx/cpu/simd8.h"
 #include "ntkx/math/cntk.h"
 
@@ -27,32 +26,6 @@ namespace ntkx {
 namespace {
 
 constexpr int kLanes = 8;  // pairs per SIMD row: one AVX-512 vector of doubles or two AVX2 (simd8::v8)
-
-/// Ctrl-C polling and progress reports from the OpenMP master thread, at most
-/// every 50 ms. Any thread counts its finished pairs with done().
-class Poll {
- public:
-  explicit Poll(Interrupt* it) : it_(it), last_(std::chrono::steady_clock::now()) {}
-  bool stop() const { return stop_.load(std::memory_order_relaxed); }
-  void done(int64_t pairs) { done_.fetch_add(pairs, std::memory_order_relaxed); }
-  void check() {
-    if (!it_ || stop()) return;
-#ifdef _OPENMP
-    if (omp_get_thread_num() != 0) return;
-#endif
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(50)) return;
-    last_ = now;
-    it_->progress(done_.load(std::memory_order_relaxed));
-    if (it_->requested()) stop_.store(true, std::memory_order_relaxed);
-  }
-
- private:
-  Interrupt* it_;
-  std::chrono::steady_clock::time_point last_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int64_t> done_{0};
-};
 
 /// A set of images in lane-interleaved form with their diagonal maps:
 /// img[b][pos][c][lane] and maps[b][stage][field][pos][lane] for batch b.

@@ -4,8 +4,6 @@
 // chunk with the state in four small arrays that stay in L1, the layer loop over
 // the chunk written so that the compiler vectorizes it (no branches, no calls).
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "ntkx/api.h"
 #include "ntkx/cpu/angle_table.h"
 #include "ntkx/cpu/points.h"
+#include "ntkx/cpu/poll.h"
 
 namespace ntkx {
 namespace {
@@ -38,28 +37,6 @@ constexpr int64_t kMirrorTile = 64;
 /// Rows the fused path finishes before writing them out, and the length of the
 /// runs it writes transposed (8 doubles: one cache line).
 constexpr int64_t kMirrorRows = 8;
-
-/// Ctrl-C polling from the OpenMP master thread, at most every 50 ms.
-class Poll {
- public:
-  explicit Poll(Interrupt* it) : it_(it), last_(std::chrono::steady_clock::now()) {}
-  bool stop() const { return stop_.load(std::memory_order_relaxed); }
-  void check() {
-    if (!it_ || stop()) return;
-#ifdef _OPENMP
-    if (omp_get_thread_num() != 0) return;
-#endif
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(50)) return;
-    last_ = now;
-    if (it_->requested()) stop_.store(true, std::memory_order_relaxed);
-  }
-
- private:
-  Interrupt* it_;
-  std::chrono::steady_clock::time_point last_;
-  std::atomic<bool> stop_{false};
-};
 
 /// Where a panel reads its per-point layer arrays: the caller's, or blocks it computes.
 struct PointSource {
