@@ -13,9 +13,10 @@ several depths.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def _load_digits(n_train: int):
         return None
     x, y = load_digits(return_X_y=True)
     if not 0 < n_train < len(x):
-        print(f"--train must be in 1..{len(x) - 1}", file=sys.stderr)
+        print(f"--train must be in 1..{len(x) - 1}, got {n_train}", file=sys.stderr)
         return None
     x = x / 16.0
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
@@ -133,31 +134,111 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integer(lo: int, hi: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer in ``lo..hi`` (``>= lo`` without `hi`); the error echoes what was typed."""
+    want = f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}")
+        return value
+
+    parse.__name__ = want
+    return parse
+
+
+def _number(positive: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=``: a finite float >= 0 (> 0 with `positive`); the error echoes what was typed."""
+    want = f"a finite number {'>' if positive else '>='} 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text!r}")
+        return value
+
+    parse.__name__ = want
+    return parse
+
+
+def _check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """``--device cuda`` needs a CUDA build and a visible device: parser.error (exit 2) before any work."""
+    if device != "cuda":
+        return
+    import ntkx
+
+    info = ntkx.build_info()
+    if not info["cuda_built"]:
+        parser.error("argument --device: 'cuda' was given but this ntkx build has no CUDA backend; "
+                     "use --device cpu or auto")
+    if info["cuda_devices"] == 0:
+        parser.error("argument --device: 'cuda' was given but no CUDA device is available; "
+                     "use --device cpu or auto")
+
+
+def _attach_negative_values(argv: List[str]) -> List[str]:
+    """``--ridge -1e-3`` as ``--ridge=-1e-3``.
+
+    argparse takes only ``-1`` / ``-.5``-shaped words for negative numbers and
+    reads ``-1e-3`` or ``-inf`` as an unknown option ("expected one argument");
+    attached to its option, the value reaches the option's type check, whose error
+    echoes it.
+    """
+    out: List[str] = []
+    for word in argv:
+        if out and word.startswith("-") and out[-1].startswith("--") and "=" not in out[-1]:
+            try:
+                float(word)
+            except ValueError:
+                pass
+            else:
+                out[-1] += "=" + word
+                continue
+        out.append(word)
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    from ntkx._src.cntk import _MAX_CONV
+    from ntkx._src.validate import MAX_DEPTH
+
+    # Every value is checked here, by argparse, before any data or kernel work:
+    # a bad one exits with status 2 and one "argument --x: ..." line.
+    depth = _integer(0, MAX_DEPTH)
+    train = _integer(1)  # the upper bound, the dataset size minus one, is checked on loading
     parser = argparse.ArgumentParser(prog="ntkx", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="digits with FC and CNN-GAP NTKs: accuracy, timings, dynamics")
-    d.add_argument("--train", type=int, default=1000, help="first N images train, the rest test (default 1000)")
-    d.add_argument("--fc-depth", type=int, default=3, help="hidden ReLU layers of the FC network (default 3)")
-    d.add_argument("--cnn-depth", type=int, default=2,
-                   help="conv layers of the CNN-GAP network (default 2; 0 skips it)")
-    d.add_argument("--ridge", type=float, default=1e-6, help="ridge relative to the mean diagonal (default 1e-6)")
+    d.add_argument("--train", type=train, default=1000, help="first N images train, the rest test (default 1000)")
+    d.add_argument("--fc-depth", type=depth, default=3, help="hidden ReLU layers of the FC network (default 3)")
+    d.add_argument("--cnn-depth", type=_integer(0, _MAX_CONV), default=2,
+                   help=f"conv layers of the CNN-GAP network, 0..{_MAX_CONV} (default 2; 0 skips it)")
+    d.add_argument("--ridge", type=_number(), default=1e-6,
+                   help="ridge relative to the mean diagonal, finite and >= 0 (default 1e-6)")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.add_argument("--progress", action="store_const", const="always", default="tty",
                    help="progress bars on stderr (default: only when stderr is a terminal)")
     d.add_argument("--no-progress", dest="progress", action="store_const", const="never")
     d.set_defaults(func=demo)
     p = sub.add_parser("digits", help="NTK kernel regression on scikit-learn's digits")
-    p.add_argument("--depth", type=int, nargs="+", default=[1, 3, 5], help="hidden ReLU layers L (default 1 3 5)")
+    p.add_argument("--depth", type=depth, nargs="+", default=[1, 3, 5], help="hidden ReLU layers L (default 1 3 5)")
     p.add_argument("--kernel", nargs="+", choices=["nngp", "ntk"], default=["nngp", "ntk"])
-    p.add_argument("--train", type=int, default=1000, help="first N images train, the rest test (default 1000)")
-    p.add_argument("--w-std", type=float, default=2**0.5)
-    p.add_argument("--b-std", type=float, default=0.0)
-    p.add_argument("--ridge", type=float, default=1e-6, help="ridge relative to the mean diagonal")
+    p.add_argument("--train", type=train, default=1000, help="first N images train, the rest test (default 1000)")
+    p.add_argument("--w-std", type=_number(positive=True), default=2**0.5, help="weight std, finite and > 0")
+    p.add_argument("--b-std", type=_number(), default=0.0, help="bias std, finite and >= 0")
+    p.add_argument("--ridge", type=_number(), default=1e-6, help="ridge relative to the mean diagonal, finite and >= 0")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--progress", action="store_true", help="show a progress line per kernel")
     p.set_defaults(func=digits)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    _check_device({"demo": d, "digits": p}[args.command], args.device)
     return args.func(args)
 
 
