@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-from typing import Dict, Optional, Tuple
+import weakref
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -85,6 +86,132 @@ def neural_tangents_stax():
     from neural_tangents import stax
 
     return stax
+
+
+# --------------------------------------------------------------------------------------
+# neural-tangents peers: compiled, always.
+#
+# A peer timed eagerly is not neural-tangents at its best (the synth32-gap CNTK ran
+# 19.4 s per call eager against 3.7 s jitted), so every neural-tangents callable the
+# bench times is built by `nt_compile` and wrapped by `nt_peer`, which refuses anything
+# else. neural-tangents' docs name two compiled forms, and these are the only two:
+#
+#   jax.jit(kernel_fn, static_argnames='get')      the whole Gram in one XLA program
+#   nt.batch(kernel_fn, batch_size=b, ...)         blocks of b x b; nt.batch compiles
+#       internally (neural_tangents/_src/batching.py, 0.6.5: one device ->
+#       `_jit_or_pmap_broadcast(kernel_fn, 0)`, i.e. `jax.jit` of kernel_fn closed over
+#       its non-array arguments such as `get`; several devices -> `_parallel`, which
+#       `pmap`s it; `_serial` then loops over the blocks in Python, each block one
+#       call of that compiled function).
+# --------------------------------------------------------------------------------------
+
+
+class EagerPeerError(RuntimeError):
+    """A neural-tangents kernel_fn ran on concrete arrays, i.e. outside jit/pmap."""
+
+
+#: Every function `nt_compile` got from nt.batch. A registry rather than an attribute:
+#: functools.wraps (and neural-tangents' own utils.wraps) copy a function's __dict__ into
+#: wrappers, so an attribute mark could spread to a wrapper that is not nt.batch's output.
+_NT_BATCHED: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _traced_only(kernel_fn: Callable) -> Callable:
+    """kernel_fn, made to raise EagerPeerError when its body runs on concrete arrays.
+
+    Under jax.jit or pmap the body of kernel_fn runs only while it is traced, and then
+    its array arguments are jax Tracers; eagerly (no jit, or inside jax.disable_jit())
+    they are numpy or concrete jax arrays. The check costs nothing on compiled calls:
+    a warm compiled call does not run the Python body at all.
+    """
+    import functools
+
+    import jax
+
+    @functools.wraps(kernel_fn)  # keeps __signature__ (jit's static 'get') and input_req
+    def traced_kernel_fn(x1, x2=None, *args, **kwargs):
+        leaves = jax.tree_util.tree_leaves((x1, x2))
+        if not any(isinstance(v, jax.core.Tracer) for v in leaves):
+            raise EagerPeerError(
+                "the neural-tangents peer ran eagerly (its kernel_fn got concrete arrays): "
+                "time it through jax.jit or nt.batch (bench/conftest.py: nt_compile)")
+        return kernel_fn(x1, x2, *args, **kwargs)
+
+    return traced_kernel_fn
+
+
+def nt_compile(kernel_fn: Callable, n: int, batch_size: Optional[int] = None,
+               store_on_device: bool = False) -> Callable:
+    """The compiled form of a neural-tangents stax `kernel_fn` for a Gram of `n` inputs.
+
+    `batch_size` None or >= n: ``jax.jit(kernel_fn, static_argnames='get')`` (nt.batch
+    needs a block smaller than the data to batch anything, and the bench used to fall
+    back to the bare, eager kernel_fn there). 0 < batch_size < n: ``nt.batch(kernel_fn,
+    batch_size, store_on_device=store_on_device)`` (n must be a multiple of it). Either
+    way kernel_fn is first wrapped by `_traced_only`, so a path that ends up eager
+    raises EagerPeerError at the first call instead of being timed.
+    """
+    import jax
+
+    guarded = _traced_only(kernel_fn)
+    if batch_size is None or batch_size >= n:
+        return jax.jit(guarded, static_argnames="get")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive or None, got {batch_size}")
+    import neural_tangents as nt
+
+    fn = nt.batch(guarded, batch_size=batch_size, store_on_device=store_on_device)
+    _NT_BATCHED.add(fn)
+    return fn
+
+
+def compiled_kind(fn) -> Optional[str]:
+    """'jax.jit' or 'nt.batch' when `fn` is a compiled neural-tangents callable, else None.
+
+    The rule: `fn` is a jax-staged function (an instance of ``jax.stages.Wrapped``:
+    what jax.jit and jax.pmap return, the objects with ``.lower``; a plain Python
+    function, such as a stax kernel_fn or a closure calling one, is not), or it is a
+    function that `nt_compile` itself obtained from nt.batch (kept in a registry,
+    since nt.batch's output is a plain Python function that only calls a jitted one
+    and cannot be told apart by its type or attributes).
+    """
+    import jax
+
+    if isinstance(fn, jax.stages.Wrapped):
+        return "jax.jit"
+    try:
+        if fn in _NT_BATCHED:
+            return "nt.batch"
+    except TypeError:  # not weak-referenceable: not ours
+        pass
+    return None
+
+
+def nt_peer(fn: Callable, x, get=("nngp", "ntk")) -> Callable[[], object]:
+    """The zero-argument callable the bench times for neural-tangents: ``fn(x, None, get)``.
+
+    Raises TypeError unless `fn` is compiled (`compiled_kind`; build it with
+    `nt_compile`). `x` is put on the device once, outside the timed calls; each call
+    blocks until the result is ready (jax dispatches asynchronously). The warm-up (the
+    compilation) is the caller's first, untimed call, as every bench test makes one.
+    The callable carries `.compiled` (fn) and `.compiled_kind` for the tests.
+    """
+    kind = compiled_kind(fn)
+    if kind is None:
+        raise TypeError(
+            f"neural-tangents peer {fn!r} is not compiled: build it with nt_compile "
+            "(jax.jit(kernel_fn, static_argnames='get') or nt.batch); an eager "
+            "kernel_fn is not neural-tangents at its best")
+    import jax
+
+    xj = jax.device_put(x)
+
+    def run():
+        return jax.block_until_ready(fn(xj, None, get=get))
+
+    run.compiled = fn
+    run.compiled_kind = kind
+    return run
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Peers:
   ntkx_ntk         the same with ``get='ntk'``: one N x N output, as numpy_gram (d >= 784)
   numpy_gram       ``x @ x.T`` only: the floor for any method when d is large
   numpy_recursion  the whole recursion on whole (N, N) matrices in numpy (below)
-  neural_tangents  the same network's jitted ``kernel_fn`` (float64), when installed
+  neural_tangents  the same network's ``jax.jit(kernel_fn, static_argnames='get')`` (float64), when
+                   installed, built by conftest.nt_compile / nt_peer (which refuse an eager one)
 
 Run: ``python -m pytest bench/ --benchmark-only`` (see bench/README.md).
 """
@@ -23,7 +24,7 @@ import pytest
 
 import ntkx
 
-from .conftest import HAS_NT, PEERS, SHRINK, make_case, neural_tangents_stax, skip_reason
+from .conftest import HAS_NT, PEERS, SHRINK, make_case, neural_tangents_stax, nt_compile, nt_peer, skip_reason
 
 W_STD, B_STD = 1.0, 0.0
 RELU = ntkx.Activation("abrelu", 0.0, 1.0)
@@ -95,16 +96,10 @@ def make_peer(peer: str, x: np.ndarray, depth: int):
     if peer == "numpy_recursion":
         return lambda: numpy_recursion(x, depth)
     if peer == "neural_tangents":
-        import jax
-
         nt = neural_tangents_stax()
         kernel_fn = nt.serial(nt.Dense(1, W_std=W_STD), *[nt.Relu(), nt.Dense(1, W_std=W_STD)] * depth)[2]
-        kernel_fn = jax.jit(kernel_fn, static_argnames="get")
-        xj = jax.device_put(x)
-
-        def run():
-            return jax.block_until_ready(kernel_fn(xj, None, get=("nngp", "ntk")))
-
+        # jax.jit(kernel_fn, static_argnames='get'); nt_peer refuses anything uncompiled.
+        run = nt_peer(nt_compile(kernel_fn, len(x)), x, get=("nngp", "ntk"))
         out = run()  # compile outside the timed calls
         assert out.ntk.dtype == np.float64, "neural-tangents is not running in float64"
         return run
