@@ -6,8 +6,10 @@ bench/test_cntk_bench.py used to time the bare, eager stax ``kernel_fn`` wheneve
 (``jax.jit(kernel_fn, static_argnames='get')``, or ``nt.batch``, which jits internally)
 and wrapped by ``bench.conftest.nt_peer``, which refuses anything else. These tests
 build each peer the benchmarks build (FC and CNTK, every case) on a handful of tiny
-inputs, check that it is compiled and computes ntkx's kernel, and check that the
-helpers refuse or catch an eager kernel_fn. Nothing here is timed.
+inputs and check that it is compiled, and that the helpers refuse or catch an eager
+kernel_fn. (That the peers compute ntkx's kernel is checked by the benches' own
+test_peers_agree and test_neural_tangents_peer_matches_ntkx and by tests/test_*_nt.py.)
+Nothing here is timed.
 """
 
 from __future__ import annotations
@@ -33,16 +35,6 @@ import bench.conftest as bconf  # noqa: E402
 import bench.test_cntk_bench as cntk_bench  # noqa: E402  (modules, so pytest collects none of their tests here)
 import bench.test_fc_bench as fc_bench  # noqa: E402
 
-#: Off-diagonal agreement with ntkx (the benches' own checks use 1e-10 and 1e-11).
-REL_TOL = 1e-10
-
-
-def _off_diag_rel(actual, desired) -> float:
-    actual, desired = np.asarray(actual), np.asarray(desired)
-    off = ~np.eye(len(desired), dtype=bool)
-    return float(np.max(np.abs(actual - desired)[off] / np.abs(desired)[off]))
-
-
 def _fc_kernel_fn(depth: int = 2):
     nt = bconf.neural_tangents_stax()
     return nt.serial(nt.Dense(1, W_std=1.0), *[nt.Relu(), nt.Dense(1, W_std=1.0)] * depth)[2]
@@ -65,19 +57,18 @@ def test_fc_peer_is_compiled(n, d, depth):
     assert isinstance(run.compiled, jax.stages.Wrapped)
     out = run()
     assert out.ntk.dtype == np.float64 and out.ntk.shape == (4, 4)
-    ref = fc_bench.ntkx.fc_kernels(x, None, fc_bench.ntkx.FcSpec(depth, fc_bench.W_STD, fc_bench.B_STD,
-                                                                 fc_bench.RELU), device="cpu")
-    assert _off_diag_rel(out.nngp, ref.nngp) < REL_TOL
-    assert _off_diag_rel(out.ntk, ref.ntk) < REL_TOL
+    assert np.all(np.isfinite(out.nngp)) and np.all(np.isfinite(out.ntk))
 
 
 def _cntk_tiny(case):
-    """(images, block) with the case's channels and the bench's choice between nt.batch and
-    jax.jit (block < images at the bench's size), on 4 x 4 crops of 2 or 4 images."""
+    """(images, block, batched): 2 or 4 Gaussian 4 x 4 images with the case's channels
+    (digits 1, synth32 3), and the bench's choice between nt.batch and jax.jit (block <
+    images at the bench's size) kept."""
     n_bench = max(2, case.n_nt // bconf.SHRINK)  # what test_cntk gives nt_fn
     batched = case.nt_batch < n_bench
     n, block = (4, 2) if batched else (2, case.nt_batch)
-    x = np.ascontiguousarray(case.images(n)[:, :4, :4, :])
+    channels = 1 if case.name.startswith("digits") else 3
+    x = np.random.default_rng(5).standard_normal((n, 4, 4, channels))
     return x, block, batched
 
 
@@ -92,9 +83,7 @@ def test_cntk_peer_is_compiled(case):
     out = run()
     ntk = np.asarray(out.ntk)
     assert ntk.dtype == np.float64 and ntk.shape == (len(x), len(x))
-    ref = cntk_bench.ntkx_fn(x, case.readout)()
-    assert _off_diag_rel(out.nngp, ref.nngp) < REL_TOL
-    assert _off_diag_rel(ntk, ref.ntk) < REL_TOL
+    assert np.all(np.isfinite(out.nngp)) and np.all(np.isfinite(ntk))
 
 
 def test_bench_cases_cover_both_compiled_forms():
