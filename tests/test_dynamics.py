@@ -576,3 +576,163 @@ def test_t_inf_does_not_depend_on_what_ran_before():
     before = d.train_outputs(np.inf)
     d.eigenvalues
     assert np.array_equal(d.train_outputs(np.inf), before)
+
+
+# ---------------------------------------------------------------------------- PSD kernels and targets (issue 12)
+
+from ntkx._src import validate  # noqa: E402
+
+_NOT_PSD = "is not positive semi-definite"
+
+
+def _spectral(n, eigenvalues, seed=3):
+    """``Q diag(eigenvalues) Q^T`` for a random orthogonal Q (symmetric to the last bit)."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    k = (q * np.asarray(eigenvalues, dtype=np.float64)) @ q.T
+    return 0.5 * (k + k.T)
+
+
+def _duplicated_gram(n=24, rank=5, seed=4):
+    """A rank-deficient Gram matrix ``X X^T`` with duplicated rows: PSD, but its
+    computed smallest eigenvalues are negative round-off."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n - 6, rank))
+    x = np.vstack([x, x[:6]])
+    g = x @ x.T
+    return 0.5 * (g + g.T)
+
+
+def _onehot(n, k=3):
+    return np.eye(k)[np.arange(n) % k]
+
+
+def test_gp_rejects_non_psd_covariances(data):
+    """GPDynamics(K, -G, y).predict(1.0) used to return negative variances."""
+    k, kx, kt, y = data["k"], data["ktx"], data["ktt"], data["y"]
+    with pytest.raises(ValueError, match=r"nngp_train_train is not positive semi-definite: smallest eigenvalue -"):
+        dyn.GPDynamics(k.ntk, -k.nngp, y).predict(1.0)
+    with pytest.raises(ValueError, match="nngp_train_train " + _NOT_PSD):
+        dyn.GPDynamics(k.ntk, -k.nngp, y, ridge=10 * float(np.max(k.nngp)))  # the prior has no ridge
+    with pytest.raises(ValueError, match="nngp_train_train " + _NOT_PSD):
+        dyn.gradient_descent_mse_ensemble(k.ntk, -k.nngp, y)
+    # the NTK: checked on the eigenvalues (finite t) or by the failed Cholesky (t = inf)
+    for t in (1.0, np.inf, [0.5, np.inf]):
+        with pytest.raises(ValueError, match=r"ntk_train_train \+ ridge \* I " + _NOT_PSD):
+            dyn.GPDynamics(-k.ntk, k.nngp, y).predict(t)
+    with pytest.raises(ValueError, match="nngp_train_train " + _NOT_PSD):  # indefinite, not just negative
+        dyn.GPDynamics(k.ntk, k.nngp - 0.5 * np.eye(24) * np.max(k.nngp), y)
+    gp = dyn.GPDynamics(k.ntk, k.nngp, y)
+    with pytest.raises(ValueError, match="nngp_test_test " + _NOT_PSD):
+        gp.predict(1.0, kx.ntk, kx.nngp, -kt.nngp)
+    bad = np.diag(kt.nngp).copy()
+    bad[2] = -0.5
+    with pytest.raises(ValueError, match=r"nngp_test_test \(the test variances\) must be >= 0: entry 2 is -0.5"):
+        gp.predict(1.0, kx.ntk, kx.nngp, bad, diag_only=True)
+    # valid inputs still work, and their variances are >= 0
+    for g in ("ntk", "nngp"):
+        var = gp.predict([0.0, 1.0, np.inf], kx.ntk, kx.nngp, np.diag(kt.nngp), get=g, diag_only=True).covariance
+        assert np.all(var >= -1e-12 * np.max(kt.nngp))
+
+
+def test_cross_entropy_rejects_non_psd_kernel(data):
+    theta, y = data["k"].ntk, _onehot(24)
+    with pytest.raises(ValueError, match="k_train_train " + _NOT_PSD + r".*cross-entropy flow on it diverges"):
+        dyn.cross_entropy_flow(-theta, y, 1.0)
+    indefinite = theta - 0.5 * float(np.linalg.eigvalsh(theta)[-1]) * np.eye(24)
+    with pytest.raises(ValueError, match="k_train_train " + _NOT_PSD):
+        dyn.cross_entropy_flow(indefinite, y, 1.0)
+
+
+def test_cross_entropy_targets_are_probability_rows(data):
+    theta = data["k"].ntk
+    twice = _onehot(24)
+    twice[3] = [1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match=r"y_train_onehot row 3 is not a probability row: it sums to 2, not 1"):
+        dyn.cross_entropy_flow(theta, twice, 1.0)
+    neg = _onehot(24)
+    neg[5] = [0.75, -0.5, 0.75]
+    neg[7] = [-1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"y_train_onehot row 5 .* entry -0.5 in column 1 is outside \[0, 1\]"):
+        dyn.cross_entropy_flow(theta, neg, 1.0)
+    with pytest.raises(ValueError, match=r"y_train_onehot row 0 .* entry 2 in column 0 is outside \[0, 1\]"):
+        dyn.cross_entropy_flow(theta, 2 * _onehot(24), 1.0)
+    labels = np.arange(24) % 3
+    with pytest.raises(ValueError, match=r"y_train_onehot must have shape \(24, k\), got \(24,\): class indices "
+                                         r"must be one-hot encoded first, e\.g\. np\.eye\(k\)\[labels\]"):
+        dyn.cross_entropy_flow(theta, labels, 1.0)
+    with pytest.raises(ValueError, match=r"y_train_onehot of shape \(24, 3\) contains 1 NaN"):
+        dyn.cross_entropy_flow(theta, np.where(np.arange(72).reshape(24, 3) == 4, np.nan, _onehot(24)), 1.0)
+    # valid: one-hot (float, int, bool), soft labels, float32 softmax rows (within k * eps32), tiny round-off
+    eta = 1.0 / data["lmax"]
+    ref = dyn.cross_entropy_flow(theta, np.eye(3)[labels], 2.0, learning_rate=eta).train
+    for y in (np.eye(3, dtype=np.int64)[labels], np.eye(3, dtype=bool)[labels]):
+        assert np.array_equal(dyn.cross_entropy_flow(theta, y, 2.0, learning_rate=eta).train, ref)
+    assert close(dyn.cross_entropy_flow(theta, np.eye(3)[labels] * (1 + 1e-12), 2.0, learning_rate=eta).train,
+                 ref) < 1e-9
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((24, 40)).astype(np.float32)
+    soft = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert soft.dtype == np.float32
+    res = dyn.cross_entropy_flow(theta, soft, [0.0, 1.0], learning_rate=eta)
+    assert np.all(np.diff(res.loss) < 0)
+
+
+def test_psd_tolerance_accepts_round_off(data):
+    """A PSD kernel whose computed smallest eigenvalue is a tiny negative (round-off) is accepted everywhere."""
+    g = _duplicated_gram()
+    w = np.linalg.eigvalsh(g)
+    assert w[0] < 0 and w[0] > -1e-12 * w[-1], w[[0, -1]]
+    y = data["y"]
+    validate.check_psd(g, "g")
+    validate.check_psd(w, "g", eigenvalues=True)
+    m = dyn.MSEDynamics(g, y)
+    assert np.isfinite(m.max_learning_rate)
+    for t in (1.0, np.inf, [0.0, 3.0, np.inf]):
+        assert np.all(np.isfinite(m.train_outputs(t)))
+    assert np.all(np.isfinite(dyn.gradient_descent_mse(g, y)(None, 0.0)))
+    for g_ntk, g_nngp in ((g, g), (data["k"].ntk, g), (g, data["k"].nngp)):
+        gp = dyn.GPDynamics(g_ntk, g_nngp, y)
+        for get in ("ntk", "nngp"):
+            for t in (2.0, np.inf):
+                assert np.all(np.isfinite(gp.predict(t, get=get).covariance))
+    ens = dyn.gradient_descent_mse_ensemble(g, g, y)(np.inf, None, compute_cov=True)
+    assert np.all(np.isfinite(ens.ntk.covariance)) and np.all(np.isfinite(ens.nngp.covariance))
+    res = dyn.cross_entropy_flow(g, _onehot(24), [0.0, 0.1, 1.0], learning_rate=1.0 / w[-1])
+    assert np.all(np.diff(res.loss) < 0)
+    assert np.all(np.isfinite(dyn.GPDynamics(data["k"].ntk, data["k"].nngp, y).predict(
+        1.0, data["ktx"].ntk, data["ktx"].nngp, g[:9, :9]).covariance))
+
+
+@pytest.mark.parametrize("n", [3, 40, 300])
+def test_psd_rule(n):
+    """``λ_min >= -1e-6 max|λ|``: the same decision from the eigenvalues and from the matrix (Cholesky path)."""
+    lam = np.geomspace(5.0, 1e-3, n)
+    lam[-1] = 0.0
+    for frac, ok in ((0.0, True), (-1e-9, True), (-0.5e-6, True), (-2e-6, False), (-1e-3, False), (-1.0, False)):
+        lam[-1] = frac * lam[0]
+        k = _spectral(n, lam)
+        for source, eig in ((k, False), (lam, True)):
+            if ok:
+                validate.check_psd(source, "K", eigenvalues=eig)
+            else:
+                with pytest.raises(ValueError, match=r"K is not positive semi-definite: smallest eigenvalue "
+                                                     r".*tolerance: smallest >= -1e-06 \* max\|eigenvalue\|"):
+                    validate.check_psd(source, "K", eigenvalues=eig)
+    validate.check_psd(np.zeros((n, n)), "K")
+    with pytest.raises(ValueError, match="K " + _NOT_PSD):
+        validate.check_psd(-np.eye(n), "K")
+
+
+def test_mse_psd_checked_on_every_route(data):
+    """MSEDynamics checks on the eigenvalues it computes: eig, lambda_max and the failed-Cholesky fallback."""
+    k, y = data["k"].ntk, data["y"]
+    indefinite = k - 0.1 * data["lmax"] * np.eye(24)
+    for call in (lambda m: m.max_learning_rate, lambda m: m.train_outputs(1.0), lambda m: m.train_outputs(np.inf),
+                 lambda m: m.test_mean(np.inf, data["ktx"].ntk), lambda m: m.eigenvalues,
+                 lambda m: m.train_outputs(steps=3)):
+        with pytest.raises(ValueError, match="k_train_train " + _NOT_PSD + ".*; gradient flow on it diverges"):
+            call(dyn.MSEDynamics(indefinite, y))
+    with pytest.raises(ValueError, match=r"k_train_train \+ ridge \* I " + _NOT_PSD):
+        dyn.MSEDynamics(k - data["lmax"] * np.eye(24), y, ridge=0.5 * data["lmax"]).train_outputs(1.0)
+    # the ridge counts: Θ + r I is what the flow uses
+    assert np.all(np.isfinite(dyn.MSEDynamics(indefinite, y, ridge=0.2 * data["lmax"]).train_outputs(1.0)))

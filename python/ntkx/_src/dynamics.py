@@ -46,6 +46,35 @@ system is solved by a Cholesky factorization instead. If the factorization fails
 or a pivot is tiny (``pivot^2 <= n * eps * max diag``, a numerically singular
 kernel), the eigendecomposition pseudo-inverse with the cutoff above is used.
 
+Validation
+----------
+Every kernel and covariance matrix taken here must be finite, symmetric
+(``max|K - K^T| <= 1e-6 max|K|``, then symmetrized) and positive semi-definite
+by one rule, `ntkx._src.validate.check_psd`: the smallest eigenvalue must be
+``>= -1e-6 * max|eigenvalue|`` (``validate.PSD_TOL``). Round-off negatives of a
+PSD kernel (duplicated points, a rank-deficient Gram matrix ``X X^T``) are far
+inside it. Where the eigenvalues are computed anyway the check is on them;
+otherwise a Cholesky factorization of the slightly shifted matrix decides
+(n^3 / 3 flops), never a second eigendecomposition. A matrix that is not PSD
+raises ``ValueError("<name> is not positive semi-definite: ...")``.
+
+* The matrix of the dynamics, ``Θ + r I`` (`MSEDynamics`, the NTK of
+  `GPDynamics`, and ``K + r I`` for its ``get='nngp'``), is checked when its
+  spectrum is first needed, i.e. by the first call that computes outputs, not
+  by the constructor; a well-conditioned Cholesky factor (the ``t = inf``
+  solve) is itself the proof. The requirement is on the matrix the flow uses, so
+  it includes the ridge.
+* The NNGP ``K(X, X)`` of `GPDynamics` is a prior covariance and is checked on
+  its own (no ridge) by the constructor; a full ``nngp_test_test`` by each
+  `GPDynamics.predict` (with ``diag_only``, or given as a diagonal, only the
+  variances are used and checked: each ``>= -1e-6 * max|variance|``). The
+  test-train blocks cannot be checked without forming the joint matrix (see
+  the notes of `GPDynamics`).
+* `cross_entropy_flow` checks its kernel, and its targets are probability rows
+  (`ntkx._src.validate.check_probability_rows`).
+* The neural-tangents-style `gradient_descent_mse` and
+  `gradient_descent_mse_ensemble` check through the classes they build.
+
 References: Jacot et al. (2018); Lee et al. (2019), Eqs. 15-16; Xiao, Pennington
 and Schoenholz (2020), "Disentangling trainability and generalization in deep
 neural networks", Proposition 6.
@@ -75,8 +104,9 @@ _EPS = np.finfo(np.float64).eps
 #: Relative asymmetry ``max|K - K^T| / max|K|`` tolerated (and symmetrized away):
 #: float32 kernels and kernels assembled from tiles differ by round-off.
 _SYM_TOL = 1e-6
-#: Eigenvalues below ``-_NEG_TOL * λ_max`` mean the kernel is not PSD (an error).
-_NEG_TOL = 1e-6
+#: Eigenvalues below ``-_NEG_TOL * max|λ|`` mean the kernel is not PSD (an error);
+#: the one rule of `validate.check_psd`, shared by every matrix this module takes.
+_NEG_TOL = validate.PSD_TOL
 _CONVENTIONS = ("ntkx", "neural_tangents")
 
 Times = Union[float, np.ndarray]
@@ -272,8 +302,18 @@ def _phi_steps(lam: np.ndarray, rate: float, k: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- spectrum
 
 
+_DIVERGES = "; gradient flow on it diverges"
+_NOT_COVARIANCE = "; it is not a covariance (the predicted variances could be negative)"
+
+
 class _Spectrum:
-    """Lazy eigendecomposition and Cholesky factor of one symmetric PSD matrix."""
+    """Lazy eigendecomposition and Cholesky factor of one symmetric PSD matrix.
+
+    Every route to the matrix's spectrum checks it is PSD (`validate.check_psd`)
+    without extra work: `eig` and `lambda_max` on the eigenvalues they compute, and
+    a successful, well-conditioned `cho` is itself the proof (a failed one falls
+    back to `eig`).
+    """
 
     def __init__(self, a: np.ndarray, name: str):
         self.a = a
@@ -295,10 +335,7 @@ class _Spectrum:
             w, v = scipy.linalg.eigh(self.a)
             w, v = w[::-1].copy(), np.ascontiguousarray(v[:, ::-1])
             scale = max(abs(w[0]), abs(w[-1]))
-            if w[-1] < -_NEG_TOL * scale:
-                raise ValueError(
-                    f"{self.name} is not positive semi-definite: smallest eigenvalue {w[-1]:.6g}, "
-                    f"largest {w[0]:.6g}; gradient flow on it diverges")
+            validate.check_psd(w, self.name, tol=_NEG_TOL, eigenvalues=True, suffix=_DIVERGES)
             cutoff = self.n * _EPS * scale
             w[w < cutoff] = 0.0
             self._evals, self._evecs = w, v
@@ -307,10 +344,15 @@ class _Spectrum:
 
     @property
     def lambda_max(self) -> float:
+        """The largest eigenvalue, from all the eigenvalues (no eigenvectors).
+
+        All of them cost the same as the largest alone (the tridiagonal reduction
+        dominates both), and they give the PSD check for free.
+        """
         if self._lmax is None:
-            n = self.n
-            top = scipy.linalg.eigh(self.a, eigvals_only=True, subset_by_index=[n - 1, n - 1])
-            self._lmax = max(float(top[-1]), 0.0)
+            w = scipy.linalg.eigh(self.a, eigvals_only=True, check_finite=False)
+            validate.check_psd(w, self.name, tol=_NEG_TOL, eigenvalues=True, suffix=_DIVERGES)
+            self._lmax = max(float(w[-1]), 0.0)
         return self._lmax
 
     def cho(self) -> Any:
@@ -343,6 +385,28 @@ class _Spectrum:
         _, v = self.eig()
         w = v.T @ rhs
         return np.einsum("ij,tj,jc->tic", v, coef, w, optimize=True)
+
+
+def _check_variances(d: np.ndarray, name: str) -> None:
+    """Raises unless every prior variance is ``>= -_NEG_TOL * max|variance|``.
+
+    The diagonal of a PSD matrix is >= 0; the tolerance is that of
+    `validate.check_psd` (the entries of ``diag(d)`` are its eigenvalues).
+
+    Args:
+        d: The variances (the diagonal of a covariance matrix), shape (m,).
+        name: The argument as the message names it.
+
+    Raises:
+        ValueError: naming the first negative variance.
+    """
+    if d.size == 0:
+        return
+    bad = d < -_NEG_TOL * float(np.max(np.abs(d)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} (the test variances) must be >= 0: entry {i} is {d[i]:.6g} "
+                         f"(tolerance -{_NEG_TOL:g} * max|variance|){_NOT_COVARIANCE}")
 
 
 def _rate(learning_rate: float, convention: str, size: int) -> float:
@@ -405,6 +469,11 @@ class MSEDynamics:
     ----------
     k_train_train : array_like, shape (n, n)
         The NTK Θ on the training points (symmetric, positive semi-definite).
+        ``Θ + ridge I`` must pass `validate.check_psd` (smallest eigenvalue
+        ``>= -1e-6 * max|eigenvalue|``); that is checked on the eigenvalues when
+        the first call that needs the spectrum computes them, so a non-PSD kernel
+        raises ``ValueError("... is not positive semi-definite ...")`` there, at no
+        extra cost, not in the constructor.
     y_train : array_like, shape (n,) or (n, k)
         Targets; outputs keep this shape (with leading time axes for arrays of t).
     learning_rate : float, default 1.0
@@ -644,16 +713,43 @@ class GPDynamics:
     Parameters
     ----------
     ntk_train_train, nngp_train_train : array_like, shape (n, n)
+        Symmetric and positive semi-definite (see "Validation" in the module
+        docstring): ``Θ + ridge I`` when the NTK dynamics first need it, and the
+        NNGP by itself, here, since it is the prior covariance.
     y_train : array_like, shape (n,) or (n, k)
     learning_rate : float, default 1.0
     ridge : float, default 0.0
         Absolute units.
     convention : {'ntkx', 'neural_tangents'}
         Time scale, as in `MSEDynamics`.
+
+    Raises
+    ------
+    ValueError
+        ``"nngp_train_train is not positive semi-definite: ..."`` and the other
+        input checks.
+
+    Notes
+    -----
+    Negative variances. Every covariance returned is that of a linear function
+    of the prior ``f0 ~ GP(0, K)``, so it is PSD whenever the prior over the
+    training and the test points together is: the train-train NNGP and a full
+    test-test NNGP are checked here, the test-train blocks (rectangular) cannot
+    be checked without forming that joint matrix, so blocks of different kernels
+    can still give negative variances. With consistent inputs, round-off can
+    leave variances of order ``-n * eps * max|K|`` where the exact variance is 0
+    (a test point equal to a training point, at ``t = inf``); they are returned
+    as computed, not clamped to 0 (nothing in this module clamps outputs), so
+    they stay equal to the dense closed forms to round-off.
     """
 
     def __init__(self, ntk_train_train: Any, nngp_train_train: Any, y_train: Any, *, learning_rate: float = 1.0,
                  ridge: float = 0.0, convention: str = "ntkx"):
+        self._init(ntk_train_train, nngp_train_train, y_train, learning_rate, ridge, convention, check_nngp=True)
+
+    def _init(self, ntk_train_train: Any, nngp_train_train: Any, y_train: Any, learning_rate: float, ridge: float,
+              convention: str, check_nngp: bool) -> None:
+        """The constructor; ``check_nngp=False`` when the caller already checked the NNGP is PSD."""
         theta = _check_kernel(ntk_train_train, "ntk_train_train")
         self.n = theta.shape[0]
         k = _check_kernel(nngp_train_train, "nngp_train_train", self.n)
@@ -662,6 +758,8 @@ class GPDynamics:
         self.ridge = _check_nonneg(ridge, "ridge")
         self.convention = _check_convention(convention)
         self.rate = _rate(self.learning_rate, self.convention, self.y_train.size)
+        if check_nngp:
+            validate.check_psd(k, "nngp_train_train", tol=_NEG_TOL, suffix=_NOT_COVARIANCE)
         eye = self.ridge * np.eye(self.n)
         self._nngp = k
         self._spec = {"ntk": _Spectrum(theta + eye, "ntk_train_train + ridge * I"),
@@ -778,10 +876,13 @@ class GPDynamics:
                     ktt = np.diag(ktt).copy()
                 else:
                     ktt = _check_kernel(ktt, "nngp_test_test")
+                    validate.check_psd(ktt, "nngp_test_test", tol=_NEG_TOL, suffix=_NOT_COVARIANCE)
             elif not (diag_only and ktt.shape == (m,)):
                 raise ValueError(f"nngp_test_test must have shape ({m}, {m})"
                                  + (f" or ({m},) (its diagonal)" if diag_only else " (diag_only=False)")
                                  + f", got {ktt.shape}")
+            if ktt.ndim == 1:
+                _check_variances(ktt, "nngp_test_test")
 
         if spec.use_solve(tau):
             sol = spec.solve(np.concatenate([y2, dtx.T], axis=1))
@@ -844,6 +945,36 @@ def _cross_entropy(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -np.sum(y * logp, axis=(-2, -1))
 
 
+def _check_probability_targets(y: Any, n: int, name: str) -> np.ndarray:
+    """`y` as a float64 ``(n, k)`` array of probability rows, or a clear error.
+
+    Args:
+        y: The targets as given.
+        n: The number of training points.
+        name: The argument as messages name it.
+
+    Returns:
+        The targets, float64.
+
+    Raises:
+        ValueError: on a shape other than ``(n, k)`` (for a 1-D vector, the advice
+            to one-hot encode class indices), NaN or Inf, or a row that is not a
+            probability vector (`validate.check_probability_rows`).
+    """
+    arr = validate.numeric_array(y, name, f"an array of shape ({n}, k)")
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+        hint = ""
+        if arr.ndim == 1:
+            kind = "class indices" if np.issubdtype(arr.dtype, np.integer) else "class labels"
+            hint = (f": {kind} must be one-hot encoded first, e.g. np.eye(k)[labels] "
+                    "(one probability row per training point)")
+        raise ValueError(f"{name} must have shape ({n}, k), got {arr.shape}{hint}")
+    out = np.asarray(arr, dtype=np.float64)
+    validate.check_finite(out, f"{name} of shape {out.shape}")
+    validate.check_probability_rows(arr, name)
+    return out
+
+
 def cross_entropy_flow(k_train_train: Any, y_train_onehot: Any, t: Times, *, k_test_train: Any = None,
                        f0_train: Any = None, f0_test: Any = None, learning_rate: float = 1.0,
                        rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853") -> CrossEntropyFlow:
@@ -859,8 +990,15 @@ def cross_entropy_flow(k_train_train: Any, y_train_onehot: Any, t: Times, *, k_t
     Parameters
     ----------
     k_train_train : array_like, shape (n, n)
+        Symmetric positive semi-definite (`validate.check_psd`: smallest
+        eigenvalue ``>= -1e-6 * max|eigenvalue|``).
     y_train_onehot : array_like, shape (n, k)
-        One-hot (or any probability-row) targets.
+        One-hot (or any probability-row) targets: finite, entries in [0, 1] and
+        each row summing to 1, within ``max(1e-8, k * eps)`` (``eps`` of the
+        array's dtype; `validate.check_probability_rows`). Class indices (a 1-D
+        integer vector) are not accepted, since the number of classes k cannot
+        be read off them reliably: one-hot encode them first, e.g.
+        ``np.eye(k)[labels]``.
     t : float or array_like
         Finite times >= 0, any order (sorted internally).
     k_test_train : array_like, shape (m, n), optional
@@ -876,12 +1014,16 @@ def cross_entropy_flow(k_train_train: Any, y_train_onehot: Any, t: Times, *, k_t
     CrossEntropyFlow
         ``train`` ``t.shape + (n, k)``, ``test`` ``t.shape + (m, k)`` or None, and
         the summed training ``loss`` at each time.
+
+    Raises
+    ------
+    ValueError
+        A kernel that is not PSD, targets that are not ``(n, k)`` probability
+        rows (the message names the first bad row), and the other input checks.
     """
     k = _check_kernel(k_train_train, "k_train_train")
     n = k.shape[0]
-    y = _as_float_array(y_train_onehot, "y_train_onehot")
-    if y.ndim != 2 or y.shape[0] != n or y.shape[1] < 1:
-        raise ValueError(f"y_train_onehot must have shape ({n}, k), got {y.shape}")
+    y = _check_probability_targets(y_train_onehot, n, "y_train_onehot")
     eta = _check_positive(learning_rate, "learning_rate")
     _check_positive(rtol, "rtol")
     _check_positive(atol, "atol")
@@ -895,6 +1037,7 @@ def cross_entropy_flow(k_train_train: Any, y_train_onehot: Any, t: Times, *, k_t
         f0t = _check_outputs(f0_test, (ktx.shape[0], y.shape[1]), "f0_test")
     elif f0_test is not None:
         raise ValueError("f0_test was given without k_test_train")
+    validate.check_psd(k, "k_train_train", tol=_NEG_TOL, suffix="; the cross-entropy flow on it diverges")
 
     def rhs(_, s):
         f = f0 - eta * (k @ s.reshape(y.shape))
@@ -988,11 +1131,12 @@ def gradient_descent_mse_ensemble(ntk_train_train: Any, nngp_train_train: Any, y
     """
     theta = _check_kernel(ntk_train_train, "ntk_train_train")
     k = _check_kernel(nngp_train_train, "nngp_train_train", theta.shape[0])
-    dyn = {
-        g: GPDynamics(theta, k, y_train, learning_rate=learning_rate, convention=convention,
-                      ridge=_absolute_ridge(theta if g == "ntk" else k, diag_reg, diag_reg_absolute_scale))
-        for g in ("ntk", "nngp")
-    }
+    dyn = {}
+    for g in ("ntk", "nngp"):  # the NNGP is checked PSD once, by the first
+        dyn[g] = GPDynamics.__new__(GPDynamics)
+        dyn[g]._init(theta, k, y_train, learning_rate, _absolute_ridge(theta if g == "ntk" else k, diag_reg,
+                                                                       diag_reg_absolute_scale),
+                     convention, check_nngp=g == "ntk")
 
     def predict_fn(t: Optional[Times] = None, get: Any = "ntk", compute_cov: bool = False,
                    ntk_test_train: Any = None, nngp_test_train: Any = None, nngp_test_test: Any = None) -> Any:
