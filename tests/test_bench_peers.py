@@ -45,8 +45,14 @@ def _fc_kernel_fn(depth: int = 2):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n,d,depth", fc_bench.CASES, ids=[f"N{n}-d{d}-L{L}" for n, d, L in fc_bench.CASES])
-def test_fc_peer_is_compiled(n, d, depth):
+#: test_fc_bench's cases by (d, L): its peer depends on N only through the points.
+_FC_DL = {}
+for _n, _d, _L in fc_bench.CASES:
+    _FC_DL.setdefault((_d, _L), []).append(f"N{_n}")
+
+
+@pytest.mark.parametrize("d,depth", list(_FC_DL), ids=[f"d{d}-L{L}-{'-'.join(ns)}" for (d, L), ns in _FC_DL.items()])
+def test_fc_peer_is_compiled(d, depth):
     """test_fc_bench's neural_tangents peer, for every case's (d, L), on 4 points."""
     import jax
 
