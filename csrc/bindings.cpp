@@ -66,11 +66,20 @@ void points_arg(py::object pts, py::object logq, int64_t layers, int64_t n, cons
   *lq = static_cast<const double*>(l.data());
 }
 
+/// An optional [n] float64 array of per-row log-scales (math::point_layer0), or null.
+const double* log_scales(py::object o, int64_t n, const char* what) {
+  if (o.is_none()) return nullptr;
+  py::array a = o.cast<py::array>();
+  need(a.ndim() == 1 && a.shape(0) >= n && a.strides(0) == 8 && py::dtype::of<double>().is(a.dtype()),
+       std::string(what) + ": log-scales must be float64 [n]");
+  return static_cast<const double*>(a.data());
+}
+
 template <typename T>
 void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
                 py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
                 py::object logq1, py::object pts2, py::object logq2, py::object dgemm,
-                py::object dsyrk) {
+                py::object dsyrk, py::object lsc1, py::object lsc2) {
   ntkx::FcPanelArgs<T> a;
   a.params = p;
   a.rows = rows;
@@ -104,6 +113,7 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
   a.x1 = static_cast<const double*>(x1.data()), a.ld1 = lead(x1, "x1");
   a.x2 = static_cast<const double*>(x2.data()), a.ld2 = lead(x2, "x2");
   a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
+  a.lsc1 = log_scales(lsc1, rows, "fc_panel"), a.lsc2 = log_scales(lsc2, a.cols, "fc_panel");
   a.gram = static_cast<const double*>(gram.data()), a.ldg = a.dgemm ? 0 : lead(gram, "gram");
   int64_t ldo = -1;
   for (py::object* o : {&nngp, &ntk}) {
@@ -141,7 +151,7 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
 
 template <typename T>
 py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_nngp, bool want_ntk,
-                    const std::string& backend, int device, bool reverse) {
+                    const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2) {
   need(x1.ndim() == 2 && (x1.flags() & py::array::c_style), "fc_full: x1 must be C-contiguous 2-D");
   const bool sym = x2o.is_none();
   py::array x2 = sym ? x1 : x2o.cast<py::array>();
@@ -152,6 +162,8 @@ py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_n
   a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
   a.x1 = static_cast<const T*>(x1.data()), a.x2 = static_cast<const T*>(x2.data());
   a.symmetric = sym;
+  a.lsc1 = log_scales(lsc1, a.n1, "fc_full");
+  a.lsc2 = sym ? a.lsc1 : log_scales(lsc2, a.n2, "fc_full");
   py::array_t<T> nngp, ntk;
   if (want_nngp) nngp = py::array_t<T>({a.n1, a.n2}), a.nngp = nngp.mutable_data();
   if (want_ntk) ntk = py::array_t<T>({a.n1, a.n2}), a.ntk = ntk.mutable_data();
@@ -269,49 +281,55 @@ PYBIND11_MODULE(_core, m) {
       "fc_panel",
       [](const FcParams& p, py::array x1, py::array x2, py::array sq1, py::array sq2, py::array gram,
          py::object nngp, py::object ntk, int64_t rows, bool symmetric, int threads, py::object pts1,
-         py::object logq1, py::object pts2, py::object logq2, py::object dgemm, py::object dsyrk) {
+         py::object logq1, py::object pts2, py::object logq2, py::object dgemm, py::object dsyrk,
+         py::object lsc1, py::object lsc2) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "fc_panel: no output requested");
         if (is_f32(first.cast<py::array>()))
           fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                            logq2, dgemm, dsyrk);
+                            logq2, dgemm, dsyrk, lsc1, lsc2);
         else
           fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                             logq2, dgemm, dsyrk);
+                             logq2, dgemm, dsyrk, lsc1, lsc2);
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
       py::arg("pts1") = py::none(), py::arg("logq1") = py::none(), py::arg("pts2") = py::none(),
       py::arg("logq2") = py::none(), py::arg("dgemm") = py::none(), py::arg("dsyrk") = py::none(),
+      py::arg("lsc1") = py::none(), py::arg("lsc2") = py::none(),
       "Fill one row panel of an FC kernel from its Gram products (OpenMP; GIL released; Ctrl-C aware).");
 
   m.def(
       "fc_full",
       [](const FcParams& p, py::array x1, py::object x2, bool want_nngp, bool want_ntk, const std::string& backend,
-         int device, bool reverse) {
-        if (is_f32(x1)) return fc_full_t<float>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse);
+         int device, bool reverse, py::object lsc1, py::object lsc2) {
+        if (is_f32(x1))
+          return fc_full_t<float>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
         if (py::dtype::of<double>().is(x1.dtype()))
-          return fc_full_t<double>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse);
+          return fc_full_t<double>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
         throw std::invalid_argument("ntkx._core: fc_full needs float32 or float64");
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("want_nngp"), py::arg("want_ntk"),
-      py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false,
+      py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
+      py::arg("lsc2") = py::none(),
       "Whole FC kernel by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate').");
 
   m.def(
       "fc_points",
-      [](const FcParams& p, py::array_t<double, py::array::c_style | py::array::forcecast> sq, int64_t d) {
+      [](const FcParams& p, py::array_t<double, py::array::c_style | py::array::forcecast> sq, int64_t d,
+         py::object lsc) {
         need(sq.ndim() == 1, "fc_points: sq must be 1-D");
         const int64_t n = sq.shape(0);
+        const double* ls = log_scales(lsc, n, "fc_points");
         py::array_t<double> out({p.depth + 1, int64_t(4), n});
         py::array_t<double> logq(n);
         {
           py::gil_scoped_release release;
-          ntkx::fc_points(p, sq.data(), n, d, out.mutable_data(), logq.mutable_data());
+          ntkx::fc_points(p, sq.data(), ls, n, d, out.mutable_data(), logq.mutable_data());
         }
         return py::make_tuple(out, logq);
       },
-      py::arg("params"), py::arg("sq"), py::arg("d"),
+      py::arg("params"), py::arg("sq"), py::arg("d"), py::arg("lsc") = py::none(),
       "Per-point layer arrays [depth + 1, 4, n] (u, v, erf gamma, erf sqrt V) and log Q_L [n].");
 
   py::enum_<ntkx::Readout>(m, "Readout")

@@ -48,6 +48,11 @@ struct FcPanelArgs {
   int64_t ld2 = 0;
   const double* sq1 = nullptr; ///< [rows] squared norms |x1_i|^2
   const double* sq2 = nullptr; ///< [cols] squared norms |x2_j|^2
+  /// Optional [rows] / [cols] log-scales (math::point_layer0): the true squared norm
+  /// of a row is sq e^lsc when the caller divided it by a power of two; null: 0.
+  /// Only read where the panel computes its own point arrays.
+  const double* lsc1 = nullptr;
+  const double* lsc2 = nullptr;
   const double* gram = nullptr;  ///< [rows, ldg] Gram products x1_i . x2_j
   int64_t ldg = 0;
   T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
@@ -82,8 +87,10 @@ template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& args, Interrupt* interrupt);
 
 /// Per-point layer arrays of all depth + 1 layers for n points with squared
-/// norms sq of d-dimensional inputs: out [depth + 1, 4, n], logq [n].
-void fc_points(const FcParams& p, const double* sq, int64_t n, int64_t d, double* out, double* logq);
+/// norms sq of d-dimensional inputs and optional log-scales lsc (null: 0; see
+/// math::point_layer0): out [depth + 1, 4, n], logq [n].
+void fc_points(const FcParams& p, const double* sq, const double* lsc, int64_t n, int64_t d, double* out,
+               double* logq);
 
 /// A whole FC kernel matrix on a CUDA device (or its CPU emulator): the Gram
 /// products are computed inside the fused kernel.
@@ -96,6 +103,9 @@ struct FcFullArgs {
   T* nngp = nullptr;        ///< [n1, n2] contiguous, or null
   T* ntk = nullptr;         ///< [n1, n2] contiguous, or null
   bool symmetric = false;   ///< x2 is x1: compute the upper triangle, mirror it
+  /// Optional [n1] / [n2] log-scales of the rows (math::point_layer0); null: 0.
+  const double* lsc1 = nullptr;
+  const double* lsc2 = nullptr;
 };
 
 /// Runs the fused FC CUDA kernel's phase bodies on the CPU with the kernel's grid

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ntkx/cpu/poll.h"
 #include "ntkx/math/fc.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -56,9 +57,11 @@ struct AngleTable {
     *rho = st.rho, *tau = st.tau;
   }
 
-  /// Builds and checks the table; returns whether it may be used.
+  /// Builds and checks the table; returns whether it may be used. `poll` (may be
+  /// null) is checked per piece, so Ctrl-C stops a deep table's build too (which
+  /// then returns false; the caller sees poll->stop()).
   template <Act K>
-  bool build(const math::ActConst& k, int64_t depth) {
+  bool build(const math::ActConst& k, int64_t depth, Poll* poll = nullptr) {
     const double h = math::kPi / kPieces;
     inv_h = 1.0 / h;
     coef.assign(kPieces * kStride, 0.0);
@@ -67,6 +70,10 @@ struct AngleTable {
       for (int j = 0; j < kNodes; ++j) cosines[m][j] = std::cos(math::kPi * m * (j + 0.5) / kNodes);
     double scale = 1.0;
     for (int p = 0; p < kPieces; ++p) {
+      if (poll != nullptr) {
+        poll->check();
+        if (poll->stop()) return false;
+      }
       double f[2][kNodes];
       for (int j = 0; j < kNodes; ++j) {
         exact<K>(k, depth, h * (p + 0.5 * (cosines[1][j] + 1.0)), &f[0][j], &f[1][j]);
@@ -87,6 +94,10 @@ struct AngleTable {
       for (int q = 0; q < kProbes; ++q) theta[p * kProbes + q] = h * (p + 0.5 * (probes[q] + 1.0));
     eval_row(theta.data(), int64_t(theta.size()), r.data(), t.data());
     for (size_t n = 0; n < theta.size(); ++n) {
+      if (poll != nullptr && n % kProbes == 0) {
+        poll->check();
+        if (poll->stop()) return false;
+      }
       double er, et, sr, st;
       exact<K>(k, depth, theta[n], &er, &et);
       eval(theta[n], &sr, &st);

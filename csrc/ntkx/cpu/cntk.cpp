@@ -503,10 +503,19 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
 /// Every slice of one work item (see run_slice; run_slice3 where it applies).
 template <Act K, bool kNtk, bool kLanesA>
 void run_item(const CntkParams& p, const math::ActConst& k, const double* xa, const double* xb, const double* ma,
-              const double* mb, Scratch& sc, double* accK, double* accT) {
+              const double* mb, Scratch& sc, double* accK, double* accT, Poll& poll) {
   const int64_t nsl = math::slice_count(p);
+  // An item of a large GAP kernel is kLanes pairs x (2P-1)(2Q-1) slices, ~0.1 s for
+  // 32 x 32 images: Ctrl-C is polled every 64 slices inside it too (an interrupted
+  // item's sums are incomplete; the caller throws Interrupted and writes nothing of it).
+  auto stopped = [&](int64_t t) {
+    if ((t & 63) != 63) return false;
+    poll.check();
+    return poll.stop();
+  };
   if (K == Act::kABRelu && fused3(p)) {
     for (int64_t t = 0; t < nsl; ++t) {
+      if (stopped(t)) return;
       const math::Slice sl = math::slice_at(p, t);
       if (k.fold) {
         run_slice3<kNtk, kLanesA, true>(p, k, sl, xa, xb, ma, mb, sc, accK, accT);
@@ -516,8 +525,10 @@ void run_item(const CntkParams& p, const math::ActConst& k, const double* xa, co
     }
     return;
   }
-  for (int64_t t = 0; t < nsl; ++t)
+  for (int64_t t = 0; t < nsl; ++t) {
+    if (stopped(t)) return;
     run_slice<K, kNtk, false, kLanesA>(p, k, math::slice_at(p, t), xa, xb, ma, mb, nullptr, sc, accK, accT);
+  }
 }
 
 /// Diagonal maps of every batch of a LaneSet.
@@ -627,7 +638,8 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
         const int m = int(std::min<int64_t>(kLanes, int64_t(part.size()) - first));
         lanes.gather(rows, s2, part.data() + first, m);
         run_item<K, kNtk, true>(p, k, lanes.xa.data(), lanes.xb.data(), lanes.ma.data(), lanes.mb.data(), sc, accK,
-                                accT);
+                                accT, poll);
+        if (poll.stop()) continue;
         for (int l = 0; l < m; ++l) write(part[first + l].first, part[first + l].second, accK[l], accT[l]);
         poll.done(m);
         continue;
@@ -640,7 +652,8 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
       const double* ma = rows.map(i);
       const double* xb = s2.img.data() + b * s2.img_stride;
       const double* mb = s2.maps.data() + b * s2.map_stride;
-      run_item<K, kNtk, false>(p, k, xa, xb, ma, mb, sc, accK, accT);
+      run_item<K, kNtk, false>(p, k, xa, xb, ma, mb, sc, accK, accT, poll);
+      if (poll.stop()) continue;
       int written = 0;
       for (int l = 0; l < kLanes; ++l) {
         const int64_t j = j0 + l;

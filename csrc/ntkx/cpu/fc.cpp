@@ -142,14 +142,14 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   // of the input angle once (checked against the exact recursion; see angle_table.h).
   AngleTable table;
   const bool use_table = kNoBias && (K == Act::kABRelu || K == Act::kArcCos2) && !multi &&
-                         AngleTable::pays(a.rows * a.cols, L) && table.build<K>(k, L);
+                         AngleTable::pays(a.rows * a.cols, L) && table.build<K>(k, L, &poll);
 
   for (int64_t l0 = 0; l0 <= L; l0 += block) {
     const int64_t nl = std::min(block, L + 1 - l0);
     PointSource s1{a.pts1, a.ldp1, a.logq1}, s2{a.pts2, a.ldp2, a.logq2};
     if (!given) {
-      pr.compute(p, a.sq1, a.d, l0, nl);
-      pc.compute(p, a.sq2, a.d, l0, nl);
+      pr.compute(p, a.sq1, a.lsc1, a.d, l0, nl);
+      pc.compute(p, a.sq2, a.lsc2, a.d, l0, nl);
       s1 = {pr.data.data(), a.rows, pr.logq.data()};
       s2 = {pc.data.data(), a.cols, pc.logq.data()};
     }
@@ -200,6 +200,13 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           rho[jj] = sv[4 * jj], del[jj] = sv[4 * jj + 1], eps[jj] = sv[4 * jj + 2], tau[jj] = sv[4 * jj + 3];
       }
       for (int64_t t = t0; t < nl; ++t) {
+        // Deep nets: a row of a tile can take seconds, so Ctrl-C is polled inside it
+        // too (the master thread's check costs a clock read; the others' nothing). An
+        // interrupted row's outputs are garbage, as any partial output of Interrupted.
+        if ((t & 1023) == 1023) {
+          poll.check();
+          if (poll.stop()) return;
+        }
         const double* p1 = s1.pts + 4 * t * s1.ld + i;
         const double ui = p1[kU * s1.ld], vi = p1[kV * s1.ld], gi = p1[kG * s1.ld], si = p1[kS * s1.ld];
         const double* p2 = s2.pts + 4 * t * s2.ld + j0;
@@ -231,7 +238,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
       for (int64_t jj = 0; jj < w; ++jj)
         if (si < 0.0 || sj[jj] < 0.0) {
           const double s = math::pair_scale(s1.logq[i], s2.logq[j0 + jj]);
-          rho[jj] *= s, tau[jj] *= s;
+          rho[jj] = math::scaled(s, rho[jj]), tau[jj] = math::scaled(s, tau[jj]);
         }
       if (res_r != nullptr) {
         std::copy(rho, rho + w, res_r);
@@ -339,9 +346,10 @@ void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 template void fc_panel_cpu<float>(const FcPanelArgs<float>&, Interrupt*);
 template void fc_panel_cpu<double>(const FcPanelArgs<double>&, Interrupt*);
 
-void fc_points(const FcParams& p, const double* sq, int64_t n, int64_t d, double* out, double* logq) {
+void fc_points(const FcParams& p, const double* sq, const double* lsc, int64_t n, int64_t d, double* out,
+               double* logq) {
   for (int64_t i = 0; i < n; ++i) logq[i] = 0.0;
-  PointArrays::fill_layers(p, sq, d, 0, p.depth + 1, n, out, n, logq);
+  PointArrays::fill_layers(p, sq, lsc, d, 0, p.depth + 1, n, out, n, logq);
 }
 
 int openmp_threads() {

@@ -26,21 +26,23 @@ struct PointArrays {
   explicit PointArrays(int64_t n_points) : n(n_points), logq(n_points, 0.0) {}
 
   /// Computes layers [l0, l0 + count) (layer 0 from the squared norms `sq` of
-  /// d-dimensional inputs), continuing from `logq`.
-  void compute(const FcParams& p, const double* sq, int64_t d, int64_t l0, int64_t count) {
+  /// d-dimensional inputs and the optional log-scales `lsc` of math::point_layer0,
+  /// null for none), continuing from `logq`.
+  void compute(const FcParams& p, const double* sq, const double* lsc, int64_t d, int64_t l0, int64_t count) {
     nl = count;
     data.resize(4 * count * n);
-    fill_layers(p, sq, d, l0, count, n, data.data(), n, logq.data());
+    fill_layers(p, sq, lsc, d, l0, count, n, data.data(), n, logq.data());
   }
 
   /// The same into caller memory: out[(4 t + f) ld + i], logq in/out.
-  static void fill_layers(const FcParams& p, const double* sq, int64_t d, int64_t l0, int64_t count, int64_t n,
-                          double* out, int64_t ld, double* logq) {
+  static void fill_layers(const FcParams& p, const double* sq, const double* lsc, int64_t d, int64_t l0,
+                          int64_t count, int64_t n, double* out, int64_t ld, double* logq) {
     for (int64_t i = 0; i < n; ++i) {
       double lq = logq[i];
       for (int64_t t = 0; t < count; ++t) {
         math::PointLayer pl;
-        lq = (l0 + t == 0) ? math::point_layer0(p, sq[i], d, &pl) : math::point_layer(p, lq, &pl);
+        lq = (l0 + t == 0) ? math::point_layer0(p, sq[i], lsc ? lsc[i] : 0.0, d, &pl)
+                             : math::point_layer(p, lq, &pl);
         double* at = out + 4 * t * ld + i;
         at[kU * ld] = pl.u, at[kV * ld] = pl.v, at[kG * ld] = pl.g, at[kS * ld] = pl.s;
       }

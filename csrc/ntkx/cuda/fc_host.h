@@ -32,10 +32,10 @@ std::vector<double> squared_norms(const T* x, int64_t n, int64_t d) {
   return sq;
 }
 
-inline void layer_arrays(const FcParams& p, const std::vector<double>& sq, int64_t d, std::vector<double>* pt,
-                         std::vector<double>* lq) {
+inline void layer_arrays(const FcParams& p, const std::vector<double>& sq, const double* lsc, int64_t d,
+                         std::vector<double>* pt, std::vector<double>* lq) {
   PointArrays pa(int64_t(sq.size()));
-  pa.compute(p, sq.data(), d, 0, p.depth + 1);
+  pa.compute(p, sq.data(), lsc, d, 0, p.depth + 1);
   *pt = std::move(pa.data);
   *lq = std::move(pa.logq);
 }
@@ -48,11 +48,11 @@ FcHostData prepare(const FcFullArgs<T>& a) {
   FcHostData h;
   h.sq1 = squared_norms(a.x1, a.n1, a.d);
   h.sq2 = a.symmetric ? h.sq1 : squared_norms(a.x2, a.n2, a.d);
-  layer_arrays(a.params, h.sq1, a.d, &h.pt1, &h.lq1);
+  layer_arrays(a.params, h.sq1, a.lsc1, a.d, &h.pt1, &h.lq1);
   if (a.symmetric) {
     h.pt2 = h.pt1, h.lq2 = h.lq1;
   } else {
-    layer_arrays(a.params, h.sq2, a.d, &h.pt2, &h.lq2);
+    layer_arrays(a.params, h.sq2, a.lsc2, a.d, &h.pt2, &h.lq2);
   }
   return h;
 }

@@ -92,13 +92,14 @@ struct FcTile {
                           p2[a.n2 + j], p2[2 * a.n2 + j], p2[3 * a.n2 + j]);
     }
     const double s = math::pair_scale(a.lq1[i], a.lq2[j]);
+    const T nngp = T(math::scaled(s, st.rho)), ntk = T(math::scaled(s, st.tau));
     if (a.nngp) {
-      a.nngp[i * a.n2 + j] = T(s * st.rho);
-      if (a.symmetric) a.nngp[j * a.n2 + i] = T(s * st.rho);
+      a.nngp[i * a.n2 + j] = nngp;
+      if (a.symmetric) a.nngp[j * a.n2 + i] = nngp;
     }
     if (a.ntk) {
-      a.ntk[i * a.n2 + j] = T(s * st.tau);
-      if (a.symmetric) a.ntk[j * a.n2 + i] = T(s * st.tau);
+      a.ntk[i * a.n2 + j] = ntk;
+      if (a.symmetric) a.ntk[j * a.n2 + i] = ntk;
     }
   }
 };

@@ -89,9 +89,8 @@ NTKX_HD void position_fields(Act act, double a, double b, double c, double q, do
   } else if (act == Act::kArcCos2) {
     v = 1.5 * q * q;
   } else {
-    const double q2 = 2.0 * b * b * q;
-    *f2 = std::sqrt(q2 / (1.0 + q2));
-    *f3 = a * a * (2.0 * kInvPi) * std::asin(*f2 * *f2) + c * c;
+    *f2 = std::sqrt(erf_gamma2(b, q));
+    *f3 = erf_variance(a, c, *f2);
     v = *f3;
   }
   *f1 = std::sqrt(v > 0.0 ? v : 0.0);

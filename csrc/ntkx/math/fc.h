@@ -87,6 +87,22 @@ inline ActConst act_const(const FcParams& p) {
   return k;
 }
 
+/// gamma^2 = 2 b^2 Q / (1 + 2 b^2 Q) of erf(b u), u ~ N(0, Q), without overflow:
+/// b^2 Q beyond the float64 range (b = 1e300, or Q = e^800 from a deep net) gives
+/// gamma^2 = 1 (erf(b u) -> sign(u)), never inf / inf. Shared by fc.h's per-point
+/// layers and cntk.h's diagonal maps, so both form gamma bit for bit alike.
+NTKX_HD double erf_gamma2(double b, double q) {
+  const double t = 2.0 * b * b * q;
+  return t < 1e300 ? t / (1.0 + t) : 1.0 / (1.0 + 0.5 / b / b / q);
+}
+
+/// V = E[phi(u)^2] = a^2 (2/pi) asin(gamma^2) + c^2 of phi = a erf(b u) + c from the
+/// stored gamma (squared here, as the pair code squares it, so an identical pair has
+/// 1 - r = 0 exactly).
+NTKX_HD double erf_variance(double a, double c, double gamma) {
+  return a * a * (2.0 * kInvPi) * std::asin(gamma * gamma) + c * c;
+}
+
 /// log V(Q) = log E[phi(u)^2], u ~ N(0, Q), from log Q (host only).
 /// A zero-variance input gives phi(0)^2 (zero except for erf with c != 0).
 inline double log_second_moment(const FcParams& p, double logq) {
@@ -99,8 +115,7 @@ inline double log_second_moment(const FcParams& p, double logq) {
     case Act::kArcCos2:
       return logq == ninf ? ninf : std::log(1.5) + 2.0 * logq;
     case Act::kErf: {
-      const double q2 = 2.0 * p.b * p.b * std::exp(logq);
-      const double v = p.a * p.a * (2.0 * kInvPi) * std::asin(q2 / (1.0 + q2)) + p.c * p.c;
+      const double v = erf_variance(p.a, p.c, std::sqrt(erf_gamma2(p.b, std::exp(logq))));
       return v > 0.0 ? std::log(v) : ninf;
     }
   }
@@ -123,11 +138,21 @@ inline double mix_point(double log_a, double log_b2, PointLayer* out) {
   return logq;
 }
 
-/// Layer 0 of one point from its squared norm: returns log Q_0.
-inline double point_layer0(const FcParams& p, double sqnorm, int64_t d, PointLayer* out) {
+/// Layer 0 of one point from its squared norm: returns log Q_0. The input row may
+/// have been divided by a power of two to keep its products in range (the Python
+/// layer does so for extreme magnitudes): `lsc` is the log of the squared factor,
+/// so the true squared norm is sqnorm e^lsc. The weight part is formed in logs
+/// when w^2 |x|^2 / d leaves the normal range (W_std = 1e200, |x| = 1e300), so
+/// log Q_0 is right wherever it is a finite number.
+inline double point_layer0(const FcParams& p, double sqnorm, double lsc, int64_t d, PointLayer* out) {
   const double ninf = -std::numeric_limits<double>::infinity();
   const double w2 = p.w_std * p.w_std;
-  const double log_a = (sqnorm > 0.0 && w2 > 0.0) ? std::log(w2 * sqnorm / double(d)) : ninf;
+  const double direct = w2 * sqnorm / double(d);
+  double log_a = ninf;
+  if (sqnorm > 0.0 && p.w_std != 0.0)
+    log_a = (direct > std::numeric_limits<double>::min() && direct < std::numeric_limits<double>::infinity())
+                ? std::log(direct) + lsc
+                : 2.0 * std::log(std::fabs(p.w_std)) + std::log(sqnorm) - std::log(double(d)) + lsc;
   const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
   out->g = out->s = 0.0;
   return mix_point(log_a, log_b2, out);
@@ -141,9 +166,8 @@ inline double point_layer(const FcParams& p, double logq_prev, PointLayer* out) 
   const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
   out->g = out->s = 0.0;
   if (p.act == Act::kErf) {
-    const double q2 = 2.0 * p.b * p.b * std::exp(logq_prev);
-    out->g = std::sqrt(q2 / (1.0 + q2));
-    out->s = p.a * p.a * (2.0 * kInvPi) * std::asin(out->g * out->g) + p.c * p.c;
+    out->g = std::sqrt(erf_gamma2(p.b, std::exp(logq_prev)));
+    out->s = erf_variance(p.a, p.c, out->g);
   }
   return mix_point(log_a, log_b2, out);
 }
@@ -320,6 +344,11 @@ NTKX_HD double pair_scale(double lqi, double lqj) {
   const double s = 0.5 * (lqi + lqj);
   return s == -HUGE_VAL ? 0.0 : std::exp(s);
 }
+
+/// scale * x, with 0 for x = 0 even when the scale overflowed to inf: an exact zero
+/// of the normalized kernel (orthogonal or antiparallel ReLU pairs, zero rows) stays
+/// 0 however large the variances, instead of becoming inf * 0 = NaN.
+NTKX_HD double scaled(double scale, double x) { return x == 0.0 ? 0.0 : scale * x; }
 
 }  // namespace math
 }  // namespace ntkx
