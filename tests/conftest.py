@@ -45,3 +45,33 @@ def rel_err(actual, desired) -> float:
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)
+
+
+def interrupt_latency(run, delay: float) -> float:
+    """Sends SIGINT to this process `delay` s into `run()` and returns the seconds
+    from the signal to the KeyboardInterrupt that `run` must raise.
+
+    Measured from the signal, not from the start, so a loaded machine that is slow
+    to reach the compiled loop does not count against the backend's polling.
+    """
+    import os
+    import signal
+    import threading
+    import time
+
+    sent = []
+
+    def fire():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(delay, fire)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+        done = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert sent, "run() finished before the signal"
+    return done - sent[0]

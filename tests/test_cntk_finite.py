@@ -10,7 +10,7 @@ from ntkx import stax
 def _cnn(width, readout, w_std=1.5, b_std=0.1, depth=2, act=stax.Relu):
     convs = []
     for _ in range(depth):
-        convs += [stax.Conv(width, (3, 3), W_std=w_std, b_std=b_std), act()]
+        convs += [stax.Conv(width, (3, 3), padding="SAME", W_std=w_std, b_std=b_std), act()]
     return stax.serial(*convs, readout(), stax.Dense(1, W_std=1.5, b_std=0.1))
 
 
@@ -40,13 +40,13 @@ def _fd_ntk(net, params, x1, x2, eps=1e-6):
 
 NETS = {
     # ReLU, GAP readout, two outputs.
-    "relu_gap": stax.serial(stax.Conv(3, (3, 3), W_std=1.5, b_std=0.1), stax.Relu(),
-                            stax.Conv(4, (3, 3), W_std=1.3, b_std=0.2), stax.Relu(),
+    "relu_gap": stax.serial(stax.Conv(3, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), stax.Relu(),
+                            stax.Conv(4, (3, 3), padding="SAME", W_std=1.3, b_std=0.2), stax.Relu(),
                             stax.GlobalAvgPool(), stax.Dense(2, W_std=1.5, b_std=0.1)),
     # Erf, a bias-free conv, a 1x1 conv, no activation before Flatten.
-    "erf_flatten": stax.serial(stax.Conv(3, (3, 3), W_std=1.5), stax.Erf(),
-                               stax.Conv(2, (1, 1), W_std=1.3, b_std=0.2), stax.Erf(),
-                               stax.Conv(2, (3, 3), W_std=1.1, b_std=0.3),
+    "erf_flatten": stax.serial(stax.Conv(3, (3, 3), padding="SAME", W_std=1.5), stax.Erf(),
+                               stax.Conv(2, (1, 1), padding="SAME", W_std=1.3, b_std=0.2), stax.Erf(),
+                               stax.Conv(2, (3, 3), padding="SAME", W_std=1.1, b_std=0.3),
                                stax.Flatten(), stax.Dense(2, W_std=1.5, b_std=0.1)),
 }
 
@@ -121,10 +121,10 @@ def test_deeper_wider_cnn_approaches_the_kernel(act):
 
 
 def test_unsupported_networks_are_named():
-    net = stax.serial(stax.Conv(2, (3, 3)), stax.Relu(), stax.GlobalAvgPool())
+    net = stax.serial(stax.Conv(2, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool())
     x = np.zeros((1, 3, 3, 1))
     with pytest.raises(NotImplementedError, match="Dense readout"):
         stax.empirical_kernels(net, net[0](0, x.shape)[1], x)
-    net = stax.serial(stax.Conv(2, (3, 3)), stax.Relu(), stax.Dense(1))
+    net = stax.serial(stax.Conv(2, (3, 3), padding="SAME"), stax.Relu(), stax.Dense(1))
     with pytest.raises(NotImplementedError, match=r"\(N, k\)"):
         stax.empirical_kernels(net, net[0](0, x.shape)[1], x)

@@ -131,22 +131,24 @@ def test_cuda_equals_openmp(rng):  # pragma: no cover - needs a GPU
 
 
 def test_ctrl_c_interrupts_a_long_computation(rng):
-    """SIGINT during the compiled loop raises KeyboardInterrupt promptly (polled every 50 ms)."""
-    import os
-    import signal
-    import threading
-    import time
+    """SIGINT during the compiled loop raises KeyboardInterrupt promptly: the backend
+    polls every 50 ms, inside deep rows and the angle-table build too. The latency is
+    measured from the signal (not from the start), so a loaded machine that is slow to
+    reach the loop does not fail the test; 2 s bounds it with room for such load."""
+    from conftest import interrupt_latency
 
     x = rng.standard_normal((3000, 8))
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-    t0 = time.perf_counter()
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            ntkx.fc_kernels(x, None, ntkx.FcSpec(20000), get="ntk")  # ~minutes uninterrupted
-    finally:
-        timer.cancel()
-    assert time.perf_counter() - t0 < 5.0
+    latency = interrupt_latency(lambda: ntkx.fc_kernels(x, None, ntkx.FcSpec(20000), get="ntk"), 0.3)
+    assert latency < 2.0
+
+
+def test_ctrl_c_interrupts_a_deep_biased_row(rng):
+    """No angle table (bias): one row of a tile is 256 pairs x 10^6 layers, seconds long."""
+    from conftest import interrupt_latency
+
+    x = rng.standard_normal((300, 8))
+    latency = interrupt_latency(lambda: ntkx.fc_kernels(x, None, ntkx.FcSpec(10**6, 1.0, 0.1), get="ntk"), 0.3)
+    assert latency < 2.0
 
 
 def test_progress_callback_reaches_total(rng):

@@ -11,13 +11,14 @@ released; the backend reports progress and honours Ctrl-C as it goes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ntkx import _core
 from ntkx._src import validate
-from ntkx._src.fc import Activation, Get, Kernels, _device, _outputs, _parse_get
+from ntkx._src.fc import Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, pow2_normalize, result
 from ntkx._src.progress import Progress, ProgressArg
 
 #: Default bound on the working memory of one call besides inputs and outputs
@@ -61,6 +62,10 @@ class CntkSpec:
     train_last: bool = True
 
     def to_core(self, P: int, Q: int, C: int) -> "_core.CntkParams":
+        if not isinstance(self.activation, Activation):
+            raise TypeError(f"CntkSpec.activation must be an ntkx.Activation, got {type(self.activation).__name__}")
+        if not isinstance(self.convs, (tuple, list)) or not all(isinstance(c, ConvLayer) for c in self.convs):
+            raise TypeError("CntkSpec.convs must be a tuple of ntkx.ConvLayer")
         if not self.convs:
             raise ValueError("a CNTK needs at least one conv layer")
         if len(self.convs) > _MAX_CONV:
@@ -71,10 +76,7 @@ class CntkSpec:
             if not isinstance(c.filt, (int, np.integer)) or c.filt < 1 or c.filt % 2 == 0:
                 raise ValueError(f"conv layer {i}: the filter side must be a positive odd integer, got {c.filt!r}")
         act = self.activation
-        kind = {"abrelu": _core.Act.ABRelu, "arccos0": _core.Act.ArcCos0, "arccos2": _core.Act.ArcCos2,
-                "erf": _core.Act.Erf}[act.kind]
-        if act.kind == "abrelu" and act.a == 0.0 and act.b == 0.0:
-            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+        kind = act.core_kind()
         return _core.CntkParams(
             P, Q, C,
             [validate.check_std(c.w_std, "W_std") for c in self.convs],
@@ -85,6 +87,48 @@ class CntkSpec:
             validate.check_std(self.out_w_std, "out W_std"), validate.check_std(self.out_b_std, "out b_std"),
             bool(self.train_first), bool(self.train_last),
         )
+
+    def homogeneous_degree(self) -> Optional[int]:
+        """e with K(s x, t x') = (s t)^e K(x, x') for s, t > 0, or None.
+
+        Bias-free networks of positively homogeneous activations are: ABRelu has
+        degree 1, the step 0, ReQU 2, so e = degree^(activations applied), for the
+        NNGP and the NTK alike (the readout and every Theta update are linear).
+        """
+        if any(c.b_std for c in self.convs) or self.out_b_std or self.activation.kind == "erf":
+            return None
+        deg = {"abrelu": 1, "arccos0": 0, "arccos2": 2}[self.activation.kind]
+        n_act = len(self.convs) - 1 + (1 if self.final_act else 0)
+        return deg ** n_act if deg != 2 else 2 ** min(n_act, 16)  # 2^16: any nonzero scale exponent saturates
+
+    def variance_bounds(self, pix_max: float) -> Tuple[float, ...]:
+        """Upper bounds of the log2 variance at each conv layer's output for images
+        whose largest |pixel| is `pix_max` (a patch mean of products is at most
+        pix_max^2; E[phi(u)^2] <= s2 q for ABRelu, 1/2 for the step, 3/2 q^2 for
+        ReQU, a^2 + c^2 for erf)."""
+        act, out = self.activation, []
+        lq = None
+        for i, c in enumerate(self.convs):
+            lw2 = 2.0 * math.log2(c.w_std) if c.w_std > 0 else -math.inf
+            lb = 2.0 * math.log2(c.b_std) if c.b_std > 0 else -math.inf
+            if i == 0:
+                lv = 2.0 * math.log2(pix_max) if pix_max > 0 else -math.inf
+            elif act.kind == "abrelu":
+                lv = math.log2(0.5 * (act.a ** 2 + act.b ** 2)) + lq
+            elif act.kind == "arccos0":
+                lv = -1.0
+            elif act.kind == "arccos2":
+                lv = math.log2(1.5) + 2.0 * lq
+            else:
+                lv = math.log2(act.a ** 2 + act.c ** 2) if act.a or act.c else -math.inf
+            lq = float(np.logaddexp2(lw2 + lv, lb))
+            out.append(lq)
+        return tuple(out)
+
+
+#: log2 range the CNTK backend's variances must stay in: it forms products of two
+#: variances (c^2 against q q'), which must neither overflow nor underflow.
+_LOG2_VAR_RANGE = 400.0
 
 
 def as_images(x: Any, name: str, layout: str = "NHWC") -> np.ndarray:
@@ -141,10 +185,12 @@ def cntk_kernels(
       One `(N1, N2)` array when `get` is a string, else a `Kernels` tuple.
     """
     spec = CntkSpec((ConvLayer(),)) if spec is None else spec
+    if not isinstance(spec, CntkSpec):
+        raise TypeError(f"spec must be an ntkx.CntkSpec, got {type(spec).__name__}")
     names, single = _parse_get(get)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = validate.check_dtype(dtype)
+    threads = validate.check_threads(threads)
+    progress = validate.check_progress(progress)
     a1 = as_images(x1, "x1", layout)
     symmetric = x2 is None
     a2 = a1 if symmetric else as_images(x2, "x2", layout)
@@ -154,18 +200,52 @@ def cntk_kernels(
     N2 = a2.shape[0]
     params = spec.to_core(P, Q, C)
     dev = _device(device)
-    if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-    outs = _outputs(out, names, single, N1, N2, dtype)
+    memory_budget = validate.check_memory_budget(memory_budget)
+    outs = _outputs(out, names, single, N1, N2, dtype, (a1, a2))
     nngp, ntk = outs.get("nngp"), outs.get("ntk")
+    # Scale: a homogeneous network is computed on images divided by powers of two and
+    # the result multiplied back exactly; any other must keep its variances in range.
+    degree = spec.homogeneous_degree()
+    k1 = k2 = None
+    if degree is not None:
+        a1, k1 = pow2_normalize(a1)
+        a2, k2 = (a1, k1) if symmetric else pow2_normalize(a2)
+    _check_range(spec, a1, a2, degree is not None, "ntk" in names)
 
     if dev in ("cuda", "emulate"):
         _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
     else:
-        _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads or 0, progress)
-    if single:
-        return outs[names[0]]
-    return Kernels(nngp, ntk)
+        _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads, progress)
+    if k1 is not None or k2 is not None:
+        e1 = degree * (np.zeros(N1, np.int64) if k1 is None else k1)
+        e2 = degree * (np.zeros(N2, np.int64) if k2 is None else k2)
+        for o in (nngp, ntk):
+            if o is not None:
+                with np.errstate(over="ignore"):  # overflow to inf is the answer there
+                    for r in range(N1):  # row by row: a memmap output is never loaded whole
+                        o[r] = np.ldexp(o[r], np.clip(e1[r] + e2, -4000, 4000).astype(np.int32))
+    return result(outs, names, single)
+
+
+def _check_range(spec: CntkSpec, a1: np.ndarray, a2: np.ndarray, normalized: bool, want_ntk: bool) -> None:
+    """Refuses (ValueError) a network whose variances leave the range the backend
+    computes in (see _LOG2_VAR_RANGE), rather than return overflowed or
+    underflowed nonsense; and an erf NTK beyond float64's accuracy (check_erf_ntk)."""
+    pix = max(float(np.max(np.abs(a))) for a in (a1, a2))
+    if not normalized and pix > 0:
+        lo = min(float(np.min(np.abs(a).reshape(a.shape[0], -1).max(axis=1))) for a in (a1, a2))
+        if (lo > 0 and math.log2(lo) < -64) or math.log2(pix) > 64:
+            raise ValueError(
+                f"image magnitudes from {lo:.3g} to {pix:.3g} are outside 2^+-64: networks with biases or erf are "
+                f"not scale-homogeneous, so ntkx cannot rescale them exactly; rescale the images")
+    for layer, lq in enumerate(spec.variance_bounds(pix)):
+        if abs(lq) > _LOG2_VAR_RANGE and lq > -math.inf:
+            raise ValueError(
+                f"conv layer {layer}'s variances reach 2^{lq:.0f} (from W_std, b_std and the image scale): beyond "
+                f"2^+-{_LOG2_VAR_RANGE:.0f}, products of two variances leave float64's range; rescale W_std or the "
+                f"images")
+    if want_ntk and spec.activation.kind == "erf":
+        check_erf_ntk(spec.activation, spec.variance_bounds(pix)[:len(spec.convs) - (0 if spec.final_act else 1)])
 
 
 def _cpu(params, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> None:

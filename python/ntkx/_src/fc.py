@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -42,7 +43,7 @@ def _blas_controller():
 
 
 Get = Union[None, str, Sequence[str]]
-_KINDS = ("nngp", "ntk")
+_KINDS = validate.KINDS
 
 #: Default bound on the working memory of one call besides inputs and outputs.
 DEFAULT_MEMORY_BUDGET = 128 * 2**20
@@ -59,15 +60,111 @@ class Kernels(NamedTuple):
     ntk: Optional[np.ndarray]
 
 
+# The kernels of a tuple `get` come back in the order asked, as neural-tangents
+# returns them (``ntk, nngp = kernel_fn(x, None, ('ntk', 'nngp'))``); one class per
+# order, at module level so that results pickle.
+class KernelsNtkNngp(NamedTuple):
+    """NTK and NNGP, in this order (``get=('ntk', 'nngp')``)."""
+
+    ntk: np.ndarray
+    nngp: np.ndarray
+
+
+class KernelsNngp(NamedTuple):
+    """The NNGP alone (``get=('nngp',)``)."""
+
+    nngp: np.ndarray
+
+
+class KernelsNtk(NamedTuple):
+    """The NTK alone (``get=('ntk',)``)."""
+
+    ntk: np.ndarray
+
+
+_RESULT = {("nngp", "ntk"): Kernels, ("ntk", "nngp"): KernelsNtkNngp, ("nngp",): KernelsNngp,
+           ("ntk",): KernelsNtk}
+
+
+def result(outs: Mapping[str, np.ndarray], names: Tuple[str, ...], single: bool) -> Any:
+    """What fc_kernels / cntk_kernels return: one array for a string `get`, else the
+    kernels as a named tuple in the order `names` asked for them."""
+    if single:
+        return outs[names[0]]
+    return _RESULT[names](*(outs[g] for g in names))
+
+
+#: Largest |entry| exponent (per row or image) used as given; beyond 2^+-64 the inputs
+#: are divided by a power of two first (exactly), so that squared norms, Gram products
+#: and the exact colinear recomputation (which squares products of entries and norms)
+#: neither overflow nor underflow.
+_SAFE_EXP = 64
+
+
+def pow2_normalize(a: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Divides each item (row or image) of `a` by 2^k, k the binary exponent of its
+    largest |entry|, when some item lies outside 2^+-_SAFE_EXP.
+
+    Returns ``(a, None)`` when nothing needs it, else ``(scaled copy, k)`` with `k` an
+    int array, one per item (0 for an all-zero item). Powers of two are exact, so
+    cosines are unchanged bit for bit (entries that become subnormal lose bits, but
+    they are below 2^-1000 of the item's norm).
+    """
+    flat = a.reshape(a.shape[0], -1)
+    m = np.maximum(flat.max(axis=1), -flat.min(axis=1))  # no |a| temporary of a's size
+    k = np.frexp(m)[1]
+    if k.min() >= -_SAFE_EXP and k.max() <= _SAFE_EXP:
+        return a, None
+    return np.ldexp(a, -k.reshape((-1,) + (1,) * (a.ndim - 1))), k.astype(np.int64)
+
+
+#: An erf NTK's derivative kernel E[phi' phi'] ~ 1 / sqrt(1 - gamma^4) is formed from
+#: gamma^2 = t / (1 + t), t = 2 b^2 q, whose complement 1 / (1 + t) float64 cannot
+#: carry once it is tiny: beyond t = 1e6 the relative error would pass 5e-11, and
+#: near 1e16 it becomes inf. Such NTKs are refused (the NNGP stays exact).
+MAX_ERF_T = 1e6
+
+
+def check_erf_ntk(act: Activation, log2_vars: Sequence[float]) -> None:
+    """Refuses the NTK of erf(b u) when 2 b^2 q, with q from `log2_vars` (log2 upper
+    bounds of the activations' input variances), passes MAX_ERF_T."""
+    if act.kind != "erf" or act.b == 0.0 or not log2_vars:
+        return
+    lt = 1.0 + 2.0 * math.log2(abs(act.b)) + max(log2_vars)
+    if lt > math.log2(MAX_ERF_T):
+        raise ValueError(
+            f"{act.name or 'Erf'}: 2 b^2 q reaches 2^{lt:.0f} (b = {act.b:g}; q the activation's input variance), "
+            f"beyond {MAX_ERF_T:g}, where the NTK's derivative term 1/sqrt(1 - gamma^4) loses float64 accuracy; "
+            f"ntkx refuses it rather than return an inaccurate value (get='nngp' is exact); rescale b or the inputs")
+
+
+def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """log of the squared factors 2^(2k) that pow2_normalize divided out (math::point_layer0's lsc)."""
+    return None if k is None else k * (2.0 * math.log(2.0))
+
+
+#: ``Activation.kind`` -> the compiled backend's ``Act`` (mirrors ``ntkx::Act``).
+_CORE_ACT = {"abrelu": "ABRelu", "arccos0": "ArcCos0", "arccos2": "ArcCos2", "erf": "Erf"}
+#: Largest |a|, |b| of an ABRelu and |a|, |c| of an Erf: their squares and sums of
+#: squares must stay finite in float64.
+MAX_ACT_PARAM = 1e150
+
+
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """A closed-form activation of the FC engine (mirrors ``ntkx::Act``).
+    """A closed-form activation of the FC and CNTK engines (mirrors ``ntkx::Act``).
 
     Attributes:
       kind: ``'abrelu'`` (a min(x,0) + b max(x,0)), ``'arccos0'`` (step),
         ``'arccos2'`` (ReQU) or ``'erf'`` (a erf(b x) + c).
-      a, b, c: the family's parameters (see `kind`).
+      a, b, c: the family's parameters (see `kind`): finite; the amplitudes (ABRelu's
+        a and b, Erf's a and c) at most 1e150 in magnitude, Erf's input scale b any
+        finite number (b -> inf is erf(b x) -> sign(x), handled exactly).
       name: how error messages and reprs call it.
+
+    Raises:
+      ValueError: unknown `kind`, a parameter NaN, infinite or out of range, or
+        ABRelu(0, 0) (the zero function).
     """
 
     kind: str
@@ -75,6 +172,30 @@ class Activation:
     b: float = 1.0
     c: float = 0.0
     name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _CORE_ACT:
+            raise ValueError(f"Activation kind must be one of {sorted(_CORE_ACT)}, got {self.kind!r}")
+        label = self.name or self.kind
+        for field in ("a", "b", "c"):
+            v = getattr(self, field)
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"{label}: parameter {field} must be a number, got {v!r}") from None
+            if not math.isfinite(f):
+                raise ValueError(f"{label}: parameter {field} must be finite, got {v!r}")
+            amplitude = (self.kind == "abrelu" and field in "ab") or (self.kind == "erf" and field in "ac")
+            if amplitude and abs(f) > MAX_ACT_PARAM:
+                raise ValueError(f"{label}: |{field}| must be at most {MAX_ACT_PARAM:g} (its square must stay "
+                                 f"finite in float64), got {v!r}")
+            object.__setattr__(self, field, f)
+        if self.kind == "abrelu" and self.a == 0.0 and self.b == 0.0:
+            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+
+    def core_kind(self) -> "_core.Act":
+        """The compiled backend's activation enum."""
+        return getattr(_core.Act, _CORE_ACT[self.kind])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,39 +208,24 @@ class FcSpec:
     activation: Activation = Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
 
     def to_core(self) -> "_core.FcParams":
+        act = self.activation
+        if not isinstance(act, Activation):
+            raise TypeError(f"FcSpec.activation must be an ntkx.Activation, got {type(act).__name__}")
         p = _core.FcParams()
         p.depth = validate.check_depth(self.depth)
         p.w_std = validate.check_std(self.w_std, "W_std")
         p.b_std = validate.check_std(self.b_std, "b_std")
-        act = self.activation
-        p.act = {
-            "abrelu": _core.Act.ABRelu,
-            "arccos0": _core.Act.ArcCos0,
-            "arccos2": _core.Act.ArcCos2,
-            "erf": _core.Act.Erf,
-        }[act.kind]
-        p.a, p.b, p.c = float(act.a), float(act.b), float(act.c)
-        if act.kind == "abrelu" and p.a == 0.0 and p.b == 0.0:
-            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+        p.act = act.core_kind()
+        p.a, p.b, p.c = act.a, act.b, act.c
         return p
 
 
-def _parse_get(get: Get) -> Tuple[Tuple[str, ...], bool]:
-    if get is None:
-        return _KINDS, False
-    single = isinstance(get, str)
-    names = (get,) if single else tuple(get)
-    for g in names:
-        if g not in _KINDS:
-            raise ValueError(f"get must be None, 'nngp', 'ntk' or a tuple of them; got {get!r}")
-    if not names:
-        raise ValueError("get must name at least one of 'nngp', 'ntk'")
-    return names, single
+_parse_get = validate.check_get
 
 
 def _device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda", "emulate"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if not isinstance(device, str) or device not in validate.DEVICES:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' ('emulate' for tests), got {device!r}")
     if device == "auto":
         return "cuda" if _core.cuda_device_count() > 0 else "cpu"
     if device == "cuda":
@@ -144,7 +250,10 @@ def _empty_aligned(shape: Tuple[int, int], dtype: np.dtype) -> np.ndarray:
     return raw[skip : skip + nbytes].view(dtype).reshape(shape)
 
 
-def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dtype: np.dtype) -> dict:
+def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dtype: np.dtype,
+             inputs: Tuple[np.ndarray, ...] = ()) -> dict:
+    """The output arrays: fresh cache-line-aligned ones, or the user's `out` checked by
+    validate.check_out_arrays (against each other and the `inputs` read)."""
     if out is None:
         validate.check_output_fits(n1, n2, len(names), dtype.itemsize)
         return {g: _empty_aligned((n1, n2), dtype) for g in names}
@@ -152,21 +261,8 @@ def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dty
         out = {names[0]: out}
     if not isinstance(out, Mapping) or set(out) != set(names):
         raise ValueError(f"out must map each requested kernel {tuple(names)} to an array")
-    res = {}
-    for g in names:
-        a = out[g]
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"out[{g!r}] must be a numpy array (or memmap), got {type(a).__name__}")
-        if a.shape != (n1, n2) or a.dtype != dtype:
-            raise ValueError(f"out[{g!r}] must have shape {(n1, n2)} and dtype {dtype}, got {a.shape} {a.dtype}")
-        if not a.flags.writeable:
-            raise ValueError(f"out[{g!r}] is read-only")
-        if a.strides[1] != a.itemsize:
-            raise ValueError(f"out[{g!r}] needs contiguous rows (unit column stride)")
-        res[g] = a
-    strides = {res[g].strides[0] for g in names}
-    if len(strides) > 1:
-        raise ValueError("the out arrays must share their row stride")
+    res = {g: out[g] for g in names}
+    validate.check_out_arrays(res, n1, n2, dtype, inputs)
     return res
 
 
@@ -191,7 +287,8 @@ def fc_kernels(
         computed and mirrored, so the result is exactly symmetric).
       spec: the architecture.
       get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
-      device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``.
+      device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``
+        (``'emulate'``, for tests: the CUDA kernel's phase bodies run on the CPU).
       dtype: ``float64`` (default) or ``float32``. float32 halves the outputs'
         memory; on the CPU the Gram and the recursion stay float64 (only the
         outputs are rounded), on CUDA the inputs are float32 and the Gram is
@@ -204,40 +301,72 @@ def fc_kernels(
       progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
 
     Returns:
-      One `(N1, N2)` array when `get` is a string, else a `Kernels` tuple.
+      One `(N1, N2)` array when `get` is a string, else the kernels as a named tuple
+      in the order `get` names them (`Kernels(nngp, ntk)` for ``None``).
+
+    Inputs of any magnitude are fine: rows beyond 2^+-64 are divided by a power of
+    two first and the scale is carried in logs, so an entry is inf (or 0) only where
+    the exact kernel overflows (or underflows) float64, never NaN.
     """
     names, single = _parse_get(get)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    dtype = validate.check_dtype(dtype)
+    if not isinstance(spec, FcSpec):
+        raise TypeError(f"spec must be an ntkx.FcSpec, got {type(spec).__name__}")
     params = spec.to_core()
     dev = _device(device)
-    # The CPU backend always reads float64 (float32 mode rounds only the outputs);
-    # the CUDA kernel takes float32 inputs and accumulates the Gram in float64.
-    in_dtype = dtype if dev in ("cuda", "emulate") else np.dtype(np.float64)
-    a1 = validate.as_points(x1, "x1", in_dtype)
+    memory_budget = validate.check_memory_budget(memory_budget)
+    threads = validate.check_threads(threads)
+    progress = validate.check_progress(progress)
+    a1 = validate.as_points(x1, "x1", np.dtype(np.float64))
     symmetric = x2 is None
-    a2 = a1 if symmetric else validate.as_points(x2, "x2", in_dtype)
+    a2 = a1 if symmetric else validate.as_points(x2, "x2", np.dtype(np.float64))
     if a2.shape[1] != a1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same feature size, got {a1.shape[1]} and {a2.shape[1]}")
-    if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     n1, n2 = a1.shape[0], a2.shape[0]
-    outs = _outputs(out, names, single, n1, n2, dtype)
+    outs = _outputs(out, names, single, n1, n2, dtype, (a1, a2))
+    a1, k1 = pow2_normalize(a1)
+    a2, k2 = (a1, k1) if symmetric else pow2_normalize(a2)
+    lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
+    if "ntk" in names and spec.activation.kind == "erf" and params.depth > 0:
+        check_erf_ntk(spec.activation, _erf_input_variances(params, (a1, k1), (a2, k2)))
+    if (lsc1 is None) != (lsc2 is None):  # one side normalized: give the other its zeros
+        lsc1 = np.zeros(n1) if lsc1 is None else lsc1
+        lsc2 = np.zeros(n2) if lsc2 is None else lsc2
 
     if dev in ("cuda", "emulate"):
-        res = _core.fc_full(params, a1, None if symmetric else a2, "nngp" in names, "ntk" in names, dev)
+        # The CUDA kernel takes inputs of the output dtype (float32 or float64) and
+        # accumulates the Gram in float64; the CPU backend always reads float64
+        # (float32 mode rounds only the outputs).
+        b1 = np.ascontiguousarray(a1, dtype=dtype)
+        b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=dtype)
+        res = _core.fc_full(params, b1, None if symmetric else b2, "nngp" in names, "ntk" in names, dev,
+                            lsc1=lsc1, lsc2=lsc2)
         for g, r in zip(_KINDS, res):
             if r is not None:
                 outs[g][...] = r
     else:
-        _cpu(params, a1, a2, symmetric, outs, memory_budget, threads or 0, progress)
-    if single:
-        return outs[names[0]]
-    return Kernels(outs.get("nngp"), outs.get("ntk"))
+        _cpu(params, a1, a2, symmetric, outs, memory_budget, threads, progress, lsc1, lsc2)
+    return result(outs, names, single)
 
 
-def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
+def _erf_input_variances(params, *sides) -> Tuple[float, ...]:
+    """log2 upper bounds of the variances entering an erf: Q_0 of the largest input
+    (exact) and, for deeper layers, w^2 (a^2 + c^2) + b^2 (erf's second moment is at
+    most a^2 + c^2)."""
+    lq0 = -math.inf
+    for a, k in sides:
+        sq = np.einsum("ij,ij->i", a, a)
+        l2 = np.log2(np.where(sq > 0, sq, 1.0)) + (0 if k is None else 2.0 * k)
+        l2 = np.where(sq > 0, l2, -np.inf)
+        lq0 = max(lq0, float(l2.max()))
+    w2, b2 = params.w_std ** 2, params.b_std ** 2
+    lw = math.log2(w2) + lq0 - math.log2(sides[0][0].shape[1]) if w2 > 0 else -math.inf
+    lb = math.log2(b2) if b2 > 0 else -math.inf
+    later = w2 * (params.a ** 2 + params.c ** 2) + b2
+    return (float(np.logaddexp2(lw, lb)),) + ((math.log2(later),) if params.depth > 1 and later > 0 else ())
+
+
+def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress, lsc1=None, lsc2=None) -> None:
     n1, n2 = a1.shape[0], a2.shape[0]
     sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
     sq2 = sq1 if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
@@ -246,8 +375,8 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
     layers = params.depth + 1
     pts1 = pts2 = lq1 = lq2 = None
     if 4 * 8 * layers * (n1 + (0 if symmetric else n2)) <= budget // 2:
-        pts1, lq1 = _core.fc_points(params, sq1, a1.shape[1])
-        pts2, lq2 = (pts1, lq1) if symmetric else _core.fc_points(params, sq2, a1.shape[1])
+        pts1, lq1 = _core.fc_points(params, sq1, a1.shape[1], lsc1)
+        pts2, lq2 = (pts1, lq1) if symmetric else _core.fc_points(params, sq2, a1.shape[1], lsc2)
     nngp, ntk = outs.get("nngp"), outs.get("ntk")
     total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
     bar = Progress("ntkx FC kernel", total, progress)
@@ -287,6 +416,8 @@ def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress) -> None:
         extra = {}
         if pts1 is not None:
             extra = dict(pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:])
+        elif lsc1 is not None:
+            extra = dict(lsc1=lsc1[p0:p1], lsc2=lsc2[c0:])
         _core.fc_panel(
             params, a1[p0:p1], cols, sq1[p0:p1], sq2[c0:], gram,
             None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],

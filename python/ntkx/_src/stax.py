@@ -23,7 +23,7 @@ import numpy as np
 from scipy import special
 
 from ntkx._src import validate
-from ntkx._src.cntk import CntkSpec, ConvLayer, cntk_kernels
+from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
 from ntkx._src.fc import Activation, FcSpec, Get, Kernels, fc_kernels
 
 Shape = Tuple[int, ...]
@@ -98,17 +98,31 @@ class Layer(tuple):
 # ----------------------------------------------------------------------------- layers
 
 
-def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, parameterization: str = "ntk") -> Layer:
+def _only(name: str, value: Any, allowed: Sequence[Any], layer: str) -> None:
+    """Refuses a neural-tangents argument ntkx accepts only at the listed values."""
+    if not any(value == a for a in allowed):
+        raise NotImplementedError(f"{layer}({name}={value!r}): ntkx supports {name}={allowed[0]!r} only")
+
+
+def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch_axis: int = 0,
+          channel_axis: int = -1, parameterization: str = "ntk", s: Tuple[int, int] = (1, 1)) -> Layer:
     """Fully-connected layer ``W_std / sqrt(fan_in) * x W + b_std * b`` (NTK parameterization).
+
+    The signature is neural-tangents' ``stax.Dense``.
 
     Args:
       out_dim: width of the finite network (irrelevant to the infinite-width kernel).
       W_std: weight standard deviation.
       b_std: bias standard deviation; ``None`` means no bias.
+      batch_axis, channel_axis: only the defaults 0 and -1 (inputs `(N, d)`).
       parameterization: only ``'ntk'`` is supported.
+      s: neural-tangents' widening factors of the standard parameterization; they do
+        not enter the NTK parameterization (ignored there, as in neural-tangents).
     """
     if parameterization != "ntk":
         raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
+    _only("batch_axis", batch_axis, (0,), "Dense")
+    _only("channel_axis", channel_axis, (-1, 1), "Dense")
     if not isinstance(out_dim, (int, np.integer)) or out_dim < 1:
         raise ValueError(f"out_dim must be a positive integer, got {out_dim!r}")
     w = validate.check_std(W_std, "W_std")
@@ -116,11 +130,15 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, param
     return Layer([DenseOp(int(out_dim), w, b)])
 
 
-def Conv(out_chan: int, filter_shape: Sequence[int] = (3, 3), strides: Optional[Sequence[int]] = None,
-         padding: str = "SAME", W_std: float = 1.0, b_std: Optional[float] = None,
-         parameterization: str = "ntk") -> Layer:
+def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+         padding: str = "VALID", W_std: float = 1.0, b_std: Optional[float] = None,
+         dimension_numbers: Optional[Tuple[str, str, str]] = None, parameterization: str = "ntk",
+         s: Tuple[int, int] = (1, 1)) -> Layer:
     """2-D convolution over NHWC images in the NTK parameterization (neural-tangents' ``stax.Conv``).
 
+    The signature and defaults are neural-tangents': `filter_shape` is required and
+    `padding` defaults to ``'VALID'``, which ntkx's CNTK does not run yet, so a Conv
+    without ``padding='SAME'`` is refused (rather than computed with another padding).
     Weights have variance ``W_std**2 / (q * q * C_in)``. The CNTK backend runs
     stride 1, ``'SAME'`` zero padding and odd square filters ``(q, q)``.
 
@@ -128,13 +146,18 @@ def Conv(out_chan: int, filter_shape: Sequence[int] = (3, 3), strides: Optional[
       out_chan: channels of the finite network (irrelevant to the infinite-width kernel).
       filter_shape: ``(q, q)`` with q odd.
       strides: ``None`` or ``(1, 1)``.
-      padding: ``'SAME'``.
+      padding: ``'SAME'`` (neural-tangents' default ``'VALID'`` is refused).
       W_std: weight standard deviation.
       b_std: bias standard deviation; ``None`` means no bias.
+      dimension_numbers: ``None`` or ``('NHWC', 'HWIO', 'NHWC')``.
       parameterization: only ``'ntk'``.
+      s: standard-parameterization widening factors; ignored under ``'ntk'`` (as in
+        neural-tangents).
     """
     if parameterization != "ntk":
         raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
+    if dimension_numbers is not None:
+        _only("dimension_numbers", tuple(dimension_numbers), (("NHWC", "HWIO", "NHWC"),), "Conv")
     if not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
         raise ValueError(f"out_chan must be a positive integer, got {out_chan!r}")
     fs = tuple(filter_shape)
@@ -143,40 +166,61 @@ def Conv(out_chan: int, filter_shape: Sequence[int] = (3, 3), strides: Optional[
     if strides is not None and tuple(strides) != (1, 1):
         raise NotImplementedError(f"strides={strides!r}: ntkx's CNTK supports stride 1 only")
     if str(padding).upper() != "SAME":
-        raise NotImplementedError(f"padding={padding!r}: ntkx's CNTK supports 'SAME' only")
+        raise NotImplementedError(
+            f"Conv(padding={padding!r}): ntkx's CNTK supports padding='SAME' only"
+            + (" ('VALID' is neural-tangents' default: pass padding='SAME' explicitly)"
+               if str(padding).upper() == "VALID" else ""))
     w = validate.check_std(W_std, "W_std")
     b = None if b_std is None else validate.check_std(b_std, "b_std")
     return Layer([ConvOp(int(out_chan), int(fs[0]), w, b)])
 
 
-def GlobalAvgPool() -> Layer:
-    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``."""
+def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)`` (neural-tangents'
+    signature; only the default axes)."""
+    _only("batch_axis", batch_axis, (0,), "GlobalAvgPool")
+    _only("channel_axis", channel_axis, (-1, 3), "GlobalAvgPool")
     return Layer([ReadoutOp("gap")])
 
 
-def Flatten() -> Layer:
-    """``(N, H, W, C) -> (N, H W C)`` (the "vanilla" CNTK readout)."""
+def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
+    """``(N, H, W, C) -> (N, H W C)`` (the "vanilla" CNTK readout; neural-tangents'
+    signature, only the default axes)."""
+    _only("batch_axis", batch_axis, (0,), "Flatten")
+    _only("batch_axis_out", batch_axis_out, (0,), "Flatten")
     return Layer([ReadoutOp("flatten")])
 
 
-def ABRelu(a: float, b: float) -> Layer:
-    """``a * min(x, 0) + b * max(x, 0)``."""
-    a, b = float(a), float(b)
+def _number(x: Any, what: str) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number, got {x!r}") from None
+
+
+def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
+    """``a * min(x, 0) + b * max(x, 0)``.
+
+    `do_stabilize` (neural-tangents' option for finite networks) does not change the
+    kernel and is accepted for compatibility. `a`, `b` must be finite (see
+    `ntkx.Activation`).
+    """
+    a, b = _number(a, "ABRelu: a"), _number(b, "ABRelu: b")
     act = Activation("abrelu", a, b, 0.0, f"ABRelu({a}, {b})")
     return Layer([ActOp(act, lambda x: np.where(x > 0, b * x, a * x), lambda x: np.where(x > 0, b, a))])
 
 
-def Relu() -> Layer:
+def Relu(do_stabilize: bool = False) -> Layer:
     """``max(x, 0)`` (= ``ABRelu(0, 1)`` = ``ArcCosine(1)``)."""
     return ABRelu(0.0, 1.0)
 
 
-def LeakyRelu(alpha: float) -> Layer:
+def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
     """``max(x, alpha x)`` (= ``ABRelu(alpha, 1)``)."""
     return ABRelu(alpha, 1.0)
 
 
-def Abs() -> Layer:
+def Abs(do_stabilize: bool = False) -> Layer:
     """``|x|`` (= ``ABRelu(-1, 1)``)."""
     return ABRelu(-1.0, 1.0)
 
@@ -201,8 +245,9 @@ def ArcCosine(order: int) -> Layer:
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """``a * erf(b x) + c`` (neural-tangents' ``stax.Erf``)."""
-    a, b, c = float(a), float(b), float(c)
+    """``a * erf(b x) + c`` (neural-tangents' ``stax.Erf``); finite parameters (see
+    `ntkx.Activation`)."""
+    a, b, c = _number(a, "Erf: a"), _number(b, "Erf: b"), _number(c, "Erf: c")
     act = Activation("erf", a, b, c, f"Erf({a}, {b}, {c})")
     return Layer([ActOp(act, lambda x: a * special.erf(b * x) + c,
                         lambda x: a * b * 2.0 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)))])
@@ -543,8 +588,16 @@ def _expand_shallow(ops):
             yield op
 
 
+def _count(ops: Sequence[Any], kind: type) -> int:
+    """How many ops of `kind` a description expands to, without expanding repeats."""
+    return sum(op.n * _count(op.body, kind) if isinstance(op, RepeatOp) else isinstance(op, kind) for op in ops)
+
+
 def compile_cnn(ops: Sequence[Any]) -> CntkSpec:
     """The CntkSpec of a conv network, or NotImplementedError naming what is supported."""
+    n_conv = _count(ops, ConvOp)
+    if n_conv > _MAX_CONV:  # refused before a repeat is expanded
+        raise NotImplementedError(f"the network has {n_conv} conv layers; {SUPPORTED_CNN}")
     seq = list(_expand(ops))
     if not seq or not isinstance(seq[0], ConvOp):
         raise NotImplementedError(f"a conv network must start with Conv. {SUPPORTED_CNN}")
