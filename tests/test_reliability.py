@@ -238,9 +238,9 @@ def test_spec_type_validated(X, IM):
 
 def test_cntk_variance_range_refused(IM):
     """W_std = 1e200 in a conv layer: variances 1e400, products beyond float64."""
-    with pytest.raises(ValueError, match="variances reach"):
+    with pytest.raises(ValueError, match="W_std"):
         ntkx.cntk_kernels(IM, None, ntkx.CntkSpec((ntkx.ConvLayer(1e200, 0.0, 3),)))
-    with pytest.raises(ValueError, match="variances reach"):
+    with pytest.raises(ValueError, match="W_std"):
         ntkx.cntk_kernels(IM, None, ntkx.CntkSpec((ntkx.ConvLayer(1e-200, 0.0, 3),)))
 
 

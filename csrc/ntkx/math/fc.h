@@ -222,19 +222,25 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     //   E[phi' phi'] sqrt(Q Q') = a^2 (2/pi) g g' / sqrt(1 - (g g' cos t)^2).
     // 1 - r = [(V V' - T(0)^2) / (sqrt(V V') + T(0)) + T(0) - T(t)] / sqrt(V V'), both
     // terms >= 0 (Cauchy-Schwarz; asin increasing), and
-    //   asin(p) - asin(q) = asin((p - q)(p + q) / (p sqrt(1 - q^2) + q sqrt(1 - p^2)))
+    //   asin(p) - asin(q) = asin((p - q)(p + q) / (p sqrt(1 - q^2) + q sqrt(1 - p^2)))  (q >= 0)
     // with p - q = g g' (1 - cos t) = g g' delta: no cancellation near t = 0, so the
     // chaotic phase (where 1e-16 grows like chi^L) keeps identical pairs exact.
     const double vv = si * sj;
     const double den = std::sqrt(vv);
     const double gg = gi * gj;
-    const double pp = gg, qq = gg * st.rho;
+    // qq = gg rho, formed from delta = 1 - rho near rho = 1 so that an identical pair
+    // (delta = 0 exactly) has qq = pp bit for bit at every layer: rho itself carries
+    // ulp-level rounding, which the chaotic phase (chi > 1) would amplify like chi^L.
+    const double pp = gg, qq = st.rho > 0.5 ? gg - gg * st.delta : gg * st.rho;
     const double amp = k.a2 * (2.0 * kInvPi);
     const double t0 = amp * std::asin(pp) + k.c2;
     const double t = amp * std::asin(qq) + k.c2;
     const double sp = std::sqrt((1.0 - pp) * (1.0 + pp)), sq = std::sqrt((1.0 - qq) * (1.0 + qq));
     const double dsum = pp * sq + qq * sp;
-    const double dasin = dsum > 0.0 ? std::asin(gg * st.delta * (pp + qq) / dsum) : std::asin(pp) - std::asin(qq);
+    // The identity holds only while asin(p) - asin(q) <= pi/2, i.e. for q >= 0; for q < 0
+    // p - q >= p has no cancellation and the direct difference is accurate.
+    const double dasin =
+        (qq >= 0.0 && dsum > 0.0) ? std::asin(gg * st.delta * (pp + qq) / dsum) : std::asin(pp) - std::asin(qq);
     const double gap = (vv - t0 * t0) / (den + t0);
     const bool ok = den > 0.0;
     o.r = ok ? t / den : 0.0;

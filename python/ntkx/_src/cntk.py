@@ -18,7 +18,8 @@ import numpy as np
 
 from ntkx import _core
 from ntkx._src import validate
-from ntkx._src.fc import Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, pow2_normalize, result
+from ntkx._src.fc import (Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, homogeneous_degree,
+                          pow2_normalize, rescale, result)
 from ntkx._src.progress import Progress, ProgressArg
 
 #: Default bound on the working memory of one call besides inputs and outputs
@@ -89,42 +90,9 @@ class CntkSpec:
         )
 
     def homogeneous_degree(self) -> Optional[int]:
-        """e with K(s x, t x') = (s t)^e K(x, x') for s, t > 0, or None.
-
-        Bias-free networks of positively homogeneous activations are: ABRelu has
-        degree 1, the step 0, ReQU 2, so e = degree^(activations applied), for the
-        NNGP and the NTK alike (the readout and every Theta update are linear).
-        """
-        if any(c.b_std for c in self.convs) or self.out_b_std or self.activation.kind == "erf":
-            return None
-        deg = {"abrelu": 1, "arccos0": 0, "arccos2": 2}[self.activation.kind]
-        n_act = len(self.convs) - 1 + (1 if self.final_act else 0)
-        return deg ** n_act if deg != 2 else 2 ** min(n_act, 16)  # 2^16: any nonzero scale exponent saturates
-
-    def variance_bounds(self, pix_max: float) -> Tuple[float, ...]:
-        """Upper bounds of the log2 variance at each conv layer's output for images
-        whose largest |pixel| is `pix_max` (a patch mean of products is at most
-        pix_max^2; E[phi(u)^2] <= s2 q for ABRelu, 1/2 for the step, 3/2 q^2 for
-        ReQU, a^2 + c^2 for erf)."""
-        act, out = self.activation, []
-        lq = None
-        for i, c in enumerate(self.convs):
-            lw2 = 2.0 * math.log2(c.w_std) if c.w_std > 0 else -math.inf
-            lb = 2.0 * math.log2(c.b_std) if c.b_std > 0 else -math.inf
-            if i == 0:
-                lv = 2.0 * math.log2(pix_max) if pix_max > 0 else -math.inf
-            elif act.kind == "abrelu":
-                lv = math.log2(0.5 * (act.a ** 2 + act.b ** 2)) + lq
-            elif act.kind == "arccos0":
-                lv = -1.0
-            elif act.kind == "arccos2":
-                lv = math.log2(1.5) + 2.0 * lq
-            else:
-                lv = math.log2(act.a ** 2 + act.c ** 2) if act.a or act.c else -math.inf
-            lq = float(np.logaddexp2(lw2 + lv, lb))
-            out.append(lq)
-        return tuple(out)
-
+        """e with K(s x, t x') = (s t)^e K(x, x'), or None (see fc.homogeneous_degree)."""
+        biased = any(c.b_std for c in self.convs) or bool(self.out_b_std)
+        return homogeneous_degree(self.activation, len(self.convs) - 1 + (1 if self.final_act else 0), biased)
 
 #: log2 range the CNTK backend's variances must stay in: it forms products of two
 #: variances (c^2 against q q'), which must neither overflow nor underflow.
@@ -210,42 +178,73 @@ def cntk_kernels(
     if degree is not None:
         a1, k1 = pow2_normalize(a1)
         a2, k2 = (a1, k1) if symmetric else pow2_normalize(a2)
-    _check_range(spec, a1, a2, degree is not None, "ntk" in names)
+    a1 = _flush_tiny(a1)
+    a2 = a1 if symmetric else _flush_tiny(a2)
+    _check_range(spec, params, a1, a2, degree is not None, "ntk" in names)
 
     if dev in ("cuda", "emulate"):
         _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
     else:
         _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads, progress)
-    if k1 is not None or k2 is not None:
-        e1 = degree * (np.zeros(N1, np.int64) if k1 is None else k1)
-        e2 = degree * (np.zeros(N2, np.int64) if k2 is None else k2)
-        for o in (nngp, ntk):
-            if o is not None:
-                with np.errstate(over="ignore"):  # overflow to inf is the answer there
-                    for r in range(N1):  # row by row: a memmap output is never loaded whole
-                        o[r] = np.ldexp(o[r], np.clip(e1[r] + e2, -4000, 4000).astype(np.int32))
+    if degree is not None:
+        rescale([nngp, ntk], k1, k2, degree)
     return result(outs, names, single)
 
 
-def _check_range(spec: CntkSpec, a1: np.ndarray, a2: np.ndarray, normalized: bool, want_ntk: bool) -> None:
-    """Refuses (ValueError) a network whose variances leave the range the backend
-    computes in (see _LOG2_VAR_RANGE), rather than return overflowed or
-    underflowed nonsense; and an erf NTK beyond float64's accuracy (check_erf_ntk)."""
-    pix = max(float(np.max(np.abs(a))) for a in (a1, a2))
-    if not normalized and pix > 0:
-        lo = min(float(np.min(np.abs(a).reshape(a.shape[0], -1).max(axis=1))) for a in (a1, a2))
-        if (lo > 0 and math.log2(lo) < -64) or math.log2(pix) > 64:
+#: Pixels below 2^-_FLUSH_EXP of their image's largest |pixel| are set to 0: the
+#: backend multiplies variances (squares of pixels) by each other, which must stay
+#: normal numbers; what such pixels add to a kernel entry is below 2^-150 of it.
+_FLUSH_EXP = 150
+
+
+def _flush_tiny(a: np.ndarray) -> np.ndarray:
+    """`a` with each image's pixels below 2^-_FLUSH_EXP of its largest |pixel| zeroed
+    (a copy only when there are any)."""
+    mag = np.abs(a)
+    top = mag.reshape(a.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    tiny = (mag > 0) & (mag < np.ldexp(top, -_FLUSH_EXP))
+    return np.where(tiny, 0.0, a) if tiny.any() else a
+
+
+def _check_range(spec: CntkSpec, params: "_core.CntkParams", a1: np.ndarray, a2: np.ndarray, normalized: bool,
+                 want_ntk: bool) -> None:
+    """Refuses (ValueError) what the backend cannot compute in float64, rather than
+    return overflowed or underflowed nonsense: images beyond 2^+-64 for a network that
+    cannot be rescaled exactly (biases or erf), stds whose squares leave float64, and
+    variances (the diagonal maps, computed here per chunk of images: O(N P Q L), small
+    against the pairs) beyond 2^+-_LOG2_VAR_RANGE; and an erf NTK beyond float64's
+    accuracy (check_erf_ntk)."""
+    if not normalized:
+        top = [np.abs(a).reshape(a.shape[0], -1).max(axis=1) for a in (a1, a2)]
+        hi = max(float(t.max()) for t in top)
+        lo = min((float(t[t > 0].min()) for t in top if (t > 0).any()), default=0.0)
+        if hi > 0 and (math.log2(hi) > 64 or (lo > 0 and math.log2(lo) < -64)):
             raise ValueError(
-                f"image magnitudes from {lo:.3g} to {pix:.3g} are outside 2^+-64: networks with biases or erf are "
+                f"image magnitudes from {lo:.3g} to {hi:.3g} are outside 2^+-64: networks with biases or erf are "
                 f"not scale-homogeneous, so ntkx cannot rescale them exactly; rescale the images")
-    for layer, lq in enumerate(spec.variance_bounds(pix)):
-        if abs(lq) > _LOG2_VAR_RANGE and lq > -math.inf:
-            raise ValueError(
-                f"conv layer {layer}'s variances reach 2^{lq:.0f} (from W_std, b_std and the image scale): beyond "
-                f"2^+-{_LOG2_VAR_RANGE:.0f}, products of two variances leave float64's range; rescale W_std or the "
-                f"images")
-    if want_ntk and spec.activation.kind == "erf":
-        check_erf_ntk(spec.activation, spec.variance_bounds(pix)[:len(spec.convs) - (0 if spec.final_act else 1)])
+    for i, c in enumerate(spec.convs):
+        for what, v in (("W_std", c.w_std), ("b_std", c.b_std)):
+            if v and abs(math.log2(v)) > _LOG2_VAR_RANGE / 2:
+                raise ValueError(f"conv layer {i}: {what} = {v!r} is beyond 2^+-{_LOG2_VAR_RANGE / 2:.0f}; its square "
+                                 f"times other variances leaves float64's range; rescale it")
+    if params.n_act == 0:
+        return
+    hi, lo = -math.inf, math.inf
+    for a in (a1,) if a2 is a1 else (a1, a2):
+        for r in range(0, a.shape[0], 256):
+            q = _core.cntk_maps(params, a[r:r + 256])[:, :, 0, :]  # (n, stages, P Q)
+            if not np.isfinite(q).all():
+                raise ValueError("the CNTK's variances overflow float64 (from W_std, b_std and the image scale); "
+                                 "rescale W_std or the images")
+            pos = q[q > 0]
+            if pos.size:
+                hi, lo = max(hi, math.log2(float(pos.max()))), min(lo, math.log2(float(pos.min())))
+    if hi > _LOG2_VAR_RANGE or lo < -_LOG2_VAR_RANGE:
+        raise ValueError(
+            f"the CNTK's variances range over 2^{lo:.0f} .. 2^{hi:.0f} (from W_std, b_std and the images): beyond "
+            f"2^+-{_LOG2_VAR_RANGE:.0f}, products of two variances leave float64's range; rescale W_std or the images")
+    if want_ntk and spec.activation.kind == "erf" and hi > -math.inf:
+        check_erf_ntk(spec.activation, [hi])
 
 
 def _cpu(params, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> None:

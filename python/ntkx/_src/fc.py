@@ -138,6 +138,40 @@ def check_erf_ntk(act: Activation, log2_vars: Sequence[float]) -> None:
             f"ntkx refuses it rather than return an inaccurate value (get='nngp' is exact); rescale b or the inputs")
 
 
+def homogeneous_degree(act: Activation, n_act: int, biased: bool) -> Optional[int]:
+    """e with K(s x, t x') = (s t)^e K(x, x') for all s, t > 0, or None.
+
+    Bias-free networks of positively homogeneous activations are: ABRelu has degree
+    1, the step 0, ReQU 2, so after `n_act` activations e = degree^n_act, for the
+    NNGP and the NTK alike (every Dense/Conv, readout and Theta update is linear).
+    ReQU's 2^n_act is capped at 2^16: any nonzero scale exponent then saturates
+    the result to inf or 0, as the exact value does.
+    """
+    if biased or act.kind == "erf":
+        return None
+    deg = {"abrelu": 1, "arccos0": 0, "arccos2": 2}[act.kind]
+    return deg ** n_act if deg != 2 else 2 ** min(n_act, 16)
+
+
+def rescale(outs: Sequence[Optional[np.ndarray]], k1: Optional[np.ndarray], k2: Optional[np.ndarray],
+            degree: int) -> None:
+    """Multiplies entry (i, j) of each output by 2^(degree (k1_i + k2_j)) in place:
+    undoes pow2_normalize for a homogeneous network exactly (powers of two), row by
+    row so a memmap output is never loaded whole. inf (or 0) where the exact value
+    leaves float64."""
+    if k1 is None and k2 is None:
+        return
+    n1, n2 = next(o.shape for o in outs if o is not None)
+    e1 = degree * (np.zeros(n1, np.int64) if k1 is None else k1)
+    e2 = degree * (np.zeros(n2, np.int64) if k2 is None else k2)
+    with np.errstate(over="ignore", under="ignore"):  # inf / 0 is the answer there
+        for o in outs:
+            if o is None:
+                continue
+            for r in range(n1):
+                o[r] = np.ldexp(o[r], np.clip(e1[r] + e2, -4000, 4000).astype(np.int32))
+
+
 def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """log of the squared factors 2^(2k) that pow2_normalize divided out (math::point_layer0's lsc)."""
     return None if k is None else k * (2.0 * math.log(2.0))
@@ -190,8 +224,16 @@ class Activation:
                 raise ValueError(f"{label}: |{field}| must be at most {MAX_ACT_PARAM:g} (its square must stay "
                                  f"finite in float64), got {v!r}")
             object.__setattr__(self, field, f)
-        if self.kind == "abrelu" and self.a == 0.0 and self.b == 0.0:
-            raise ValueError("ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+        amps = {"abrelu": (self.a, self.b), "erf": (self.a, self.c)}.get(self.kind)
+        if amps is not None:
+            big = max(abs(amps[0]), abs(amps[1]))
+            if big == 0.0:
+                raise ValueError(f"{label} is the zero function; its kernels are identically 0"
+                                 if self.kind == "erf" else
+                                 "ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
+            if big < 1.0 / MAX_ACT_PARAM:
+                raise ValueError(f"{label}: the larger amplitude must be at least {1.0 / MAX_ACT_PARAM:g} in magnitude "
+                                 f"(the sum of squares must not underflow float64), got {big!r}")
 
     def core_kind(self) -> "_core.Act":
         """The compiled backend's activation enum."""
@@ -326,12 +368,18 @@ def fc_kernels(
     outs = _outputs(out, names, single, n1, n2, dtype, (a1, a2))
     a1, k1 = pow2_normalize(a1)
     a2, k2 = (a1, k1) if symmetric else pow2_normalize(a2)
-    lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
-    if "ntk" in names and spec.activation.kind == "erf" and params.depth > 0:
-        check_erf_ntk(spec.activation, _erf_input_variances(params, (a1, k1), (a2, k2)))
-    if (lsc1 is None) != (lsc2 is None):  # one side normalized: give the other its zeros
-        lsc1 = np.zeros(n1) if lsc1 is None else lsc1
-        lsc2 = np.zeros(n2) if lsc2 is None else lsc2
+    # Scale: a homogeneous network runs on the normalized rows and is multiplied back
+    # exactly; any other carries the rows' scales in logs (math::point_layer0), whose
+    # rounding costs ~(depth + 1) |ln K| eps relative at a kernel value K.
+    degree = homogeneous_degree(spec.activation, params.depth, params.b_std != 0.0)
+    lsc1 = lsc2 = None
+    if degree is None:
+        lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
+        if (lsc1 is None) != (lsc2 is None):  # one side normalized: give the other its zeros
+            lsc1 = np.zeros(n1) if lsc1 is None else lsc1
+            lsc2 = np.zeros(n2) if lsc2 is None else lsc2
+    if spec.activation.kind == "erf" and params.depth > 0:
+        _check_erf(spec.activation, params, (a1, k1), (a2, k2), "ntk" in names)
 
     if dev in ("cuda", "emulate"):
         # The CUDA kernel takes inputs of the output dtype (float32 or float64) and
@@ -346,24 +394,40 @@ def fc_kernels(
                 outs[g][...] = r
     else:
         _cpu(params, a1, a2, symmetric, outs, memory_budget, threads, progress, lsc1, lsc2)
+    if degree is not None:
+        rescale([outs[g] for g in names], k1, k2, degree)
     return result(outs, names, single)
 
 
-def _erf_input_variances(params, *sides) -> Tuple[float, ...]:
-    """log2 upper bounds of the variances entering an erf: Q_0 of the largest input
-    (exact) and, for deeper layers, w^2 (a^2 + c^2) + b^2 (erf's second moment is at
-    most a^2 + c^2)."""
-    lq0 = -math.inf
+def _check_erf(act: Activation, params, *sides) -> None:
+    """Refuses what an erf net cannot compute in float64 (clear ValueErrors): a nonzero
+    bias-free input whose 2 b^2 Q_0 underflows (its gamma and variance would read 0, as
+    a zero row's), and (with `want_ntk`, the last of `sides`) an NTK past MAX_ERF_T.
+
+    Q_0 = w^2 |x|^2 / d + b^2 is exact per row (in log2, from the normalized rows and
+    their exponents k); deeper layers' inputs are bounded by w^2 (a^2 + c^2) + b^2
+    (erf's second moment is at most a^2 + c^2).
+    """
+    *sides, want_ntk = sides
+    lw2 = 2.0 * math.log2(params.w_std) if params.w_std > 0 else -math.inf
+    lb2 = 2.0 * math.log2(params.b_std) if params.b_std > 0 else -math.inf
+    l2b = 1.0 + 2.0 * math.log2(abs(act.b)) if act.b else -math.inf  # log2(2 b^2)
+    hi, lo = -math.inf, math.inf
     for a, k in sides:
         sq = np.einsum("ij,ij->i", a, a)
-        l2 = np.log2(np.where(sq > 0, sq, 1.0)) + (0 if k is None else 2.0 * k)
-        l2 = np.where(sq > 0, l2, -np.inf)
-        lq0 = max(lq0, float(l2.max()))
-    w2, b2 = params.w_std ** 2, params.b_std ** 2
-    lw = math.log2(w2) + lq0 - math.log2(sides[0][0].shape[1]) if w2 > 0 else -math.inf
-    lb = math.log2(b2) if b2 > 0 else -math.inf
-    later = w2 * (params.a ** 2 + params.c ** 2) + b2
-    return (float(np.logaddexp2(lw, lb)),) + ((math.log2(later),) if params.depth > 1 and later > 0 else ())
+        nz = sq > 0
+        if not nz.any():
+            continue
+        l2 = np.log2(sq[nz]) + (0.0 if k is None else 2.0 * k[nz]) + lw2 - math.log2(a.shape[1])
+        hi, lo = max(hi, float(l2.max())), min(lo, float(l2.min()))
+    if params.b_std == 0.0 and act.c == 0.0 and lo + l2b < -1000:
+        raise ValueError(
+            f"{act.name or 'Erf'}: a nonzero input's 2 b^2 q is 2^{lo + l2b:.0f}, below float64's range, where erf's "
+            f"variance would read 0 as for a zero input; rescale the inputs, W_std or b")
+    if want_ntk:
+        later = lw2 + math.log2(act.a ** 2 + act.c ** 2)
+        bounds = [float(np.logaddexp2(hi, lb2))] + ([float(np.logaddexp2(later, lb2))] if params.depth > 1 else [])
+        check_erf_ntk(act, bounds)
 
 
 def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress, lsc1=None, lsc2=None) -> None:
