@@ -18,8 +18,8 @@ import numpy as np
 
 from ntkx import _core
 from ntkx._src import validate
-from ntkx._src.fc import (Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, homogeneous_degree,
-                          pow2_normalize, rescale, result)
+from ntkx._src.fc import (Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, finish_work,
+                          float64_work, homogeneous_degree, pow2_normalize, rescale, result)
 from ntkx._src.progress import Progress, ProgressArg
 
 #: Default bound on the working memory of one call besides inputs and outputs
@@ -170,7 +170,6 @@ def cntk_kernels(
     dev = _device(device)
     memory_budget = validate.check_memory_budget(memory_budget)
     outs = _outputs(out, names, single, N1, N2, dtype, (a1, a2))
-    nngp, ntk = outs.get("nngp"), outs.get("ntk")
     # Scale: a homogeneous network is computed on images divided by powers of two and
     # the result multiplied back exactly; any other must keep its variances in range.
     degree = spec.homogeneous_degree()
@@ -181,6 +180,8 @@ def cntk_kernels(
     a1 = _flush_tiny(a1)
     a2 = a1 if symmetric else _flush_tiny(a2)
     _check_range(spec, params, a1, a2, degree is not None, "ntk" in names)
+    work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
+    nngp, ntk = work.get("nngp"), work.get("ntk")
 
     if dev in ("cuda", "emulate"):
         _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
@@ -188,6 +189,7 @@ def cntk_kernels(
         _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads, progress)
     if degree is not None:
         rescale([nngp, ntk], k1, k2, degree)
+    finish_work(outs, work)
     return result(outs, names, single)
 
 

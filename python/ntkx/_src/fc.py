@@ -172,6 +172,26 @@ def rescale(outs: Sequence[Optional[np.ndarray]], k1: Optional[np.ndarray], k2: 
                 o[r] = np.ldexp(o[r], np.clip(e1[r] + e2, -4000, 4000).astype(np.int32))
 
 
+def float64_work(outs: Mapping[str, np.ndarray], needed: bool) -> dict:
+    """The arrays a call computes into before `rescale`: `outs` themselves, or float64
+    temporaries when `needed` and the outputs are float32 (a normalized float32 value
+    could over- or underflow before the exact rescaling brings it back in range).
+    Copy back with `finish_work`."""
+    if not needed or all(o.dtype == np.float64 for o in outs.values()):
+        return dict(outs)
+    o = next(iter(outs.values()))
+    validate.check_output_fits(o.shape[0], o.shape[1], len(outs), 8)
+    return {g: _empty_aligned(o.shape, np.dtype(np.float64)) for g in outs}
+
+
+def finish_work(outs: Mapping[str, np.ndarray], work: Mapping[str, np.ndarray]) -> None:
+    """Rounds float64_work's temporaries into the outputs (row by row)."""
+    for g, o in outs.items():
+        if work[g] is not o:
+            for r in range(o.shape[0]):
+                o[r] = work[g][r]
+
+
 def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """log of the squared factors 2^(2k) that pow2_normalize divided out (math::point_layer0's lsc)."""
     return None if k is None else k * (2.0 * math.log(2.0))
@@ -380,22 +400,25 @@ def fc_kernels(
             lsc2 = np.zeros(n2) if lsc2 is None else lsc2
     if spec.activation.kind == "erf" and params.depth > 0:
         _check_erf(spec.activation, params, (a1, k1), (a2, k2), "ntk" in names)
+    work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 
     if dev in ("cuda", "emulate"):
         # The CUDA kernel takes inputs of the output dtype (float32 or float64) and
         # accumulates the Gram in float64; the CPU backend always reads float64
         # (float32 mode rounds only the outputs).
-        b1 = np.ascontiguousarray(a1, dtype=dtype)
-        b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=dtype)
+        wdt = work[names[0]].dtype
+        b1 = np.ascontiguousarray(a1, dtype=wdt)
+        b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=wdt)
         res = _core.fc_full(params, b1, None if symmetric else b2, "nngp" in names, "ntk" in names, dev,
                             lsc1=lsc1, lsc2=lsc2)
         for g, r in zip(_KINDS, res):
             if r is not None:
-                outs[g][...] = r
+                work[g][...] = r
     else:
-        _cpu(params, a1, a2, symmetric, outs, memory_budget, threads, progress, lsc1, lsc2)
+        _cpu(params, a1, a2, symmetric, work, memory_budget, threads, progress, lsc1, lsc2)
     if degree is not None:
-        rescale([outs[g] for g in names], k1, k2, degree)
+        rescale([work[g] for g in names], k1, k2, degree)
+    finish_work(outs, work)
     return result(outs, names, single)
 
 

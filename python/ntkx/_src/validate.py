@@ -54,6 +54,10 @@ def as_points(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must have at least one point and one feature, got shape {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.strides[0] != out.shape[1] * out.itemsize:
+        # numpy calls a one-row array C-contiguous whatever its row stride (even
+        # negative); BLAS reads that stride as the leading dimension.
+        out = out.copy()
     check_finite(out, name, "; the kernel is undefined there")
     return out
 
