@@ -186,10 +186,11 @@ def float64_work(outs: Mapping[str, np.ndarray], needed: bool) -> dict:
 
 def finish_work(outs: Mapping[str, np.ndarray], work: Mapping[str, np.ndarray]) -> None:
     """Rounds float64_work's temporaries into the outputs (row by row)."""
-    for g, o in outs.items():
-        if work[g] is not o:
-            for r in range(o.shape[0]):
-                o[r] = work[g][r]
+    with np.errstate(over="ignore"):  # a value beyond float32 is inf, as the exact one rounds
+        for g, o in outs.items():
+            if work[g] is not o:
+                for r in range(o.shape[0]):
+                    o[r] = work[g][r]
 
 
 def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
