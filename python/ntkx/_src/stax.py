@@ -15,58 +15,20 @@ backend. Conventions follow neural-tangents (arXiv:1912.02803).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import special
 
-from ntkx._src import validate
+from ntkx._src import network, validate
 from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
 from ntkx._src.fc import Activation, FcSpec, Get, Kernels, fc_kernels
+from ntkx._src.network import ActOp, ConvOp, DenseOp, ReadoutOp, RepeatOp
+from ntkx._src.network import expand as _expand
 
 Shape = Tuple[int, ...]
 Params = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class DenseOp:
-    out_dim: int
-    W_std: float
-    b_std: Optional[float]
-
-
-@dataclasses.dataclass(frozen=True)
-class ActOp:
-    act: Activation
-    phi: Callable[[np.ndarray], np.ndarray]
-    dphi: Callable[[np.ndarray], np.ndarray]
-
-    def __eq__(self, other: object) -> bool:  # the closed form decides, not the lambdas
-        return isinstance(other, ActOp) and other.act == self.act
-
-    def __hash__(self) -> int:
-        return hash(self.act)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvOp:
-    out_chan: int
-    filt: int
-    W_std: float
-    b_std: Optional[float]
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadoutOp:
-    kind: str  # 'gap' or 'flatten'
-
-
-@dataclasses.dataclass(frozen=True)
-class RepeatOp:
-    body: Tuple[Any, ...]
-    n: int
 
 
 SUPPORTED = (
@@ -104,9 +66,19 @@ def _only(name: str, value: Any, allowed: Sequence[Any], layer: str) -> None:
         raise NotImplementedError(f"{layer}({name}={value!r}): ntkx supports {name}={allowed[0]!r} only")
 
 
+def _parameterization(parameterization: Any, s: Any, layer: str) -> str:
+    if parameterization not in network.PARAMETERIZATIONS:
+        raise ValueError(f"{layer}(parameterization={parameterization!r}): expected one of "
+                         f"{network.PARAMETERIZATIONS}")
+    if parameterization == "standard":
+        _only("s", tuple(s), ((1, 1),), layer)
+    return parameterization
+
+
 def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch_axis: int = 0,
           channel_axis: int = -1, parameterization: str = "ntk", s: Tuple[int, int] = (1, 1)) -> Layer:
-    """Fully-connected layer ``W_std / sqrt(fan_in) * x W + b_std * b`` (NTK parameterization).
+    """Fully-connected layer ``W_std / sqrt(fan_in) * x W + b_std * b`` (NTK parameterization),
+    or ``x W + b`` with ``W ~ N(0, W_std^2 / fan_in)``, ``b ~ N(0, b_std^2)`` (standard).
 
     The signature is neural-tangents' ``stax.Dense``.
 
@@ -115,19 +87,21 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch
       W_std: weight standard deviation.
       b_std: bias standard deviation; ``None`` means no bias.
       batch_axis, channel_axis: only the defaults 0 and -1 (inputs `(N, d)`).
-      parameterization: only ``'ntk'`` is supported.
+      parameterization: ``'ntk'`` or ``'standard'``. ``kernel_fn`` (the analytic kernels)
+        runs ``'ntk'`` only; ``init_fn``, ``apply_fn``, `empirical_kernels` and
+        ``ntkx.theory``'s training run both.
       s: neural-tangents' widening factors of the standard parameterization; they do
-        not enter the NTK parameterization (ignored there, as in neural-tangents).
+        not enter the NTK parameterization (ignored there, as in neural-tangents), and
+        only ``(1, 1)`` is supported under ``'standard'``.
     """
-    if parameterization != "ntk":
-        raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
+    par = _parameterization(parameterization, s, "Dense")
     _only("batch_axis", batch_axis, (0,), "Dense")
     _only("channel_axis", channel_axis, (-1, 1), "Dense")
     if not isinstance(out_dim, (int, np.integer)) or out_dim < 1:
         raise ValueError(f"out_dim must be a positive integer, got {out_dim!r}")
     w = validate.check_std(W_std, "W_std")
     b = None if b_std is None else validate.check_std(b_std, "b_std")
-    return Layer([DenseOp(int(out_dim), w, b)])
+    return Layer([DenseOp(int(out_dim), w, b, par)])
 
 
 def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
@@ -150,12 +124,12 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
       W_std: weight standard deviation.
       b_std: bias standard deviation; ``None`` means no bias.
       dimension_numbers: ``None`` or ``('NHWC', 'HWIO', 'NHWC')``.
-      parameterization: only ``'ntk'``.
+      parameterization: ``'ntk'`` or ``'standard'`` (weights ``N(0, W_std^2 / (q q C_in))``
+        used as they are; ``kernel_fn`` runs ``'ntk'`` only, see `Dense`).
       s: standard-parameterization widening factors; ignored under ``'ntk'`` (as in
-        neural-tangents).
+        neural-tangents), only ``(1, 1)`` under ``'standard'``.
     """
-    if parameterization != "ntk":
-        raise NotImplementedError(f"parameterization={parameterization!r}: ntkx implements 'ntk' only")
+    par = _parameterization(parameterization, s, "Conv")
     if dimension_numbers is not None:
         _only("dimension_numbers", tuple(dimension_numbers), (("NHWC", "HWIO", "NHWC"),), "Conv")
     if not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
@@ -172,7 +146,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
                if str(padding).upper() == "VALID" else ""))
     w = validate.check_std(W_std, "W_std")
     b = None if b_std is None else validate.check_std(b_std, "b_std")
-    return Layer([ConvOp(int(out_chan), int(fs[0]), w, b)])
+    return Layer([ConvOp(int(out_chan), int(fs[0]), w, b, par)])
 
 
 def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
@@ -276,50 +250,15 @@ def repeat(layer: Layer, n: int) -> Layer:
 # ----------------------------------------------------------------------------- finite network
 
 
-def _expand(ops: Sequence[Any]):
-    """Yields the elementary ops (Dense/activation) of a description, in order."""
-    for op in ops:
-        if isinstance(op, RepeatOp):
-            for _ in range(op.n):
-                yield from _expand(op.body)
-        else:
-            yield op
-
-
-def _rng(rng: Any) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
-
-
 def _init_fn(ops):
     def init_fn(rng: Any, input_shape: Shape) -> Tuple[Shape, List[Params]]:
         """Draws the finite network's parameters: ``(output_shape, params)``.
 
         Args:
           rng: a ``numpy.random.Generator`` or a seed.
-          input_shape: ``(N, d)``; N may be -1.
+          input_shape: ``(N, d)`` or ``(N, H, W, C)``; N may be -1.
         """
-        gen = _rng(rng)
-        shape = tuple(input_shape)
-        params: List[Params] = []
-        for op in _expand(ops):
-            if isinstance(op, DenseOp):
-                w = gen.standard_normal((shape[-1], op.out_dim))
-                b = gen.standard_normal(op.out_dim) if op.b_std is not None else None
-                params.append((w, b))
-                shape = shape[:-1] + (op.out_dim,)
-            elif isinstance(op, ConvOp):
-                w = gen.standard_normal((op.filt, op.filt, shape[-1], op.out_chan))  # HWIO
-                b = gen.standard_normal(op.out_chan) if op.b_std is not None else None
-                params.append((w, b))
-                shape = shape[:-1] + (op.out_chan,)
-            elif isinstance(op, ReadoutOp):
-                shape = (shape[0], shape[-1]) if op.kind == "gap" else (shape[0], int(np.prod(shape[1:])))
-                params.append(())
-            else:
-                params.append(())
-        return shape, params
+        return network.init_params(ops, rng, input_shape)
 
     return init_fn
 
@@ -327,139 +266,27 @@ def _init_fn(ops):
 def _apply_fn(ops):
     def apply_fn(params: List[Params], x: Any, **kwargs: Any) -> np.ndarray:
         """The finite network's outputs on `x` (`(N, d)`, or NHWC images) in float64."""
-        h = np.asarray(x, dtype=np.float64)
-        for op, p in zip(_expand(ops), params):
-            if isinstance(op, DenseOp):
-                w, b = p
-                h = h @ w * (op.W_std / math.sqrt(w.shape[0]))
-                if b is not None:
-                    h = h + op.b_std * b
-            elif isinstance(op, ConvOp):
-                w, b = p
-                h = conv_same(h, w) * (op.W_std / math.sqrt(w.shape[0] * w.shape[1] * w.shape[2]))
-                if b is not None:
-                    h = h + op.b_std * b
-            elif isinstance(op, ReadoutOp):
-                h = h.mean(axis=(1, 2)) if op.kind == "gap" else h.reshape(h.shape[0], -1)
-            else:
-                h = op.phi(h)
-        return h
+        flat = list(_expand(ops))
+        network.check_params(flat, params, "apply_fn")
+        return network.forward(flat, params, np.asarray(x, dtype=np.float64), keep=False).out
 
     return apply_fn
-
-
-def patches(h: np.ndarray, q: int) -> np.ndarray:
-    """SAME zero-padded q x q patches of NHWC `h`: ``(N, H, W, q, q, C)``."""
-    r = q // 2
-    N, H, W, C = h.shape
-    hp = np.zeros((N, H + 2 * r, W + 2 * r, C))
-    hp[:, r:r + H, r:r + W] = h
-    out = np.empty((N, H, W, q, q, C))
-    for a in range(q):
-        for b in range(q):
-            out[:, :, :, a, b] = hp[:, a:a + H, b:b + W]
-    return out
-
-
-def conv_same(h: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Stride-1 SAME convolution (cross-correlation) of NHWC `h` with HWIO `w`, unscaled."""
-    q = w.shape[0]
-    return np.einsum("nijabc,abco->nijo", patches(h, q), w, optimize=True)
-
-
-def _col2im(g: np.ndarray) -> np.ndarray:
-    """The adjoint of `patches`: scatter-adds patch entries back onto the image.
-
-    Args:
-      g: `(N, H, W, q, q, *rest)` gradients with respect to ``patches(h, q)``.
-
-    Returns:
-      `(N, H, W, *rest)`: the gradient with respect to `h` (padding entries dropped).
-    """
-    N, H, W, q = g.shape[:4]
-    r = q // 2
-    hp = np.zeros((N, H + 2 * r, W + 2 * r) + g.shape[5:])
-    for a in range(q):
-        for b in range(q):
-            hp[:, a:a + H, b:b + W] += g[:, :, :, a, b]
-    return hp[:, r:r + H, r:r + W]
-
-
-def _features(op: Any, h: np.ndarray) -> Tuple[np.ndarray, float]:
-    """What a Dense or Conv layer multiplies by its weights, and the forward scale.
-
-    Returns `(N, S, F)` rows over S positions (S = 1 for a Dense on `(N, n)`; the
-    H W patches of size q q C for a Conv) and ``W_std / sqrt(F)``.
-    """
-    if isinstance(op, ConvOp):
-        f = patches(h, op.filt)
-        f = f.reshape(h.shape[0], h.shape[1] * h.shape[2], -1)
-    else:
-        f = h.reshape(h.shape[0], -1, h.shape[-1])
-    return f, op.W_std / math.sqrt(f.shape[-1])
-
-
-def _param_gram(f1: np.ndarray, f2: np.ndarray, d1: np.ndarray, d2: np.ndarray, scale: float,
-                b_std: Optional[float]) -> np.ndarray:
-    """``sum_o <dz_o/dtheta (x1), dz_o/dtheta (x2)>`` over one Dense/Conv layer's parameters.
-
-    The layer computes ``z[s, :] = scale * f[s, :] @ w + b_std * b`` at every position s, so
-    the weight term is ``scale^2 sum_{s, s'} <f1[s], f2[s']> <d1[s], d2[s']>`` and the bias
-    term ``b_std^2 <sum_s d1[s], sum_s' d2[s']>``, with d the backpropagated output gradients.
-    Costs ``(N1 S)(N2 S)(F + n k)`` flops; rows of x1 are processed in chunks so the
-    `(rows, S, N2, S)` products stay below 2^24 entries.
-
-    Args:
-      f1, f2: `(N1, S, F)`, `(N2, S, F)` layer inputs (patches for a Conv).
-      d1, d2: `(N1, S, n, k)`, `(N2, S, n, k)` gradients of the k outputs w.r.t. the layer's output.
-      scale: the forward weight scale ``W_std / sqrt(F)``.
-      b_std: the bias std, or ``None`` for no bias.
-
-    Returns:
-      `(N1, N2)`, summed (not averaged) over the k outputs.
-    """
-    N1, S, _ = f1.shape
-    N2 = f2.shape[0]
-    F2 = f2.reshape(N2 * S, -1)
-    D2 = d2.reshape(N2 * S, -1)
-    out = np.empty((N1, N2))
-    rows = max(1, 2**24 // (S * N2 * S))
-    for i in range(0, N1, rows):
-        g = f1[i:i + rows].reshape(-1, F2.shape[1]) @ F2.T  # (rows S, N2 S)
-        g *= d1[i:i + rows].reshape(-1, D2.shape[1]) @ D2.T
-        out[i:i + rows] = g.reshape(-1, S, N2, S).sum(axis=(1, 3))
-    out *= scale**2
-    if b_std is not None:
-        s1, s2 = d1.sum(axis=1), d2.sum(axis=1)  # (N, n, k)
-        out += b_std**2 * np.einsum("inp,jnp->ij", s1, s2)
-    return out
-
-
-def _backprop(op: Any, w: np.ndarray, scale: float, d: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. a Dense/Conv layer's input from `d`, the gradient w.r.t. its output.
-
-    `d` is `(N, ..., n_out, k)`; the result `(N, ..., n_in, k)`. A Conv's transpose
-    maps output gradients to patch gradients ``scale * w @ d`` and scatter-adds them
-    onto the image (`_col2im`).
-    """
-    if isinstance(op, ConvOp):
-        return _col2im(np.einsum("abco,nijop->nijabcp", w, d, optimize=True) * scale)
-    return np.einsum("io,...op->...ip", w, d, optimize=True) * scale
 
 
 def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = None) -> Kernels:
     """NNGP and NTK of one finite network draw, by hand-written backprop.
 
     The empirical NTK is ``(1/k) sum_o J_o(x1) J_o(x2)^T`` over the k outputs, with
-    ``J_o`` the gradient of output o with respect to all parameters; the empirical
-    NNGP is the readout layer's feature kernel ``W_std^2/n h(x1).h(x2) + b_std^2``.
-    Both approach the analytic kernels as the width grows (Jacot et al. 2018).
+    ``J_o`` the gradient of output o with respect to all parameters (in the layers'
+    parameterization); the empirical NNGP is the readout layer's feature kernel
+    ``W_std^2/n h(x1).h(x2) + b_std^2``. In the NTK parameterization both approach the
+    analytic kernels as the width grows (Jacot et al. 2018); in the standard one the
+    NTK grows with the width.
 
     Works for FC networks ``serial(Dense, act, Dense, ...)`` and conv networks
-    ``serial(Conv, act, Conv, ..., [act], GlobalAvgPool() | Flatten(), Dense)``. Per
-    Dense/Conv layer the parameter-gradient inner product is `_param_gram`; gradients
-    flow back through a Conv by its transpose (`_backprop`), through an activation by
-    ``phi'`` of its input, and through GlobalAvgPool by spreading ``1/(H W)`` over the positions.
+    ``serial(Conv, act, Conv, ..., [act], GlobalAvgPool() | Flatten(), Dense)``; the
+    forward and backward passes are `ntkx._src.network`'s (the same the training loop
+    of `ntkx.theory` uses).
 
     Args:
       layer: the network (an ntkx.stax layer ending in Dense).
@@ -470,60 +297,7 @@ def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = Non
     Returns:
       ``Kernels(nngp, ntk)``, each `(N1, N2)`.
     """
-    ops = list(_expand(layer.ops))
-    if not ops or not isinstance(ops[-1], DenseOp):
-        raise NotImplementedError("empirical_kernels: the network must end with a Dense readout layer")
-    if len(params) != len(ops):
-        raise ValueError(f"empirical_kernels: expected {len(ops)} parameter entries (from init_fn), got {len(params)}")
-
-    def forward(x):
-        ins, feats = [], {}  # ins[t]: the input of ops[t]; feats[t]: _features of a Dense/Conv input
-        h = x
-        for t, (op, p) in enumerate(zip(ops, params)):
-            ins.append(h)
-            if isinstance(op, (DenseOp, ConvOp)):
-                w, b = p
-                f, scale = feats[t] = _features(op, h)
-                h = (f @ w.reshape(-1, w.shape[-1])).reshape(h.shape[:-1] + (w.shape[-1],)) * scale
-                if b is not None:
-                    h = h + op.b_std * b
-            elif isinstance(op, ReadoutOp):
-                h = h.mean(axis=(1, 2)) if op.kind == "gap" else h.reshape(h.shape[0], -1)
-            else:
-                h = op.phi(h)
-        if h.ndim != 2:
-            raise NotImplementedError(f"empirical_kernels: the outputs must be (N, k), got shape {h.shape}")
-        return ins, feats, h
-
-    xs = [np.asarray(x1, dtype=np.float64)] + ([] if x2 is None else [np.asarray(x2, dtype=np.float64)])
-    runs = [forward(x) for x in xs]  # one run when x2 is None: both sides share it
-    k = runs[0][2].shape[1]
-    # ds[side][..., o] = d f_o / d (output of ops[t]), carried backwards: (N, *shape, k).
-    ds = [np.broadcast_to(np.eye(k), (out.shape[0], k, k)) for _, _, out in runs]
-    first = min(t for t, op in enumerate(ops) if isinstance(op, (DenseOp, ConvOp)))
-    ntk = np.zeros((runs[0][2].shape[0], runs[-1][2].shape[0]))
-    for t in range(len(ops) - 1, first - 1, -1):
-        op = ops[t]
-        if isinstance(op, (DenseOp, ConvOp)):
-            w, b = params[t]
-            (fa, scale), (fb, _) = runs[0][1][t], runs[-1][1][t]
-            da, db = (d.reshape(f.shape[:2] + (w.shape[-1], k)) for d, f in ((ds[0], fa), (ds[-1], fb)))
-            ntk += _param_gram(fa, fb, da, db, scale, op.b_std if b is not None else None) / k
-            if t > first:
-                ds = [_backprop(op, w, scale, d) for d in ds]
-        elif isinstance(op, ReadoutOp):
-            hs = [ins[t] for ins, _, _ in runs]
-            if op.kind == "gap":  # every position receives 1/(H W) of the pooled gradient
-                ds = [np.broadcast_to(d[:, None, None] / (h.shape[1] * h.shape[2]), h.shape + (k,))
-                      for d, h in zip(ds, hs)]
-            else:
-                ds = [d.reshape(h.shape + (k,)) for d, h in zip(ds, hs)]
-        else:
-            ds = [d * op.dphi(ins[t])[..., None] for d, (ins, _, _) in zip(ds, runs)]
-    op, (w, b) = ops[-1], params[-1]
-    ha, hb = runs[0][0][-1], runs[-1][0][-1]
-    nngp = op.W_std**2 / w.shape[0] * (ha @ hb.T) + (op.b_std**2 if b is not None else 0.0)
-    return Kernels(nngp, ntk)
+    return network.empirical_kernels(layer.ops, params, x1, x2)
 
 
 # ----------------------------------------------------------------------------- kernel
@@ -644,6 +418,11 @@ def _kernel_fn(ops):
         Returns:
           An array for a single `get`, else ``Kernels(nngp, ntk)``.
         """
+        if any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops)):
+            raise NotImplementedError(
+                "kernel_fn: ntkx's analytic kernels use the NTK parameterization; a network with "
+                "parameterization='standard' layers runs as a finite network only (init_fn, apply_fn, "
+                "stax.empirical_kernels, ntkx.theory.train)")
         if is_cnn(ops):
             return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
         return fc_kernels(x1, x2, compile_fc(ops), get, **kwargs)
