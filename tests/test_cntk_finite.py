@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ntkx import stax
+from reference import finite_diff
 
 
 def _cnn(width, readout, w_std=1.5, b_std=0.1, depth=2, act=stax.Relu):
@@ -12,30 +13,6 @@ def _cnn(width, readout, w_std=1.5, b_std=0.1, depth=2, act=stax.Relu):
     for _ in range(depth):
         convs += [stax.Conv(width, (3, 3), padding="SAME", W_std=w_std, b_std=b_std), act()]
     return stax.serial(*convs, readout(), stax.Dense(1, W_std=1.5, b_std=0.1))
-
-
-def _fd_ntk(net, params, x1, x2, eps=1e-6):
-    """``(1/k) sum_o J_o(x1) J_o(x2)^T`` with every Jacobian entry a central difference of apply_fn."""
-    apply_fn = net[1]
-
-    def jacobian(x):
-        rows = []
-        for p in params:
-            for arr in p:
-                if arr is None:
-                    continue
-                for idx in np.ndindex(arr.shape):
-                    old = arr[idx]
-                    arr[idx] = old + eps
-                    plus = apply_fn(params, x)
-                    arr[idx] = old - eps
-                    minus = apply_fn(params, x)
-                    arr[idx] = old
-                    rows.append((plus - minus) / (2 * eps))
-        return np.array(rows)  # (n_params, N, k)
-
-    j1, j2 = jacobian(x1), jacobian(x2)
-    return np.einsum("pio,pjo->ij", j1, j2) / j1.shape[2]
 
 
 NETS = {
@@ -58,11 +35,11 @@ def test_backprop_matches_finite_differences(name):
     rng = np.random.default_rng(0)
     x1, x2 = rng.standard_normal((3, 5, 4, 2)), rng.standard_normal((2, 5, 4, 2))
     _, params = net[0](1, x1.shape)
-    fd = _fd_ntk(net, params, x1, x2)
+    fd = finite_diff.ntk(net[1], params, x1, x2)
     cross = stax.empirical_kernels(net, params, x1, x2).ntk
     assert np.abs(cross - fd).max() <= 1e-7 * np.abs(fd).max()
     sym = stax.empirical_kernels(net, params, x1).ntk
-    assert np.abs(sym - _fd_ntk(net, params, x1, x1)).max() <= 1e-7 * np.abs(sym).max()
+    assert np.abs(sym - finite_diff.ntk(net[1], params, x1, x1)).max() <= 1e-7 * np.abs(sym).max()
     np.testing.assert_allclose(sym, sym.T, rtol=0, atol=1e-14 * np.abs(sym).max())
 
 

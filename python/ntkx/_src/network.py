@@ -172,17 +172,30 @@ def features(op: Any, h: np.ndarray) -> np.ndarray:
 
 
 class Run(NamedTuple):
-    """A forward pass: the input of every op, the features of every Dense/Conv input, the outputs."""
+    """A forward pass: the input of every op, the features of every Dense/Conv input, the
+    outputs, and ``phi'`` of every activation's input once a backward pass needed it."""
 
     ins: List[np.ndarray]
     feats: Dict[int, np.ndarray]
     out: np.ndarray
+    dphi: Dict[int, np.ndarray]
+
+
+def _dphi(op: ActOp, run: Run, t: int) -> np.ndarray:
+    """``phi'`` at the input of op t, computed once per run (the linearized network
+    reuses its initial run at every step)."""
+    d = run.dphi.get(t)
+    if d is None:
+        d = run.dphi[t] = op.dphi(run.ins[t])
+    return d
 
 
 def _affine(op: Any, p: Params, f: np.ndarray, shape: Shape, with_bias: bool = True) -> np.ndarray:
     w, b = p
     ws, bs = scales(op, f.shape[-1])
-    z = (f @ w.reshape(-1, w.shape[-1])).reshape(shape[:-1] + (w.shape[-1],)) * ws
+    # one 2-D GEMM: a batched (N, 1, F) @ (F, n) would run N matrix-vector products
+    z = (f.reshape(-1, f.shape[-1]) @ w.reshape(-1, w.shape[-1])).reshape(shape[:-1] + (w.shape[-1],))
+    z *= ws
     if with_bias and b is not None:
         z = z + bs * b
     return z
@@ -209,7 +222,7 @@ def forward(ops: Sequence[Any], params: List[Params], x: np.ndarray, keep: bool 
             h = _readout(op, h)
         else:
             h = op.phi(h)
-    return Run(ins, feats, h)
+    return Run(ins, feats, h, {})
 
 
 def check_params(ops: Sequence[Any], params: List[Params], what: str) -> None:
@@ -262,7 +275,7 @@ def backward(ops: Sequence[Any], params_per_side: Sequence[List[Params]], runs: 
             else:
                 ds = [d.reshape(h.shape + d.shape[-1:]) for d, h in zip(ds, hs)]
         else:
-            ds = [d * op.dphi(run.ins[t])[..., None] for d, run in zip(ds, runs)]
+            ds = [d * _dphi(op, run, t)[..., None] for d, run in zip(ds, runs)]
 
 
 def vjp(ops: Sequence[Any], params: List[Params], run: Run, cotangent: np.ndarray) -> List[Params]:
@@ -313,7 +326,7 @@ def jvp(ops: Sequence[Any], params: List[Params], run: Run, tangent: List[Params
         elif isinstance(op, ReadoutOp):
             dh = _readout(op, dh)
         else:
-            dh = op.dphi(h) * dh
+            dh = _dphi(op, run, t) * dh
     assert dh is not None
     return dh
 

@@ -181,6 +181,9 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
     """
     a, b = _number(a, "ABRelu: a"), _number(b, "ABRelu: b")
     act = Activation("abrelu", a, b, 0.0, f"ABRelu({a}, {b})")
+    if a == 0:  # ReLU-like: one pass, no temporaries of the negative branch
+        return Layer([ActOp(act, lambda x: np.maximum(x, 0) * b if b != 1 else np.maximum(x, 0),
+                            lambda x: (x > 0) * b)])
     return Layer([ActOp(act, lambda x: np.where(x > 0, b * x, a * x), lambda x: np.where(x > 0, b, a))])
 
 
