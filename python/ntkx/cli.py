@@ -1,4 +1,4 @@
-"""Command line: ``ntkx demo`` and ``ntkx digits`` (also ``python -m ntkx ...``).
+"""Command line: ``ntkx demo``, ``ntkx digits`` and ``ntkx check`` (also ``python -m ntkx ...``).
 
 ``demo`` classifies scikit-learn's digits (shipped offline) with the NTK of a
 fully-connected ReLU network and of a convolutional network with global average
@@ -8,12 +8,22 @@ the time of each step and test accuracy against training time t.
 
 ``digits`` is kernel regression (t = infinity) with FC NNGP and NTK kernels of
 several depths.
+
+``check`` runs the numerical checks of the NTK theorems (`ntkx.theory.checks`;
+``--only NAME ...`` for some of them, ``--quick`` for their reduced sizes, ``--seed S``)
+and writes ``report.md``, ``results.json`` and one figure per check into ``--out DIR``,
+rewritten after every check so that an interrupted run keeps what finished. It prints
+the verdict table at the end and exits 0 when every check ran, whatever the verdicts
+(``does not hold`` is a finding), 1 when a check raised (the others still run, the
+error is in the report), 2 on a bad argument (before any check runs), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 import sys
 import time
 from typing import Callable, List, Optional
@@ -134,6 +144,48 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    from ntkx._src.theory.report import CheckRunError, run_checks, verdict_table
+
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        print(f"ntkx check: error: argument --out: cannot create the folder {args.out!r}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    # The canonical form of this command line, for the report's header.
+    command = " ".join(["ntkx check"] + (["--quick"] if args.quick else [])
+                       + (["--only", *args.only] if args.only else [])
+                       + ["--seed", str(args.seed), "--out", shlex.quote(args.out)])
+    _print_build()
+    status = 0
+    try:
+        results = run_checks(args.only, quick=args.quick, seed=args.seed, out=args.out, progress=args.progress,
+                             command=command)
+        errors: list = []
+    except CheckRunError as exc:
+        results, errors, status = exc.results, exc.errors, 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {os.path.join(args.out, 'report.md')} has the checks that finished",
+              file=sys.stderr)
+        return 130
+    print(verdict_table(results, errors), end="")
+    for e in errors:
+        print(f"error in {e['name']} ({e['stage']}): {e['error']} at {e['where']}", file=sys.stderr)
+    print(f"report: {os.path.join(args.out, 'report.md')}")
+    return status
+
+
+def _check_name(text: str) -> str:
+    """An argparse ``type=``: a registered check's name; the error echoes it and lists the valid ones."""
+    from ntkx._src.theory import report
+
+    names = list(report._default_registry())
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown check {text!r}; valid names: {', '.join(names)}")
+    return text
+
+
 def _integer(lo: int, hi: Optional[int] = None) -> Callable[[str], int]:
     """An argparse ``type=``: an integer in ``lo..hi`` (``>= lo`` without `hi`); the error echoes what was typed."""
     want = f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}"
@@ -237,8 +289,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--progress", action="store_true", help="show a progress line per kernel")
     p.set_defaults(func=digits)
+    c = sub.add_parser("check", help="numerical checks of the NTK theorems: report.md, results.json, figures")
+    c.add_argument("--quick", action="store_true", help="the checks' reduced sizes")
+    c.add_argument("--only", type=_check_name, nargs="+", action="extend", metavar="NAME",
+                   help="run only these checks (default: all, in the registry's order)")
+    c.add_argument("--seed", type=_integer(0), default=0, help="base seed of every check (default 0)")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder of the report (created if missing)")
+    c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    c.set_defaults(func=check)
     args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
-    _check_device({"demo": d, "digits": p}[args.command], args.device)
+    if args.command in ("demo", "digits"):
+        _check_device({"demo": d, "digits": p}[args.command], args.device)
     return args.func(args)
 
 
