@@ -143,3 +143,22 @@ def test_standard_parameterization_has_no_analytic_kernel_yet():
         _fc("standard")[2](_data("fc", 2))
     with pytest.raises(ValueError, match="parameterization"):
         stax.Dense(3, parameterization="mean_field")
+
+
+def test_output_scale_keeps_the_function_space_dynamics():
+    """``a (f - f0)`` on ``L / a^2``: the linearized run is MSEDynamics with f0 = 0 for every a,
+    and the network's outputs approach it as a grows (Chizat et al.'s lazy limit)."""
+    net = _fc("ntk", width=8, k=1)
+    x = _data("fc", 6, 19)
+    y = np.random.default_rng(20).standard_normal((6, 1))
+    _, params = net[0](21, x.shape)
+    k0 = stax.empirical_kernels(net, params, x).ntk
+    lr = 0.5 / np.linalg.eigvalsh(k0)[-1]
+    m = dynamics.MSEDynamics(k0, y, learning_rate=lr)
+    gaps = []
+    for a in (1.0, 10.0, 100.0):
+        tr = train(net, params, x, y, learning_rate=lr, steps=20, record=[20], output_scale=a, center=True)
+        np.testing.assert_allclose(tr.lin_train, m.train_outputs(steps=tr.steps), rtol=1e-9, atol=1e-10)
+        assert tr.train[0] == pytest.approx(0.0, abs=1e-14)
+        gaps.append(np.abs(tr.train[-1] - tr.lin_train[-1]).max())
+    assert gaps[2] < gaps[1] / 5 < gaps[0] / 25

@@ -119,6 +119,22 @@ def exponent_verdict(fit: PowerLawFit, expected: float, tol: float) -> Tuple[str
     return INCONCLUSIVE, rule
 
 
+def bound_verdict(fit: PowerLawFit, bound: float, tol: float) -> Tuple[str, str]:
+    """Verdict on an ``O(x^bound)`` claim (a decay at least that fast), and the rule in words.
+
+    holds: the 95% interval lies below ``bound + tol``; does not hold: it lies above;
+    inconclusive otherwise. A decay faster than the bound holds (the bound is then not sharp).
+    """
+    lo, hi = fit.confidence_interval()
+    rule = (f"O(x^{bound:g}) holds if the fitted exponent's 95% CI lies below {bound + tol:g}; "
+            f"does not hold if it lies above {bound + tol:g}; else inconclusive")
+    if hi <= bound + tol:
+        return HOLDS, rule
+    if lo > bound + tol:
+        return FAILS, rule
+    return INCONCLUSIVE, rule
+
+
 def combine_verdicts(verdicts: Sequence[str]) -> str:
     """One verdict for a claim made of parts: any part failing fails it, all holding holds it."""
     for v in verdicts:

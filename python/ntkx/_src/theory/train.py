@@ -44,11 +44,11 @@ class Trajectory:
     Attributes:
       steps: `(T,)` step counts (0 = initialization).
       learning_rate, loss_kind: as given.
-      train, test: `(T, N, k)`, `(T, M, k)` network outputs (test None without x_test).
+      train, test: `(T, N, k)`, `(T, M, k)` outputs F of the model (test None without x_test).
       lin_train, lin_test: the same for the linearized network (None if not trained).
       loss, lin_loss: `(T,)` training loss.
       param_distance, lin_param_distance: `(T,)` ``||theta_t - theta_0||`` (all parameters).
-      ntk_steps: `(S,)`; ntk: `(S, N, N)` empirical NTK on the training points at those steps.
+      ntk_steps: `(S,)`; ntk: `(S, N, N)` empirical NTK of f (not F) on the training points.
       alignment: `(S,)` ``<J_t, J_0> / (|J_t| |J_0|)`` over the training points (Frobenius).
       n_params: the number of trained parameters.
       params: the parameters after the last step.
@@ -117,7 +117,7 @@ def record_grid(steps: int, n: int = 40) -> np.ndarray:
 
 def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, learning_rate: float, steps: int,
           x_test: Any = None, loss: str = "mse", record: Any = None, ntk_at: Any = (), linearized: bool = True,
-          progress: ProgressArg = False) -> Trajectory:
+          output_scale: float = 1.0, center: bool = False, progress: ProgressArg = False) -> Trajectory:
     """Trains a finite network by full-batch gradient descent, with its linearization alongside.
 
     Args:
@@ -132,6 +132,11 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
         `steps` are always included.
       ntk_at: steps at which to compute the empirical NTK on `x_train` and the gradient alignment.
       linearized: also train ``f_lin`` (costs about twice the network's work per step).
+      output_scale, center: the model trained is ``F = a (f(theta) - c f(theta_0))`` with
+        ``a = output_scale``, ``c = 1`` if `center` else 0, on the loss ``L(F) / a^2``
+        (Chizat et al. 2019's lazy scaling; Arora et al. 2019's small output scale kappa
+        without centering). The function-space dynamics at initialization are then the
+        same for every a (``dF/dt = -eta Theta dL/dF``); recorded outputs are F's.
       progress: ``True`` for a stderr line, a callable ``f(done, total)``, or False.
 
     Returns:
@@ -171,6 +176,8 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
                      [0, steps]).astype(np.int64)
     ntk_steps = _check_steps(ntk_at, steps, "ntk_at")
     progress = validate.check_progress(progress)
+    alpha = validate.check_nonneg(output_scale, "output_scale", strict=True)
+    step = lr / alpha  # d/dtheta of L(F)/a^2 is (1/a) J^T dL/dF
 
     theta0 = _copy(params)
     theta = _copy(params)
@@ -178,6 +185,9 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
     if run0.out.shape[1] != y.shape[1]:
         raise ValueError(f"train: the network has {run0.out.shape[1]} outputs, y_train has {y.shape[1]} columns")
     run0_test = network.forward(ops, theta0, xt) if xt is not None else None
+    c = 1.0 if center else 0.0
+    F0 = alpha * (1.0 - c) * run0.out  # F at theta_0 on the training points
+    F0_test = alpha * (1.0 - c) * run0_test.out if run0_test is not None else None
     delta = _zeros_like(theta0) if linearized else None
 
     T = rec.size
@@ -196,23 +206,24 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
     with np.errstate(over="ignore", invalid="ignore"):
         for s in range(steps + 1):
             run = run0 if s == 0 else network.forward(ops, theta, x)
-            L, g = loss_and_grad(loss, run.out, y)
+            F = alpha * (run.out - c * run0.out)
+            L, g = loss_and_grad(loss, F, y)
             if not math.isfinite(L):
                 raise ValueError(f"train: the loss is {L} at step {s} (learning_rate={lr:g} diverges): lower the "
                                  "learning rate, below 2 / lambda_max of the empirical NTK for MSE")
             if linearized:
-                flin = run0.out + network.jvp(ops, theta0, run0, delta)
+                flin = F0 + alpha * network.jvp(ops, theta0, run0, delta)
                 Llin, glin = loss_and_grad(loss, flin, y)
                 if not math.isfinite(Llin):
                     raise ValueError(f"train: the linearized loss is {Llin} at step {s}: lower the learning rate")
             if j < T and rec[j] == s:
-                out["train"][j], out["loss"][j], out["dist"][j] = run.out, L, math.sqrt(_sqdist(theta, theta0))
+                out["train"][j], out["loss"][j], out["dist"][j] = F, L, math.sqrt(_sqdist(theta, theta0))
                 if xt is not None:
-                    out["test"][j] = network.forward(ops, theta, xt, keep=False).out
+                    out["test"][j] = alpha * (network.forward(ops, theta, xt, keep=False).out - c * run0_test.out)
                 if linearized:
                     out["lin_train"][j], out["lin_loss"][j], out["lin_dist"][j] = flin, Llin, math.sqrt(_sqnorm(delta))
                     if xt is not None:
-                        out["lin_test"][j] = run0_test.out + network.jvp(ops, theta0, run0_test, delta)
+                        out["lin_test"][j] = F0_test + alpha * network.jvp(ops, theta0, run0_test, delta)
                 j += 1
             if s in ntk_steps:
                 ntk_t, _, _ = network.empirical_ntk(ops, theta, x)
@@ -226,9 +237,9 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
                     aligns.append(float(np.trace(cross)) / math.sqrt(float(np.trace(ntk_t)) * tr0))
             if s == steps:
                 break
-            _axpy(-lr, network.vjp(ops, theta, run, g), theta)
+            _axpy(-step, network.vjp(ops, theta, run, g), theta)
             if linearized:
-                _axpy(-lr, network.vjp(ops, theta0, run0, glin), delta)
+                _axpy(-step, network.vjp(ops, theta0, run0, glin), delta)
             bar.advance(1)
     n_params = sum(a.size for p in theta0 for a in p if a is not None)
     N = x.shape[0]
