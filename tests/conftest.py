@@ -75,3 +75,25 @@ def interrupt_latency(run, delay: float) -> float:
         timer.cancel()
     assert sent, "run() finished before the signal"
     return done - sent[0]
+
+
+# ----------------------------------------------------------------------------- theorem checks
+
+_QUICK: dict = {}
+
+
+@pytest.fixture(scope="session")
+def quick_check():
+    """``quick_check(name)``: that theorem check's quick-mode `CheckResult` (seed 0), run
+    once per session and shared by every test that asks (the checks share memoized sweeps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures in tests only; the package never picks a backend
+    from ntkx.theory.checks import CHECKS
+
+    def get(name: str):
+        if name not in _QUICK:
+            _QUICK[name] = CHECKS[name].run(quick=True, seed=0)
+        return _QUICK[name]
+
+    return get

@@ -237,7 +237,8 @@ def check_ntk_constancy(*, quick: bool = False, seed: int = 0) -> CheckResult:
     sw = mse_sweep(quick, seed)
     fit = fit_power_law(sw["widths"], sw["delta_ntk"])
     review = fit_power_law(REVIEW_WIDTHS, REVIEW_DELTA)
-    verdict, rule = exponent_verdict(fit, -0.5, 0.15)
+    verdict, rule = bound_verdict(fit, -0.5, 0.1)
+    sharp, _ = exponent_verdict(fit, -0.5, 0.15)
     mean = sw["delta_ntk"].mean(axis=0)
     table = "\n".join(f"| {m} | {v:.4f} |" for m, v in zip(sw["widths"], mean))
     notes = (f"Relative change `||Theta_T - Theta_0||_F / ||Theta_0||_F` of the empirical NTK on the training points "
@@ -246,15 +247,17 @@ def check_ntk_constancy(*, quick: bool = False, seed: int = 0) -> CheckResult:
              f"The lazy-training review's MNIST table (widths {REVIEW_WIDTHS.tolist()}: {REVIEW_DELTA.tolist()}) has slope "
              f"{review.summary()}, steeper than -1/2; ours is {fit.summary()}. Our absolute values depend on the "
              "training time and data size (theirs: full MNIST, trained to convergence), so the slopes, not the values, "
-             "are compared.")
+             "are compared. The theorems bound the change by O(m^-1/2); whether -1/2 is also the measured rate "
+             f"(exponent within 0.15 of -1/2): {sharp}. A rate near -1 is what Dyer & Gur-Ari (2019, 'Asymptotics of "
+             "wide networks from Feynman diagrams') derive for the NTK's change in training, dTheta/dt = O(1/m).")
     return CheckResult(
         name="ntk_constancy", title="NTK constancy in training", claim=(
             "In the NTK parameterization the empirical NTK stays constant during gradient descent as the width grows: "
-            "the relative change Delta_NTK = ||Theta_t - Theta_0||_F / ||Theta_0||_F vanishes like m^-1/2."),
+            "the relative change Delta_NTK = ||Theta_t - Theta_0||_F / ||Theta_0||_F is O(m^-1/2)."),
         source="Jacot, Gabriel, Hongler 2018, Theorem 2; Lee et al. 2019, Theorem 2.1; lazy-training review, MNIST table",
         params=_params(quick, seed), measured={"widths": sw["widths"], "delta_ntk": sw["delta_ntk"],
                                                "review_widths": REVIEW_WIDTHS, "review_delta": REVIEW_DELTA},
-        fits={"delta_ntk": fit, "review": review}, expected="exponent -1/2 (review's table: " f"{review.exponent:.2f})",
+        fits={"delta_ntk": fit, "review": review}, expected="O(m^-1/2) (review's table: " f"{review.exponent:.2f})",
         summary=f"exponent {fit.summary()}", verdict=verdict, rule=rule, notes=notes,
         plotter=_plot_panels([("width m", [("widths", "delta_ntk", "ntkx (digits)", "delta_ntk"),
                                            ("review_widths", "review_delta", "review (MNIST)", "review")],
