@@ -20,7 +20,7 @@ from scipy import special
 
 from ntkx import stax
 from ntkx._src import dynamics
-from ntkx._src.theory.data import digits
+from ntkx._src.theory.data import blas_threads, digits
 from ntkx._src.theory.registry import register
 from ntkx._src.theory.result import (
     FAILS, HOLDS, INCONCLUSIVE, CheckResult, PowerLawFit, bound_verdict, combine_verdicts, exponent_verdict,
@@ -89,6 +89,14 @@ def problem(quick: bool, seed: int) -> Problem:
     return Problem(d.x_train, d.y_train, d.x_test, d.y_test, d.labels_train, k, kt, 1.0 / np.linalg.eigvalsh(k)[-1])
 
 
+def _train(m: int, *args: Any, **kwargs: Any):
+    """`train` of width m, BLAS on one thread below ~10^5 hidden activations per layer
+    (there the threads cost more than they give; measured 5x slower on a loaded 2-core box)."""
+    n = args[1].shape[0]
+    with blas_threads(1 if n * m < 2**17 else None):
+        return train(network(m), *args, **kwargs)
+
+
 def _init(m: int, seed: int, s: int, shape) -> List[Any]:
     return network(m)[0](np.random.default_rng([seed, s, m]), shape)[1]
 
@@ -112,7 +120,7 @@ def mse_sweep(quick: bool, seed: int) -> Dict[str, np.ndarray]:
     for s in range(S):
         for j, m in enumerate(cfg.widths):
             params = _init(m, seed, s, pb.x.shape)
-            tr = train(network(m), params, pb.x, pb.y, x_test=pb.xt, learning_rate=pb.lr, steps=T, ntk_at=ntk_at)
+            tr = _train(m, params, pb.x, pb.y, x_test=pb.xt, learning_rate=pb.lr, steps=T, ntk_at=ntk_at)
             th0 = tr.ntk[0]
             changes = [np.linalg.norm(th - th0) for th in tr.ntk]
             out["delta_ntk"][s, j] = changes[-1] / np.linalg.norm(th0)
@@ -163,7 +171,7 @@ def side_sweeps(quick: bool, seed: int) -> Dict[str, np.ndarray]:
     for s in range(S):
         for j, m in enumerate(cfg.side_widths):
             params = _init(m, seed, s, pb.x.shape)
-            tr = train(network(m), params, pb.x, yp, x_test=pb.xt, loss="xent", learning_rate=pb.lr, steps=T,
+            tr = _train(m, params, pb.x, yp, x_test=pb.xt, loss="xent", learning_rate=pb.lr, steps=T,
                        record=[0, T], linearized=False)
             f_inf, ft_inf = _xent_reference(pb, tr.train[0], tr.test[0], yp, T)
             out["xent_agree"][s, j] = _rms(tr.test[-1] - ft_inf)
@@ -171,7 +179,7 @@ def side_sweeps(quick: bool, seed: int) -> Dict[str, np.ndarray]:
                 ode = dynamics.cross_entropy_flow(pb.ntk, yp, float(T), k_test_train=pb.ntk_test, f0_train=tr.train[0],
                                                   f0_test=tr.test[0], learning_rate=pb.lr)
                 out["xent_ode_gap"][s, :] = _rms(ode.test - ft_inf)
-            trk = train(network(m), params, pb.x, pb.y, x_test=pb.xt, learning_rate=pb.lr, steps=T, record=[0, T],
+            trk = _train(m, params, pb.x, pb.y, x_test=pb.xt, learning_rate=pb.lr, steps=T, record=[0, T],
                         linearized=False, output_scale=cfg.kappa)
             out["kappa_agree_f0zero"][s, j] = _rms(trk.test[-1] - ref0)
     A = len(cfg.alphas)
@@ -180,7 +188,7 @@ def side_sweeps(quick: bool, seed: int) -> Dict[str, np.ndarray]:
         params = _init(cfg.lazy_width, seed, s, pb.x.shape)
         norm0 = math.sqrt(sum(float(np.sum(a * a)) for p in params for a in p if a is not None))
         for j, a in enumerate(cfg.alphas):
-            tr = train(network(cfg.lazy_width), params, pb.x, pb.y, learning_rate=pb.lr, steps=T, record=[0, T],
+            tr = _train(cfg.lazy_width, params, pb.x, pb.y, learning_rate=pb.lr, steps=T, record=[0, T],
                        ntk_at=[T], output_scale=a, center=True)
             lazy["rel_weight"][s, j] = tr.param_distance[-1] / norm0
             lazy["alignment"][s, j] = tr.alignment[-1]

@@ -52,3 +52,16 @@ def sphere(n: int, d: int, seed: int = 0) -> np.ndarray:
     """`n` points uniform on the sphere of radius sqrt(d) in R^d."""
     x = np.random.default_rng(seed).standard_normal((n, d))
     return x * (np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True))
+
+
+def blas_threads(n: int):
+    """A context limiting BLAS to `n` threads (threadpoolctl, which scikit-learn brings),
+    or doing nothing without it. Small GEMMs run faster on one thread, and BLAS threads
+    that spin next to busy OpenMP threads stall each other."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(n, user_api="blas")
