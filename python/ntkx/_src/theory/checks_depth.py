@@ -37,7 +37,6 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy import linalg, stats
-from threadpoolctl import threadpool_limits
 
 from ntkx._src.fc import Activation, FcSpec, fc_kernels
 from ntkx._src.theory import data
@@ -457,7 +456,7 @@ derivation{' (|c - 1/4| <= 0.02, |A - 3/8| <= 0.05)' if agrees else ' NOT within
         fits={"abs_k_minus_quarter": fit_dev} if fit_dev else {},
         expected=("paper: K_L increases to 1; our derivation: K_L -> 1/4 as 1/4 + (3/8) ln(L)/L + O(1/L), from above, "
                   "not monotone"),
-        summary=(f"limit c = {c:.5f} {_ci_text(lf['limit_ci95'])}, A = {lf['log_coef']:.3f} (derived 1/4, 3/8); "
+        summary=(f"limit c = {c:.7f} {_ci_text(lf['limit_ci95'], 7)}, A = {lf['log_coef']:.3f} (derived 1/4, 3/8); "
                  f"{dec} decreases; K at L = {int(big_l[-1])}: {last.mean():.6f}"),
         verdict=verdict, rule=rule, notes=notes, plotter=_plot_ntk_limit)
 
@@ -1262,7 +1261,7 @@ def depth_width_deviation(*, quick: bool, seed: int) -> CheckResult:
     for s in range(n_seeds):
         for j, n in enumerate(widths):
             rng = np.random.default_rng([seed, s, n])
-            with threadpool_limits(1, user_api="blas"):  # small GEMMs; BLAS threads stall next to the engine's OpenMP
+            with data.blas_threads(1):  # small GEMMs; BLAS threads stall next to the engine's OpenMP
                 dev, lr_ratio = train_deviation(x, y, n, steps, lr, rng)
             agg[s, j] = float(np.mean(np.linalg.norm(dev, axis=1)))
             mx[s, j] = float(np.max(np.abs(dev)))
