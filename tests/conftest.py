@@ -79,21 +79,35 @@ def interrupt_latency(run, delay: float) -> float:
 
 # ----------------------------------------------------------------------------- theorem checks
 
-_QUICK: dict = {}
-
-
 @pytest.fixture(scope="session")
-def quick_check():
-    """``quick_check(name)``: that theorem check's quick-mode `CheckResult` (seed 0), run
-    once per session and shared by every test that asks (the checks share memoized sweeps)."""
+def quick_report(tmp_path_factory):
+    """Every registered theorem check run once in quick mode (seed 0) through `run_checks`,
+    the function behind ``ntkx check --quick``, with its report written: ``(results by
+    name, errors by name, report folder, seconds)``."""
+    import time
+
     import matplotlib
 
     matplotlib.use("Agg")  # figures in tests only; the package never picks a backend
-    from ntkx.theory.checks import CHECKS
+    from ntkx.theory import checks
+
+    out = tmp_path_factory.mktemp("quick_report")
+    t0 = time.perf_counter()
+    try:
+        results, errors = checks.run_checks(quick=True, seed=0, out=out, progress=False), []
+    except checks.CheckRunError as e:
+        results, errors = e.results, e.errors
+    return {r.name: r for r in results}, {e["name"]: e for e in errors}, out, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="session")
+def quick_check(quick_report):
+    """``quick_check(name)``: that check's quick-mode `CheckResult` from `quick_report`."""
+    results, errors, _, _ = quick_report
 
     def get(name: str):
-        if name not in _QUICK:
-            _QUICK[name] = CHECKS[name].run(quick=True, seed=0)
-        return _QUICK[name]
+        if name in errors:
+            raise AssertionError(f"check {name} raised in the quick run: {errors[name]}")
+        return results[name]
 
     return get
