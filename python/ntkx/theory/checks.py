@@ -5,11 +5,14 @@ decides ``'holds'``, ``'does not hold'`` or ``'inconclusive'`` from the numbers 
 rule it states. `CHECKS` maps each name to its `CheckSpec` (``CHECKS[name].run(quick=True)``);
 `run_checks` runs a selection and writes the report (also ``ntkx check``).
 """
-from ntkx._src.theory import checks_depth, checks_kernel, checks_training  # noqa: F401  (register)
-from ntkx._src.theory.registry import CHECKS, CheckSpec
+from ntkx._src.theory import checks_depth, checks_kernel, checks_training  # importing registers the checks
+from ntkx._src.theory.registry import CHECKS, CheckSpec, order_by_module
 from ntkx._src.theory.report import CheckRunError, run_checks, verdict_table, write_report
 from ntkx._src.theory.result import (
     FAILS, HOLDS, INCONCLUSIVE, CheckResult, ConfidenceInterval, PowerLawFit, exponent_verdict, fit_power_law)
+
+# The report's order: the kernel at initialization, training, then depth.
+order_by_module([checks_kernel.__name__, checks_training.__name__, checks_depth.__name__])
 
 __all__ = [
     "CHECKS", "CheckResult", "CheckRunError", "CheckSpec", "ConfidenceInterval", "FAILS", "HOLDS", "INCONCLUSIVE", "PowerLawFit",

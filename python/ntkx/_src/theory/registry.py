@@ -39,3 +39,12 @@ def register(name: str, title: str) -> Callable[[CheckFn], CheckFn]:
         return fn
 
     return deco
+
+
+def order_by_module(modules: "list[str]") -> None:
+    """Reorders `CHECKS` in place: by the position of each check's module in `modules`,
+    then by registration, so the report's order does not depend on import order."""
+    rank = {m: i for i, m in enumerate(modules)}
+    items = sorted(enumerate(CHECKS.items()), key=lambda e: (rank.get(e[1][1].fn.__module__, len(rank)), e[0]))
+    CHECKS.clear()
+    CHECKS.update(kv for _, kv in items)
