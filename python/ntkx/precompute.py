@@ -163,6 +163,8 @@ def precompute(
 
     job = schedule.TileJob(path, meta, tk, src1, src2)
     tiles = meta.tiles()
+    if resumed:
+        manifest.clean_temporaries(path)
     done = manifest.read(path)
     recomputed = 0
     for t, rec in list(done.items()):

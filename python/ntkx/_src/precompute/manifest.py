@@ -68,6 +68,15 @@ def remove(store_path: str, i: int, j: int) -> None:
     durable.fsync_path(directory(store_path))
 
 
+def clean_temporaries(store_path: str) -> int:
+    """Removes temporary files that interrupted record writes left behind; returns how many."""
+    d = directory(store_path)
+    stale = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")] if os.path.isdir(d) else []
+    for n in stale:
+        os.remove(os.path.join(d, n))
+    return len(stale)
+
+
 def read(store_path: str) -> Dict[Tuple[int, int], TileRecord]:
     """Every tile marked done, by ``(i, j)`` grid position."""
     out: Dict[Tuple[int, int], TileRecord] = {}
