@@ -1,0 +1,100 @@
+"""ntkx.precompute on a dask.distributed LocalCluster of two worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+distributed = pytest.importorskip("distributed")
+
+import ntkx  # noqa: E402
+from ntkx import FcSpec  # noqa: E402
+from ntkx import precompute as P  # noqa: E402
+from ntkx._src.precompute import manifest  # noqa: E402
+
+SPEC = FcSpec(2, w_std=1.3, b_std=0.2)
+
+
+def _tree(path):
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            if not f.startswith("."):
+                with open(os.path.join(root, f), "rb") as fh:
+                    out[os.path.relpath(os.path.join(root, f), path)] = fh.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                                       worker_dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_dask_store_equals_local_store(tmp_path, client):
+    x = np.random.default_rng(0).standard_normal((23, 4))
+    x2 = np.random.default_rng(1).standard_normal((11, 4))
+    np.save(tmp_path / "x.npy", x)
+    for other in (None, x2):
+        local, remote = tmp_path / "local.zarr", tmp_path / "dask.zarr"
+        for p in (local, remote):
+            if p.exists():
+                import shutil
+                shutil.rmtree(p)
+        P.precompute(SPEC, x, other, store=str(local), tile=5, dtype=np.float64, progress=False)
+        # the in-memory x2 is scattered once; x1 travels as its .npy path
+        res = P.precompute(SPEC, str(tmp_path / "x.npy"), other, store=str(remote), tile=5, dtype=np.float64,
+                           progress=False, scheduler=client)
+        assert res.computed == res.total
+        assert _tree(str(remote)) == _tree(str(local))
+        np.testing.assert_allclose(P.open(remote).rows(0, 23), ntkx.fc_kernels(x, other, SPEC, "ntk"),
+                                   rtol=1e-12, atol=0)
+
+
+def test_dask_address_and_resume(tmp_path, client):
+    x = np.random.default_rng(2).standard_normal((14, 3))
+    path = tmp_path / "K.zarr"
+    P.precompute(SPEC, x, None, store=str(path), tile=4, get="ntk", dtype=np.float32, progress=False,
+                 scheduler=client.scheduler.address)
+    os.remove(os.path.join(path, manifest.DIRNAME, "1_2.json"))
+    res = P.precompute(SPEC, x, None, store=str(path), tile=4, get="ntk", dtype=np.float32, progress=False,
+                       scheduler=client)
+    assert (res.computed, res.skipped) == (1, 9)
+
+
+def _killer_tile(job, i, j):
+    """The tile task, except that the first attempt at tile (0, 1) kills its worker process."""
+    from ntkx._src.precompute import schedule, store
+
+    flag = os.path.join(job.path, ".killed-once")
+    if (i, j) == (0, 1) and not os.path.exists(flag):
+        open(flag, "w").close()
+        os._exit(1)
+    return store.write_tile(job.path, job.meta, i, j, schedule.compute_tile(job, i, j))
+
+
+def test_worker_killed_mid_run_is_recovered(tmp_path, client, monkeypatch):
+    from ntkx._src.precompute import schedule
+
+    x = np.random.default_rng(3).standard_normal((12, 3))
+    ref, path = tmp_path / "ref.zarr", tmp_path / "K.zarr"
+    P.precompute(SPEC, x, None, store=str(ref), tile=4, dtype=np.float64, progress=False)
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    monkeypatch.setattr(schedule, "run_tile", _killer_tile)
+    t0 = time.perf_counter()
+    P.precompute(SPEC, x, None, store=str(path), tile=4, dtype=np.float64, progress=False, scheduler=client)
+    assert os.path.exists(path / ".killed-once")
+    assert _tree(str(path)) == _tree(str(ref))
+    assert time.perf_counter() - t0 < 60
