@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 

@@ -108,9 +108,9 @@ def as_source(x: Any, name: str) -> Source:
                     raise ValueError(f"{name}: {path!r} holds {len(keys)} arrays {keys}; pass np.load(path)[key]")
                 src = ArraySource(z[keys[0]])
         elif os.path.isdir(path):
-            import zarr
+            from ntkx._src.precompute.store import zarr_module
 
-            src = ArrayLikeSource(zarr.open_array(path, mode="r"), f"zarr:{os.path.abspath(path)}")
+            src = ArrayLikeSource(zarr_module().open_array(path, mode="r"), f"zarr:{os.path.abspath(path)}")
         else:
             raise ValueError(f"{name}: {path!r} is not a .npy, .npz or Zarr array path")
     elif isinstance(x, np.ndarray):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 

@@ -27,6 +27,15 @@ FORMAT = 1
 ATTR = "ntkx"
 
 
+def zarr_module() -> Any:
+    """The zarr package, or an ImportError saying how to install it."""
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError("ntkx.precompute needs zarr >= 3.1: pip install 'ntkx[distributed]'") from None
+    return zarr
+
+
 def ntkx_version() -> str:
     from ntkx import __version__
 
@@ -93,14 +102,17 @@ class StoreMeta:
 
 def read_meta(path: str) -> StoreMeta:
     """The `StoreMeta` of the store at `path`, or a clear ValueError / FileNotFoundError."""
-    import zarr
+    zarr = zarr_module()
 
     if not os.path.isfile(os.path.join(path, "zarr.json")):
-        raise FileNotFoundError(f"{path!r} is not a kernel store (no zarr.json); make one with ntkx.precompute.precompute")
+        raise FileNotFoundError(
+            f"{path!r} is not a kernel store (no zarr.json); make one with ntkx.precompute.precompute")
     group = zarr.open_group(path, mode="r", zarr_format=3)
     attrs = dict(group.attrs)
     if ATTR not in attrs:
-        raise ValueError(f"{path!r} is a Zarr group but not an ntkx kernel store (no {ATTR!r} attribute)")
+        raise ValueError(
+            f"{path!r} is a Zarr group but not an ntkx kernel store (no {ATTR!r} attribute; a creation "
+            f"interrupted before its attributes were written leaves this: delete the directory and rerun)")
     d = attrs[ATTR]
     if d.get("format") != FORMAT:
         raise ValueError(f"{path!r} has store format {d.get('format')!r}; this ntkx reads format {FORMAT}")
@@ -115,7 +127,7 @@ def create_or_resume(path: str, meta: StoreMeta) -> bool:
     tile ...), or when `path` holds something else; PermissionError when the
     target is not writable.
     """
-    import zarr
+    zarr = zarr_module()
 
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -153,7 +165,7 @@ _arrays_lock = threading.Lock()
 
 def array(path: str, name: str, mode: str = "r+") -> Any:
     """The Zarr array `name` of the store at `path`, opened once per process and mode."""
-    import zarr
+    zarr = zarr_module()
 
     key = (os.path.abspath(path), name, mode)
     with _arrays_lock:
