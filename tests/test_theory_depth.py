@@ -266,28 +266,6 @@ def test_width_deviation(results):
     assert res.verdict == HOLDS
 
 
-def test_mlp1_gradients_against_finite_differences():
-    rng = np.random.default_rng(0)
-    x = data.sphere(5, 4, 0)
-    y = rng.standard_normal(5)
-    w1, w2 = rng.standard_normal((4, 7)), rng.standard_normal(7)
-    loss, g1, g2, _ = cd.mlp1_loss_grads(x, np.ascontiguousarray(x.T), y, w1, w2)
-    assert loss == pytest.approx(ref.mlp1_loss(x, y, w1, w2), rel=1e-14)
-    eps = 1e-6
-    for w, g in ((w1, g1), (w2, g2)):
-        for idx in [(0, 0), (3, 6), (1, 2)] if w.ndim == 2 else [(0,), (4,), (6,)]:
-            wp, wm = w.copy(), w.copy()
-            wp[idx] += eps
-            wm[idx] -= eps
-            args = (wp, w2) if w is w1 else (w1, wp)
-            argm = (wm, w2) if w is w1 else (w1, wm)
-            fd = (ref.mlp1_loss(x, y, *args) - ref.mlp1_loss(x, y, *argm)) / (2 * eps)
-            assert g[idx] == pytest.approx(fd, rel=1e-6, abs=1e-9)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
 def test_fit_limit_recovers_known_coefficients():
     d = np.logspace(3, 6, 10)
     b = np.array([0.3, -1.2])

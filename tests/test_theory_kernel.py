@@ -206,7 +206,7 @@ def test_generalization_numbers(result):
     assert -0.3 < res.fits["complexity"].exponent < 0.0
     assert 0.3 < res.fits["rkhs_norm"].exponent < 0.6
     assert np.allclose(m["sqrt_trace_over_n"], m["sqrt_trace_over_n"][0, 0])  # |x|^2 = d: constant diagonal
-    assert res.verdict == HOLDS
+    assert res.verdict == "inconclusive"  # a vacuous bound cannot be violated by a 0/1 error
 
 
 def test_margin_bound_against_literal():

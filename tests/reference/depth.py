@@ -75,10 +75,3 @@ def gradient_flow_operator(k_train: np.ndarray, k_test: np.ndarray, t: float) ->
         return k_test @ kinv
     return k_test @ kinv @ (np.eye(k_train.shape[0]) - linalg.expm(-t * k_train))
 
-
-def mlp1_loss(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> float:
-    """1/2 |f - y|^2 of f(x) = (sqrt 2/sqrt n) w2 . relu((sqrt 2/sqrt d) x w1), written out."""
-    d, n = w1.shape
-    hidden = np.maximum(x @ w1 * math.sqrt(2.0 / d), 0.0)
-    f = hidden @ w2 * math.sqrt(2.0 / n)
-    return 0.5 * float(np.sum((f - y) ** 2))

@@ -99,30 +99,47 @@ def scales(op: Any, fan_in: int) -> Tuple[float, float]:
     return op.W_std / math.sqrt(fan_in), (op.b_std if op.b_std is not None else 0.0)
 
 
+def param_shapes(ops: Sequence[Any], input_shape: Shape) -> Tuple[Shape, List[Any]]:
+    """``(output_shape, shapes)``: per elementary op ``(w shape, b shape or None)`` for
+    Dense/Conv (Conv weights HWIO), ``()`` otherwise; nothing is allocated."""
+    shape = tuple(input_shape)
+    shapes: List[Any] = []
+    for op in expand(ops):
+        if isinstance(op, Affine):
+            if isinstance(op, ConvOp) and len(shape) != 4:
+                raise ValueError(f"a Conv layer needs NHWC images (N, H, W, C), got input shape {shape}")
+            wshape = ((op.filt, op.filt, shape[-1], op.out_chan) if isinstance(op, ConvOp)
+                      else (shape[-1], op.out_dim))
+            shapes.append((wshape, (wshape[-1],) if op.b_std is not None else None))
+            shape = shape[:-1] + (wshape[-1],)
+        elif isinstance(op, ReadoutOp):
+            if len(shape) != 4:
+                raise ValueError(f"GlobalAvgPool/Flatten need NHWC images (N, H, W, C), got shape {shape}")
+            shape = (shape[0], shape[-1]) if op.kind == "gap" else (shape[0], int(np.prod(shape[1:])))
+            shapes.append(())
+        else:
+            shapes.append(())
+    return shape, shapes
+
+
 def init_params(ops: Sequence[Any], rng: Any, input_shape: Shape) -> Tuple[Shape, List[Params]]:
     """``(output_shape, params)``: one entry per elementary op, ``(w, b)`` for Dense/Conv
     (Conv weights HWIO; ``b`` None without a bias), ``()`` otherwise."""
     gen = _rng(rng)
-    shape = tuple(input_shape)
+    out_shape, shapes = param_shapes(ops, input_shape)
     params: List[Params] = []
-    for op in expand(ops):
-        if isinstance(op, Affine):
-            wshape = ((op.filt, op.filt, shape[-1], op.out_chan) if isinstance(op, ConvOp)
-                      else (shape[-1], op.out_dim))
-            w = gen.standard_normal(wshape)
-            b = gen.standard_normal(wshape[-1]) if op.b_std is not None else None
-            if op.parameterization == "standard":
-                w *= op.W_std / math.sqrt(_fan_in(op, shape[-1]))
-                if b is not None:
-                    b *= op.b_std
-            params.append((w, b))
-            shape = shape[:-1] + (wshape[-1],)
-        elif isinstance(op, ReadoutOp):
-            shape = (shape[0], shape[-1]) if op.kind == "gap" else (shape[0], int(np.prod(shape[1:])))
+    for op, sh in zip(expand(ops), shapes):
+        if not sh:
             params.append(())
-        else:
-            params.append(())
-    return shape, params
+            continue
+        w = gen.standard_normal(sh[0])
+        b = gen.standard_normal(sh[1]) if sh[1] is not None else None
+        if op.parameterization == "standard":
+            w *= op.W_std / math.sqrt(_fan_in(op, sh[0][-2]))
+            if b is not None:
+                b *= op.b_std
+        params.append((w, b))
+    return out_shape, params
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -225,10 +242,26 @@ def forward(ops: Sequence[Any], params: List[Params], x: np.ndarray, keep: bool 
     return Run(ins, feats, h, {})
 
 
-def check_params(ops: Sequence[Any], params: List[Params], what: str) -> None:
+def check_params(ops: Sequence[Any], params: List[Params], what: str, input_shape: Optional[Shape] = None,
+                 finite: bool = False) -> None:
+    """Raises ValueError unless `params` has one entry per op (and, given the input shape,
+    the shapes ``init_fn`` draws for it; with `finite`, no NaN/Inf)."""
     if not isinstance(params, (list, tuple)) or len(params) != len(ops):
         n = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
         raise ValueError(f"{what}: expected {len(ops)} parameter entries (from init_fn), got {n}")
+    if input_shape is None:
+        return
+    _, shapes = param_shapes(ops, input_shape)
+    for t, (p, sh) in enumerate(zip(params, shapes)):
+        got = tuple(None if a is None else np.shape(a) for a in p) if isinstance(p, (list, tuple)) else p
+        want = tuple(sh) if sh else ()
+        if got != want:
+            raise ValueError(f"{what}: parameters of op {t} ({type(ops[t]).__name__}) have shapes {got}, "
+                             f"the network on inputs {tuple(input_shape)} needs {want} (draw them with init_fn)")
+        if finite:
+            for a in p:
+                if a is not None and not np.all(np.isfinite(a)):
+                    raise ValueError(f"{what}: parameters of op {t} contain NaN or Inf")
 
 
 Visit = Callable[[int, Any, Sequence[Tuple[np.ndarray, np.ndarray]]], None]

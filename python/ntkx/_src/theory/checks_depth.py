@@ -38,9 +38,12 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 from scipy import linalg, stats
 
+from ntkx import stax
+from ntkx._src import network
 from ntkx._src.fc import Activation, FcSpec, fc_kernels
 from ntkx._src.theory import data
 from ntkx._src.theory.registry import register
+from ntkx._src.theory.train import train
 from ntkx._src.theory.result import (
     CONFIDENCE,
     FAILS,
@@ -1190,41 +1193,20 @@ n = {n_layer} it is {any_exact[-1]:.4f}.
 # ----------------------------------------------------------------------------- 9. per-neuron vs aggregate (Prop. 4)
 
 
-def mlp1_loss_grads(x: np.ndarray, xt: np.ndarray, y: np.ndarray, w1: np.ndarray,
-                    w2: np.ndarray) -> Tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Loss 1/2 |f - y|^2 of ``Dense -> Relu -> Dense`` (w^2 = 2, NTK parameterization, no bias), its gradients.
-
-    f(x) = (w/sqrt n) w2 . relu((w/sqrt d) x w1). `xt` is ``x.T`` stored contiguously.
-
-    Returns:
-      ``(loss, dloss/dw1, dloss/dw2, hidden activations)``.
-    """
-    d, n = w1.shape
-    cw, cn = W_HE / math.sqrt(d), W_HE / math.sqrt(n)
-    h = x @ w1 * cw
-    a = np.maximum(h, 0.0)
-    e = a @ w2 * cn - y
-    g2 = a.T @ e * cn
-    g1 = xt @ (np.outer(e, w2) * (cn * cw) * (h > 0))
-    return 0.5 * float(e @ e), g1, g2, a
-
-
 def train_deviation(x: np.ndarray, y: np.ndarray, width: int, steps: int, lr: float,
                     rng: np.random.Generator) -> Tuple[np.ndarray, float]:
-    """Full-batch GD of `mlp1_loss_grads`'s network from a standard-normal init.
+    """Full-batch GD (`ntkx.theory.train`, MSE) of ``Dense(width) -> Relu -> Dense(1)``
+    (w^2 = 2, NTK parameterization, no bias) from a standard-normal init.
 
     Returns the change of the hidden layer's activations at the training inputs,
     `(N, width)`, and the final loss over the initial one.
     """
-    xt = np.ascontiguousarray(x.T)  # OpenBLAS takes 30x longer on the transposed view
-    w1 = rng.standard_normal((x.shape[1], width))
-    w2 = rng.standard_normal(width)
-    loss0, g1, g2, a0 = mlp1_loss_grads(x, xt, y, w1, w2)
-    for _ in range(steps):
-        w1 -= lr * g1
-        w2 -= lr * g2
-        loss, g1, g2, a = mlp1_loss_grads(x, xt, y, w1, w2)
-    return a - a0, loss / loss0
+    net = stax.serial(stax.Dense(width, W_std=W_HE), stax.Relu(), stax.Dense(1, W_std=W_HE))
+    ops = list(network.expand(net.ops))
+    _, params = net[0](rng, x.shape)
+    tr = train(net, params, x, y[:, None], learning_rate=lr, steps=steps, record=[0, steps], linearized=False)
+    hidden = [network.forward(ops, p, x).ins[2] for p in (params, tr.params)]  # the last Dense's input
+    return hidden[1] - hidden[0], float(tr.loss[-1] / tr.loss[0])
 
 
 def _plot_width(res: CheckResult, fig) -> None:

@@ -23,9 +23,8 @@ from ntkx._src import dynamics
 from ntkx._src.theory.data import blas_threads, digits
 from ntkx._src.theory.registry import register
 from ntkx._src.theory.result import (
-    FAILS, HOLDS, INCONCLUSIVE, CheckResult, PowerLawFit, bound_verdict, combine_verdicts, exponent_verdict,
-    fit_power_law)
-from ntkx._src.theory.train import train
+    FAILS, HOLDS, CheckResult, PowerLawFit, bound_verdict, combine_verdicts, exponent_verdict, fit_power_law, sign_verdict)
+from ntkx._src.theory.train import parameter_norm, train
 
 W_STD, B_STD = math.sqrt(2.0), 0.1
 
@@ -73,10 +72,6 @@ class Problem:
     ntk: np.ndarray  # analytic, train x train
     ntk_test: np.ndarray  # test x train
     lr: float
-
-    @property
-    def lam(self) -> np.ndarray:
-        return np.linalg.eigvalsh(self.ntk)
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,8 +122,7 @@ def mse_sweep(quick: bool, seed: int) -> Dict[str, np.ndarray]:
             out["sup_ntk_change"][s, j] = max(changes)
             out["sup_lin"][s, j] = _rms(tr.test - tr.lin_test, axis=(1, 2)).max()
             out["sup_dist"][s, j] = tr.param_distance.max()
-            norm0 = math.sqrt(sum(float(np.sum(a * a)) for p in params for a in p if a is not None))
-            out["rel_weight"][s, j] = tr.param_distance[-1] / norm0
+            out["rel_weight"][s, j] = tr.param_distance[-1] / parameter_norm(params)
             out["alignment"][s, j] = tr.alignment[-1]
             f0, ft0 = tr.train[0], tr.test[0]
             ref = mse.test_mean(None, pb.ntk_test, f0, ft0, steps=tr.steps)
@@ -143,7 +137,7 @@ def mse_sweep(quick: bool, seed: int) -> Dict[str, np.ndarray]:
             decay = (1.0 - pb.lr * lam[::-1][:5])[None, :, None] ** tr.steps[:, None, None]
             out["mode_dev"][s, j] = np.abs(proj - decay * proj[0]).max() / r0n
             bound = np.exp(-pb.lr * max(lam[0], 0.0) * tr.steps) * r0n
-            out["bound_ratio"][s, j] = (np.linalg.norm(r, axis=(1, 2)) / bound).max()
+            out["bound_ratio"][s, j] = (np.linalg.norm(r, axis=(1, 2)) / bound)[1:].max()  # s = 0 is 1 by definition
     out["widths"] = np.array(cfg.widths)
     return out
 
@@ -186,7 +180,7 @@ def side_sweeps(quick: bool, seed: int) -> Dict[str, np.ndarray]:
     lazy = {n: np.empty((S, A)) for n in ("rel_weight", "alignment", "lin_gap")}
     for s in range(S):
         params = _init(cfg.lazy_width, seed, s, pb.x.shape)
-        norm0 = math.sqrt(sum(float(np.sum(a * a)) for p in params for a in p if a is not None))
+        norm0 = parameter_norm(params)
         for j, a in enumerate(cfg.alphas):
             tr = _train(cfg.lazy_width, params, pb.x, pb.y, learning_rate=pb.lr, steps=T, record=[0, T],
                        ntk_at=[T], output_scale=a, center=True)
@@ -285,7 +279,8 @@ def check_lee_linearization(*, quick: bool = False, seed: int = 0) -> CheckResul
     notes = ("Measured over the recorded steps (sup over t) on the test points: `sup_t rms(f_t - f_t^lin)`, "
              "`sup_t ||theta_t - theta_0|| / sqrt(m)`, `sup_t ||Theta_t - Theta_0||_F` (NTK at 4 times). Per part: "
              + "; ".join(f"{k}: {fits[k].summary()} -> {v}" for k, (v, _) in parts.items())
-             + ". A decay faster than m^-1/2 satisfies the O(m^-1/2) bound (it is then not sharp). "
+             + ". A decay faster than m^-1/2 satisfies the O(m^-1/2) bound (it is then not sharp); one whose 95% CI "
+             "stays above -1/2 is inconclusive even when it is close. "
              "`||theta_t - theta_0||` itself is O(1): the parameters move, each by O(m^-1/2).")
     return CheckResult(
         name="lee_linearization", title="Linearization error (Lee et al. 2019)", claim=(
@@ -294,7 +289,7 @@ def check_lee_linearization(*, quick: bool = False, seed: int = 0) -> CheckResul
         source="Lee et al. 2019, 'Wide neural networks of any depth evolve as linear models', Theorem 2.1",
         params=_params(quick, seed), measured={"widths": m, "sup_lin": sw["sup_lin"],
                                                "sup_dist_over_sqrt_m": scaled, "sup_ntk_change": sw["sup_ntk_change"]},
-        fits=fits, expected="three exponents <= -1/2", summary=", ".join(f"{f.exponent:.2f}" for f in fits.values())
+        fits=fits, expected="three exponents consistent with <= -1/2", summary=", ".join(f"{f.exponent:.2f}" for f in fits.values())
         + " (f-f_lin, dtheta/sqrt m, dTheta)", verdict=verdict, rule=rule, notes=notes,
         plotter=_plot_panels([("width m", [("widths", k, k, k) for k in fits], "sup over training")]))
 
@@ -310,9 +305,12 @@ def check_infinite_width_agreement(*, quick: bool = False, seed: int = 0) -> Che
     v_xent, _ = bound_verdict(fits["xent"], -0.5, 0.1)
     v_init, _ = bound_verdict(fits["init_ntk_error"], -0.25, 0.05)  # Arora et al.'s epsilon ~ m^-1/4
     # Arora et al.'s training theorem: with a small output scale kappa, f_nn -> kernel regression (f0 = 0) as m grows.
-    lo, hi = fits["kappa_f0zero"].confidence_interval()
-    kappa_gain = float(np.mean(side["kappa_agree_f0zero"][:, -1]) / np.mean(sw["agree_f0zero"][:, :].mean()))
-    v_kappa = HOLDS if hi < 0 else FAILS if lo > 0 else INCONCLUSIVE
+    v_kappa, _ = sign_verdict(fits["kappa_f0zero"])
+    # the kappa = 1 GP fluctuation at the largest side width, from the main sweep at that width
+    m_last = int(ms[-1])
+    at = list(m).index(m_last) if m_last in list(m) else -1
+    floor1 = float(np.mean(sw["agree_f0zero"][:, at]))
+    kappa_last = float(np.mean(side["kappa_agree_f0zero"][:, -1]))
     verdict = combine_verdicts([v_mse, v_xent, v_init, v_kappa])
     notes = (
         f"- MSE: finite network vs `MSEDynamics(Theta).test_mean` at every recorded step with the network's own f0 "
@@ -325,10 +323,13 @@ def check_infinite_width_agreement(*, quick: bool = False, seed: int = 0) -> Che
         "bound holds and is not sharp; the CLT rate is -1/2).\n"
         f"- Arora et al. 2019 Theorem 3.2: with the output scaled by kappa = {cfg.kappa} (and the rate by 1/kappa^2), "
         f"the trained network approaches kernel dynamics from f0 = 0; error vs m: {fits['kappa_f0zero'].summary()} "
-        f"-> {v_kappa} (holds if the CI is below 0). At kappa = 1 the f0 = 0 comparison keeps the GP fluctuation of "
-        f"f0: rms {np.mean(sw['agree_f0zero']):.3f} at every width (it does not vanish); kappa = {cfg.kappa} cuts it "
-        f"by {1 / kappa_gain:.1f}x at the largest width. Their theorem gives a polynomial width requirement, not a "
-        "rate, so the measured rate is the finding.")
+        f"-> {v_kappa} (tested: the error decreases with m, CI below 0). At kappa = 1 the f0 = 0 comparison keeps "
+        f"the GP fluctuation of f0: rms {floor1:.3f} at m = {m_last} (about {np.mean(sw['agree_f0zero']):.3f} at every "
+        f"width; it does not vanish). At kappa = {cfg.kappa} the error at m = {m_last} is {kappa_last:.3f}, "
+        f"{floor1 / kappa_last:.1f}x smaller, and it levels off towards kappa x that fluctuation "
+        f"({cfg.kappa * floor1:.3f}): the error is O(kappa) + O(m^-1/2), so the fitted exponent is not a rate "
+        "(its closeness to Arora's -1/4 is a coincidence of the floor). Their theorem gives a polynomial width "
+        "requirement, not a rate; what holds is that the error falls with m and with kappa.")
     return CheckResult(
         name="infinite_width_agreement", title="Finite vs infinite width after training", claim=(
             "A trained wide network's predictions converge to the closed-form infinite-width dynamics at the same time "
@@ -359,8 +360,8 @@ def check_exponential_convergence(*, quick: bool = False, seed: int = 0) -> Chec
     # infinite width, exactly: the closed-form residual against the bound at every step
     steps = np.arange(cfg.steps + 1)
     mse = dynamics.MSEDynamics(pb.ntk, pb.y, learning_rate=pb.lr)
-    r = mse.train_outputs(steps=steps) - pb.y
-    inf_ratio = np.linalg.norm(r, axis=(1, 2)) / (np.exp(-pb.lr * lmin * steps) * np.linalg.norm(pb.y))
+    r = mse.train_outputs(steps=steps) - pb.y  # from f0 = 0
+    inf_ratio = (np.linalg.norm(r, axis=(1, 2)) / (np.exp(-pb.lr * lmin * steps) * np.linalg.norm(pb.y)))[1:]
     v_inf = HOLDS if inf_ratio.max() <= 1 + 1e-12 else FAILS
     v_fin = HOLDS if sw["bound_ratio"].max() <= 1 + 1e-12 else FAILS
     fit = fit_power_law(sw["widths"], sw["mode_dev"])
@@ -368,9 +369,12 @@ def check_exponential_convergence(*, quick: bool = False, seed: int = 0) -> Chec
     verdict = combine_verdicts([v_inf, v_fin, v_mode])
     notes = (f"lambda_min = {lmin:.4g}, lambda_max = {lam[-1]:.4g} (analytic NTK on {cfg.n_train} digits), "
              f"eta = 1/lambda_max, so the bound exp(-eta lambda_min t) only falls to "
-             f"{math.exp(-pb.lr * lmin * cfg.steps):.4f} by the last step: it is loose on the slow modes. "
-             f"Infinite width (closed form): max ratio residual / bound = {inf_ratio.max():.6f} -> {v_inf}. Finite "
-             f"width: max ratio over steps, seeds and widths {sw['bound_ratio'].max():.6f} -> {v_fin}. Per mode: the "
+             f"{math.exp(-pb.lr * lmin * cfg.steps):.4f} by the last step: it is loose on the slow modes. Ratios are "
+             "residual / bound over steps s >= 1. Infinite width (closed form from f0 = 0): max ratio "
+             f"{inf_ratio.max():.6f} -> {v_inf}; with eta <= 1/lambda_max this is an identity "
+             "(|1 - eta lambda| <= exp(-eta lambda_min) on every mode), so it checks the implementation, not the "
+             f"theorem. Finite width (the informative part): max ratio over steps, seeds and widths "
+             f"{sw['bound_ratio'].max():.6f} -> {v_fin}. Per mode: the "
              "finite network's residual on the top-5 eigenvectors of the analytic NTK against (1 - eta lambda_i)^s, "
              f"max deviation relative to |r_0|: exponent {fit.summary()} in m -> {v_mode}.")
     return CheckResult(
@@ -382,9 +386,9 @@ def check_exponential_convergence(*, quick: bool = False, seed: int = 0) -> Chec
                                                "bound_ratio_finite": sw["bound_ratio"],
                                                "bound_ratio_infinite": inf_ratio, "eigenvalues": lam[::-1]},
         fits={"mode_dev": fit}, expected="ratios <= 1; per-mode deviation O(m^-1/2)",
-        summary=f"max ratio inf {inf_ratio.max():.3f}, finite {sw['bound_ratio'].max():.3f}; mode dev "
+        summary=f"max ratio (s >= 1) inf {inf_ratio.max():.4f}, finite {sw['bound_ratio'].max():.4f}; mode dev "
                 f"{fit.exponent:.2f}", verdict=verdict,
-        rule="ratios <= 1 + 1e-12 at every step; per-mode deviation: " + rule, notes=notes,
+        rule="ratios <= 1 + 1e-12 at every step s >= 1; per-mode deviation: " + rule, notes=notes,
         plotter=_plot_panels([("width m", [("widths", "mode_dev", "top-5 mode deviation", "mode_dev")],
                                "per-mode decay vs infinite width")]))
 
@@ -399,8 +403,7 @@ def check_lazy_regime(*, quick: bool = False, seed: int = 0) -> CheckResult:
             "misalign_vs_alpha": fit_power_law(a, 1 - side["lazy_alignment"])}
     expect = {"rel_weight_vs_m": -0.5, "misalign_vs_m": -0.5, "rel_weight_vs_alpha": -1.0, "misalign_vs_alpha": -1.0}
     rates = {k: exponent_verdict(fits[k], e, 0.2)[0] for k, e in expect.items()}
-    decreasing = [HOLDS if f.confidence_interval().high < 0 else FAILS if f.confidence_interval().low > 0
-                  else INCONCLUSIVE for f in fits.values()]
+    decreasing = [sign_verdict(f)[0] for f in fits.values()]
     verdict = combine_verdicts(decreasing)
     notes = ("Relative weight change `||theta_T - theta_0|| / ||theta_0||` and misalignment "
              "`1 - <J_T, J_0>/(|J_T||J_0|)` (over the training points), vs width (output scale 1) and vs Chizat's "

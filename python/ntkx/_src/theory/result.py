@@ -36,7 +36,7 @@ class PowerLawFit:
 
     Attributes:
       exponent: the fitted slope p.
-      stderr: its standard error (0 with exactly two points).
+      stderr: its standard error (nan with exactly two points: no residual to estimate it).
       prefactor: C.
       n_points: (seed, x) points in the fit; n_seeds: seeds.
       x_range: the smallest and largest x fitted.
@@ -50,11 +50,10 @@ class PowerLawFit:
     x_range: Tuple[float, float]
 
     def confidence_interval(self, confidence_level: float = CONFIDENCE) -> ConfidenceInterval:
-        """Student-t interval ``exponent +- t_{n-2} stderr`` (a point when n = 2)."""
+        """Student-t interval ``exponent +- t_{n-2} stderr`` (unbounded with only two points)."""
         dof = self.n_points - 2
-        if dof <= 0 or not np.isfinite(self.stderr):
-            return ConfidenceInterval(self.exponent, self.exponent) if dof == 0 else \
-                ConfidenceInterval(-math.inf, math.inf)
+        if dof <= 0 or not np.isfinite(self.stderr):  # two points fix a line but say nothing of its error
+            return ConfidenceInterval(-math.inf, math.inf)
         h = float(stats.t.ppf(0.5 + confidence_level / 2, dof)) * self.stderr
         return ConfidenceInterval(self.exponent - h, self.exponent + h)
 
@@ -95,7 +94,7 @@ def fit_power_law(x: Any, y: Any) -> PowerLawFit:
     n = lx.size
     if n == 2:
         p = (ly[1] - ly[0]) / (lx[1] - lx[0])
-        return PowerLawFit(float(p), 0.0, float(math.exp(ly[0] - p * lx[0])), 2, y.shape[0],
+        return PowerLawFit(float(p), math.nan, float(math.exp(ly[0] - p * lx[0])), 2, y.shape[0],
                            (float(x.min()), float(x.max())))
     r = stats.linregress(lx, ly)
     return PowerLawFit(float(r.slope), float(r.stderr), float(math.exp(r.intercept)), n, y.shape[0],
@@ -122,17 +121,28 @@ def exponent_verdict(fit: PowerLawFit, expected: float, tol: float) -> Tuple[str
 def bound_verdict(fit: PowerLawFit, bound: float, tol: float) -> Tuple[str, str]:
     """Verdict on an ``O(x^bound)`` claim (a decay at least that fast), and the rule in words.
 
-    holds: the 95% interval lies below ``bound + tol``; does not hold: it lies above;
-    inconclusive otherwise. A decay faster than the bound holds (the bound is then not sharp).
+    holds: the 95% interval reaches ``bound`` or below (the data allow a decay at least
+    that fast) and its upper end is below ``bound + tol`` (tol: room for pre-asymptotic
+    curvature over the measured range); does not hold: the whole interval lies above
+    ``bound + tol`` (clearly slower); inconclusive otherwise. A decay faster than the
+    bound holds (the bound is then not sharp).
     """
     lo, hi = fit.confidence_interval()
-    rule = (f"O(x^{bound:g}) holds if the fitted exponent's 95% CI lies below {bound + tol:g}; "
-            f"does not hold if it lies above {bound + tol:g}; else inconclusive")
-    if hi <= bound + tol:
-        return HOLDS, rule
+    rule = (f"O(x^{bound:g}) holds if the fitted exponent's 95% CI reaches {bound:g} or below and its upper end "
+            f"is <= {bound + tol:g}; does not hold if the whole CI is above {bound + tol:g}; else inconclusive")
     if lo > bound + tol:
         return FAILS, rule
+    if lo <= bound and hi <= bound + tol:
+        return HOLDS, rule
     return INCONCLUSIVE, rule
+
+
+def sign_verdict(fit: PowerLawFit) -> Tuple[str, str]:
+    """Verdict on "decreases with x": holds if the exponent's 95% CI is below 0, does not
+    hold if above 0, inconclusive otherwise."""
+    lo, hi = fit.confidence_interval()
+    rule = "decreasing holds if the fitted exponent's 95% CI is below 0; does not hold if above 0; else inconclusive"
+    return (HOLDS if hi < 0 else FAILS if lo > 0 else INCONCLUSIVE), rule
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:

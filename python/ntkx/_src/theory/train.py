@@ -101,8 +101,16 @@ def _sqnorm(a: Sequence[Any]) -> float:
     return float(sum(np.sum(u * u) for p in a for u in p if u is not None))
 
 
+def parameter_norm(params: Sequence[Any]) -> float:
+    """``||theta||``, the Euclidean norm over every parameter array."""
+    return math.sqrt(_sqnorm(params))
+
+
 def _check_steps(values: Any, steps: int, name: str) -> np.ndarray:
-    arr = np.unique(np.asarray(values if values is not None else [], dtype=np.int64).ravel())
+    raw = np.asarray(values if values is not None else [], dtype=np.float64).ravel()
+    if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+        raise ValueError(f"{name} must be integer step counts, got {values!r}")
+    arr = np.unique(raw.astype(np.int64))
     if arr.size and (arr[0] < 0 or arr[-1] > steps):
         raise ValueError(f"{name} must lie in [0, steps={steps}], got {arr.min()}..{arr.max()}")
     return arr
@@ -124,7 +132,8 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
       layer: an `ntkx.stax` network ending in Dense (FC or conv; either parameterization).
       params: its initial parameters (from ``init_fn``); not modified.
       x_train: `(N, d)` or NHWC images; y_train: `(N, k)` targets (probability rows for ``'xent'``).
-      learning_rate: eta > 0. Stable for MSE below ``2 / lambda_max`` of the empirical NTK.
+      learning_rate: eta > 0. Stable for MSE below ``2 / lambda_max`` of the full (N k x N k)
+        empirical NTK (about that of `empirical_kernels`' output average at large width).
       steps: the number of gradient steps.
       x_test: optional test inputs whose outputs are recorded.
       loss: ``'mse'`` or ``'xent'`` (module docstring).
@@ -149,11 +158,15 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
     ops = list(network.expand(layer.ops))
     if not ops or not isinstance(ops[-1], network.DenseOp):
         raise NotImplementedError("train: the network must end with a Dense readout layer")
-    network.check_params(ops, list(params), "train")
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"train: params must be the list init_fn returns, got {type(params).__name__}")
     if loss not in LOSSES:
         raise ValueError(f"train: loss must be one of {LOSSES}, got {loss!r}")
     x = validate.numeric_array(x_train, "x_train").astype(np.float64)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"train: x_train must be (N, d) rows or (N, H, W, C) images with N >= 1, got {x.shape}")
     validate.check_finite(x, "x_train")
+    network.check_params(ops, list(params), "train", x.shape, finite=True)
     y = validate.numeric_array(y_train, "y_train").astype(np.float64)
     if y.ndim == 1:
         y = y[:, None]
@@ -182,6 +195,9 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
     theta0 = _copy(params)
     theta = _copy(params)
     run0 = network.forward(ops, theta0, x)
+    if run0.out.ndim != 2:
+        raise ValueError(f"train: the network's outputs have shape {run0.out.shape}, not (N, k): a Dense network "
+                         "given images applies per pixel; end a conv network with GlobalAvgPool() or Flatten()")
     if run0.out.shape[1] != y.shape[1]:
         raise ValueError(f"train: the network has {run0.out.shape[1]} outputs, y_train has {y.shape[1]} columns")
     run0_test = network.forward(ops, theta0, xt) if xt is not None else None
