@@ -105,6 +105,48 @@ def test_stax_kernel_fn_records_its_spec(tmp_path, x):
     np.testing.assert_allclose(P.open(tmp_path / "K.zarr")[:], kernel_fn(x, None, "ntk"), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("arch, spec", [
+    ("fc depth=2 w_std=1.3 b_std=0.2 act=relu", SPEC),
+    ("fc", ntkx.FcSpec(3, 2**0.5, 0.0)),
+    ("cnn-gap depth=2", CntkSpec((ConvLayer(2**0.5, 0.0, 3),) * 2, readout="gap", out_w_std=2**0.5)),
+    ("cnn-vanilla depth=1 filter=1 act=erf w_std=1.1 b_std=0.3",
+     CntkSpec((ConvLayer(1.1, 0.3, 1),), ntkx.Activation("erf", 1.0, 1.0, 0.0, "Erf"), readout="vanilla",
+              out_w_std=1.1, out_b_std=0.3)),
+])
+def test_architecture_strings_name_their_spec(tmp_path, x, arch, spec):
+    from ntkx._src.precompute.kernel import parse_architecture, spec_from_description
+
+    assert parse_architecture(arch) == spec
+    if isinstance(spec, FcSpec):
+        res = run(arch, x, None, tmp_path / "K.zarr", get="ntk")
+        np.testing.assert_allclose(res.open()[:, :], ntkx.fc_kernels(x, None, spec, "ntk"), rtol=1e-12, atol=0)
+        # The string and the spec are the same computation: the spec resumes the string's store.
+        assert run(spec, x, None, tmp_path / "K.zarr", get="ntk").skipped == res.total
+    meta_kernel = ntkx._src.precompute.kernel.resolve_kernel(arch, {}).description()
+    assert spec_from_description(meta_kernel) == spec
+
+
+@pytest.mark.parametrize("arch, words", [
+    ("mlp depth=3", ["'mlp'", "fc, cnn-gap, cnn-vanilla"]),
+    ("fc depht=3", ["'depht'", "depth, w_std, b_std, act"]),
+    ("fc filter=3", ["'filter'", "depth, w_std, b_std, act"]),
+    ("fc act=tanh", ["'tanh'", "relu, abs, step, requ, erf"]),
+    ("fc depth=x", ["depth='x'", "integer"]),
+    ("cnn-gap depth=0", ["depth='0'", ">= 1"]),
+    ("fc w_std=-1", ["w_std='-1'", "> 0"]),
+    ("fc b_std=nan", ["b_std='nan'", ">= 0"]),
+    ("fc depth", ["'depth'", "key=value"]),
+    ("fc depth=2 depth=3", ["'depth' given twice"]),
+    ("", ["empty"]),
+])
+def test_bad_architecture_strings_list_the_valid_ones(tmp_path, x, arch, words):
+    with pytest.raises(ValueError) as e:
+        P.precompute(arch, x, store=tmp_path / "K.zarr", progress=False)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert not (tmp_path / "K.zarr").exists()
+
+
 def test_file_inputs_share_the_fingerprint(tmp_path, x):
     import zarr
 

@@ -30,8 +30,9 @@ from typing import Any, Optional, Tuple
 import numpy as np
 from scipy import special
 
-from ntkx._src.cntk import CntkSpec, ConvLayer, cntk_kernels
-from ntkx._src.fc import Activation, FcSpec, fc_kernels
+from ntkx._src.cntk import CntkSpec, cntk_kernels
+from ntkx._src.fc import FcSpec, fc_kernels
+from ntkx._src.precompute.kernel import ACTIVATIONS, build_spec
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -40,13 +41,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("ntkx.estimators needs scikit-learn >= 1.6: pip install 'scikit-learn>=1.6'") from e
 
-_ACTIVATIONS = {
-    "relu": Activation("abrelu", 0.0, 1.0, 0.0, "Relu"),
-    "abs": Activation("abrelu", -1.0, 1.0, 0.0, "Abs"),
-    "step": Activation("arccos0", 0.0, 0.0, 0.0, "RectifiedMonomial(0)"),
-    "requ": Activation("arccos2", 0.0, 0.0, 0.0, "RectifiedMonomial(2)"),
-    "erf": Activation("erf", 1.0, 1.0, 0.0, "Erf"),
-}
+_ACTIVATIONS = ACTIVATIONS  # the names activation= takes (shared with architecture strings)
 _DIAG_CHUNK = 64  # test points per block when only the kernel's diagonal is needed
 
 
@@ -100,14 +95,10 @@ class _NTKBase(BaseEstimator):
                 raise ValueError(f"kernel must be 'fc', 'cnn', an FcSpec/CntkSpec or a stax kernel_fn, got {k!r}")
             if self.activation not in _ACTIVATIONS:
                 raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-            act = _ACTIVATIONS[self.activation]
             if not isinstance(self.depth, numbers.Integral) or self.depth < (1 if k == "cnn" else 0):
                 raise ValueError(f"depth must be an integer >= {1 if k == 'cnn' else 0} for kernel={k!r}, "
                                  f"got {self.depth!r}")
-            if k == "fc":
-                return FcSpec(int(self.depth), float(self.w_std), float(self.b_std), act)
-            conv = ConvLayer(float(self.w_std), float(self.b_std), int(self.filter_size))
-            return CntkSpec((conv,) * int(self.depth), act, True, self.readout, float(self.w_std), float(self.b_std))
+            return build_spec(k, self.depth, self.w_std, self.b_std, self.activation, self.filter_size, self.readout)
         if isinstance(k, tuple) and len(k) == 3 and callable(k[2]):  # stax.serial(...) result
             return k[2]
         if callable(k):

@@ -1,5 +1,10 @@
 """The architecture of a precompute as a per-tile function and a description.
 
+An architecture is also a string (`parse_architecture`), the form the command
+line takes: ``"fc depth=3 w_std=1.4 b_std=0.1 act=relu"``, ``"cnn-gap depth=6"``,
+``"cnn-vanilla depth=2 filter=3"``. The same builder (`build_spec`) makes the
+specs of the scikit-learn estimators' ``kernel='fc'`` / ``'cnn'``.
+
 `TileKernel` is picklable (a Dask task carries it) and computes one tile
 ``K(a, b)`` (``b`` None: ``K(a, a)``, one triangle computed and mirrored, as
 `ntkx.fc_kernels` does) straight into preallocated outputs of the store's dtype
@@ -10,16 +15,166 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from ntkx._src.cntk import CntkSpec, cntk_kernels
-from ntkx._src.fc import FcSpec, fc_kernels
+from ntkx._src.cntk import CntkSpec, ConvLayer, cntk_kernels
+from ntkx._src.fc import Activation, FcSpec, fc_kernels
 
 #: Keyword arguments passed through to the kernel functions; ``layout`` changes
 #: what the input bytes mean, so it is part of the store's identity.
 PASSTHROUGH = ("device", "memory_budget", "threads", "layout")
+
+
+#: The activations an architecture string (``act=``) and the estimators (``activation=``) name.
+ACTIVATIONS: Dict[str, Activation] = {
+    "relu": Activation("abrelu", 0.0, 1.0, 0.0, "Relu"),
+    "abs": Activation("abrelu", -1.0, 1.0, 0.0, "Abs"),
+    "step": Activation("arccos0", 0.0, 0.0, 0.0, "RectifiedMonomial(0)"),
+    "requ": Activation("arccos2", 0.0, 0.0, 0.0, "RectifiedMonomial(2)"),
+    "erf": Activation("erf", 1.0, 1.0, 0.0, "Erf"),
+}
+
+#: Architecture families of a string, and the readout each CNN family means.
+FAMILIES: Dict[str, Optional[str]] = {"fc": None, "cnn-gap": "gap", "cnn-vanilla": "vanilla"}
+#: The keys of an architecture string, what each means and its default.
+ARCH_KEYS: Dict[str, str] = {
+    "depth": "hidden layers (fc, default 3) or conv layers (cnn-*, default 3), an integer",
+    "w_std": "weight std of every layer, a number > 0 (default sqrt(2))",
+    "b_std": "bias std of every layer, a number >= 0 (default 0)",
+    "act": f"activation, one of {', '.join(ACTIVATIONS)} (default relu)",
+    "filter": "conv filter side q (cnn-* only), an integer >= 1 (default 3)",
+}
+
+
+def build_spec(kind: str, depth: Any = 3, w_std: Any = 2**0.5, b_std: Any = 0.0, activation: str = "relu",
+               filter_size: Any = 3, readout: str = "gap") -> Any:
+    """The `FcSpec` (``kind='fc'``) or `CntkSpec` (``kind='cnn'``) of the standard networks.
+
+    * ``'fc'``: Dense -> [activation -> Dense] x `depth`;
+    * ``'cnn'``: Conv(q x q) -> [activation -> Conv] x (`depth` - 1) -> activation ->
+      GlobalAvgPool (``readout='gap'``) or Flatten (``'vanilla'``) -> Dense, every layer
+      with `w_std` and `b_std`.
+
+    Raises ValueError (naming the value and the valid ones) for an unknown kind,
+    activation or readout, or a depth / filter size out of range.
+    """
+    if kind not in ("fc", "cnn"):
+        raise ValueError(f"kind must be 'fc' or 'cnn', got {kind!r}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    act = ACTIVATIONS[activation]
+    lo = 1 if kind == "cnn" else 0
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < lo:
+        raise ValueError(f"depth must be an integer >= {lo} for {kind!r}, got {depth!r}")
+    if kind == "fc":
+        return FcSpec(int(depth), float(w_std), float(b_std), act)
+    if readout not in ("gap", "vanilla"):
+        raise ValueError(f"readout must be 'gap' or 'vanilla', got {readout!r}")
+    if isinstance(filter_size, bool) or not isinstance(filter_size, numbers.Integral) or filter_size < 1:
+        raise ValueError(f"filter size must be an integer >= 1, got {filter_size!r}")
+    conv = ConvLayer(float(w_std), float(b_std), int(filter_size))
+    return CntkSpec((conv,) * int(depth), act, True, readout, float(w_std), float(b_std))
+
+
+def _arch_number(key: str, text: str, positive: bool) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise ValueError(f"architecture key {key}={text!r}: must be a finite number {'>' if positive else '>='} 0")
+    return v
+
+
+def _arch_int(key: str, text: str, lo: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise ValueError(f"architecture key {key}={text!r}: must be an integer >= {lo}") from None
+    if v < lo:
+        raise ValueError(f"architecture key {key}={text!r}: must be an integer >= {lo}")
+    return v
+
+
+def parse_architecture(text: str) -> Any:
+    """An architecture string as the `FcSpec` / `CntkSpec` it names (via `build_spec`).
+
+    Grammar: a family (``fc``, ``cnn-gap``, ``cnn-vanilla``) then ``key=value``
+    words separated by spaces, each key at most once: ``depth``, ``w_std``,
+    ``b_std``, ``act`` and, for the CNN families, ``filter`` (`ARCH_KEYS`).
+
+    >>> parse_architecture("fc depth=3 w_std=1.4 b_std=0.1 act=relu")  # doctest: +ELLIPSIS
+    FcSpec(depth=3, w_std=1.4, b_std=0.1, ...)
+
+    Raises ValueError naming the bad word and listing the valid families, keys
+    or values; every spec value is then validated (`FcSpec.to_core` and the
+    CNTK's own checks run on the first tile, or now through `resolve_kernel`).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"an architecture string must be a str, got {type(text).__name__}")
+    words = text.split()
+    if not words:
+        raise ValueError(f"empty architecture string; it starts with one of {', '.join(FAMILIES)}, "
+                         f"e.g. 'fc depth=3' or 'cnn-gap depth=6'")
+    family, pairs = words[0].lower(), words[1:]
+    if family not in FAMILIES:
+        raise ValueError(f"unknown architecture {words[0]!r} in {text!r}; valid: {', '.join(FAMILIES)}")
+    valid = [k for k in ARCH_KEYS if family != "fc" or k != "filter"]
+    seen: Dict[str, str] = {}
+    for w in pairs:
+        key, eq, value = w.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"architecture word {w!r} in {text!r} is not key=value; keys: {', '.join(valid)}")
+        if key not in valid:
+            raise ValueError(f"unknown architecture key {key!r} in {text!r}; valid keys for {family}: "
+                             f"{', '.join(valid)}")
+        if key in seen:
+            raise ValueError(f"architecture key {key!r} given twice in {text!r}")
+        seen[key] = value
+    kw: Dict[str, Any] = {}
+    if "depth" in seen:
+        from ntkx._src.cntk import _MAX_CONV
+        from ntkx._src.validate import MAX_DEPTH
+
+        hi = MAX_DEPTH if family == "fc" else _MAX_CONV
+        kw["depth"] = _arch_int("depth", seen["depth"], 1 if family != "fc" else 0)
+        if kw["depth"] > hi:
+            raise ValueError(f"architecture key depth={seen['depth']!r}: at most {hi} for {family}")
+    if "w_std" in seen:
+        kw["w_std"] = _arch_number("w_std", seen["w_std"], positive=True)
+    if "b_std" in seen:
+        kw["b_std"] = _arch_number("b_std", seen["b_std"], positive=False)
+    if "act" in seen:
+        if seen["act"].lower() not in ACTIVATIONS:
+            raise ValueError(f"unknown activation act={seen['act']!r} in {text!r}; valid: {', '.join(ACTIVATIONS)}")
+        kw["activation"] = seen["act"].lower()
+    if "filter" in seen:
+        kw["filter_size"] = _arch_int("filter", seen["filter"], 1)
+    if family == "fc":
+        return build_spec("fc", **kw)
+    return build_spec("cnn", readout=FAMILIES[family], **kw)
+
+
+def spec_from_description(d: Dict[str, Any]) -> Any:
+    """The `FcSpec` / `CntkSpec` a store's kernel description (`TileKernel.description`) records.
+
+    Raises ValueError when the store was made by a stax ``kernel_fn`` whose
+    architecture could not be recovered (nothing to rebuild it from).
+    """
+    kind, spec = d.get("spec_type"), d.get("spec")
+    if spec is None or kind not in ("FcSpec", "CntkSpec"):
+        raise ValueError(f"the store's kernel ({d.get('function', d.get('kind'))}) records no FcSpec/CntkSpec "
+                         f"to rebuild it from")
+    if kind == "FcSpec":
+        return FcSpec(spec["depth"], spec["w_std"], spec["b_std"], Activation(**spec["activation"]))
+    fields = dict(spec)
+    fields["convs"] = tuple(ConvLayer(**c) for c in spec["convs"])
+    fields["activation"] = Activation(**spec["activation"])
+    return CntkSpec(**fields)
 
 
 def _spec_of_kernel_fn(fn: Callable) -> Optional[Any]:
@@ -85,11 +240,14 @@ class TileKernel:
 
 
 def resolve_kernel(kernel: Any, options: Dict[str, Any]) -> TileKernel:
-    """`kernel` (stax ``kernel_fn``, ``FcSpec`` or ``CntkSpec``) as a `TileKernel`, or a TypeError."""
+    """`kernel` (stax ``kernel_fn``, ``FcSpec``, ``CntkSpec`` or an architecture string,
+    see `parse_architecture`) as a `TileKernel`, or a TypeError / ValueError."""
     unknown = set(options) - set(PASSTHROUGH)
     if unknown:
         raise TypeError(f"precompute got unexpected keyword argument(s) {sorted(unknown)}; "
                         f"the kernel options it passes on are {PASSTHROUGH}")
+    if isinstance(kernel, str):
+        kernel = parse_architecture(kernel)
     if isinstance(kernel, FcSpec):
         if "layout" in options:
             raise ValueError("layout= applies to CNN kernels (CntkSpec) only")
@@ -99,4 +257,5 @@ def resolve_kernel(kernel: Any, options: Dict[str, Any]) -> TileKernel:
         return TileKernel("cntk", kernel, None, tuple(sorted(options.items())))
     if callable(kernel):
         return TileKernel("kernel_fn", _spec_of_kernel_fn(kernel), kernel, tuple(sorted(options.items())))
-    raise TypeError(f"kernel must be a stax kernel_fn, an ntkx.FcSpec or an ntkx.CntkSpec, got {type(kernel).__name__}")
+    raise TypeError(f"kernel must be a stax kernel_fn, an ntkx.FcSpec, an ntkx.CntkSpec or an architecture string "
+                    f"such as 'fc depth=3', got {type(kernel).__name__}")
