@@ -161,3 +161,40 @@ def test_bad_parameters(rng, kwargs, match):
     x, y = rng.standard_normal((10, 4)), rng.integers(0, 2, 10)
     with pytest.raises(ValueError, match=match):
         NTKClassifier(**kwargs).fit(x, y)
+
+
+def test_precomputed_store_matches_the_in_memory_estimators(tmp_path, rng):
+    """kernel='precomputed' on a kernel store (CG on its streamed operator) predicts as the in-memory estimator."""
+    pytest.importorskip("zarr")
+    from ntkx import precompute as P
+
+    x, xt = rng.standard_normal((30, 5)), rng.standard_normal((11, 5))
+    y = np.sin(x[:, 0]) + x[:, 1]
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 2] > 0)
+    kw = dict(depth=2, w_std=1.3, b_std=0.2, ridge=1e-3)
+    spec = ntkx.FcSpec(2, 1.3, 0.2)
+    P.precompute(spec, x, store=tmp_path / "train.zarr", tile=7, dtype=np.float64, progress=False)
+    P.precompute("fc depth=2 w_std=1.3 b_std=0.2", xt, x, store=tmp_path / "test.zarr", tile=7,
+                 dtype=np.float64, progress=False)
+    ref = NTKRegressor("fc", **kw).fit(x, y).predict(xt)
+    est = NTKRegressor("precomputed", **kw).fit(P.open(tmp_path / "train.zarr"), y)
+    np.testing.assert_allclose(est.predict(P.open(tmp_path / "test.zarr")), ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(est.predict(str(tmp_path / "test.zarr")), ref, rtol=1e-7, atol=1e-9)  # a path
+    clf_ref = NTKClassifier("fc", **kw).fit(x, labels)
+    clf = NTKClassifier("precomputed", **kw).fit(str(tmp_path / "train.zarr"), labels)
+    np.testing.assert_allclose(clf.decision_function(P.open(tmp_path / "test.zarr")), clf_ref.decision_function(xt),
+                               rtol=1e-7, atol=1e-9)
+    assert np.array_equal(clf.predict(P.open(tmp_path / "test.zarr")), clf_ref.predict(xt))
+    # An in-memory Gram works the same way; NNGP via get= reads the store's other kernel.
+    gram = ntkx.fc_kernels(x, None, spec, "nngp")
+    nngp = NTKRegressor("precomputed", get="nngp", **kw).fit(gram, y)
+    np.testing.assert_allclose(nngp.predict(str(tmp_path / "test.zarr")),
+                               NTKRegressor("fc", get="nngp", **kw).fit(x, y).predict(xt), rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="t=inf"):
+        NTKRegressor("precomputed", t=1.0).fit(P.open(tmp_path / "train.zarr"), y)
+    with pytest.raises(ValueError, match="but get='nngp'"):
+        NTKRegressor("precomputed", get="nngp").fit(P.open(tmp_path / "train.zarr"), y)
+    with pytest.raises(ValueError, match="square"):
+        NTKRegressor("precomputed").fit(P.open(tmp_path / "test.zarr"), y[:11])
+    with pytest.raises(ValueError, match="return_std"):
+        est.predict(P.open(tmp_path / "test.zarr"), return_std=True)

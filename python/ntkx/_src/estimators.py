@@ -15,7 +15,16 @@ The network is chosen by ``kernel``:
   GlobalAvgPool (``readout='gap'``) or Flatten (``'vanilla'``) -> Dense, on images:
   rows of `X` are reshaped to `image_shape` ``(H, W, C)``;
 * an `ntkx.FcSpec` or `ntkx.CntkSpec`, or an `ntkx.stax` layer or ``kernel_fn``
-  (anything called as ``kernel_fn(x1, x2, get, **kwargs)``).
+  (anything called as ``kernel_fn(x1, x2, get, **kwargs)``);
+* ``'precomputed'`` (scikit-learn's idiom, as in ``SVC`` / ``KernelRidge``): `X` is
+  the kernel itself, the ``(n_train, n_train)`` Gram in ``fit`` and the
+  ``(n_test, n_train)`` kernel in ``predict``, as an array, a
+  `ntkx.precompute.StoredKernel` or the path of a kernel store (its `get` kernel is
+  read). A stored kernel is never loaded whole: ``fit`` solves
+  ``(K + ridge I) alpha = Y`` by `ntkx.dynamics.cg_solve` on
+  ``StoredKernel.as_operator()`` and ``predict`` streams ``K_test @ alpha`` tile
+  by tile. Only ``t = inf`` (the converged network) and the mean (no
+  ``return_std``) are available this way.
 
 Time convention (see `ntkx.dynamics`): gradient flow on L = 1/2 sum (f - y)^2 with
 learning rate `learning_rate`, so the training residual decays as
@@ -25,6 +34,7 @@ exp(-learning_rate * t * Theta).
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -37,11 +47,15 @@ from ntkx._src.precompute.kernel import ACTIVATIONS, build_spec
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("ntkx.estimators needs scikit-learn >= 1.6: pip install 'scikit-learn>=1.6'") from e
 
 _ACTIVATIONS = ACTIVATIONS  # the names activation= takes (shared with architecture strings)
+def _is_precomputed(kernel: Any) -> bool:
+    return isinstance(kernel, str) and kernel == "precomputed"
+
+
 _DIAG_CHUNK = 64  # test points per block when only the kernel's diagonal is needed
 
 
@@ -92,7 +106,7 @@ class _NTKBase(BaseEstimator):
             return k
         if isinstance(k, str):
             if k not in ("fc", "cnn"):
-                raise ValueError(f"kernel must be 'fc', 'cnn', an FcSpec/CntkSpec or a stax kernel_fn, got {k!r}")
+                raise ValueError(f"kernel must be 'fc', 'cnn', 'precomputed', an FcSpec/CntkSpec or a stax kernel_fn, got {k!r}")
             if self.activation not in _ACTIVATIONS:
                 raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
             if not isinstance(self.depth, numbers.Integral) or self.depth < (1 if k == "cnn" else 0):
@@ -103,7 +117,7 @@ class _NTKBase(BaseEstimator):
             return k[2]
         if callable(k):
             return k
-        raise TypeError(f"kernel must be 'fc', 'cnn', an FcSpec/CntkSpec or a stax kernel_fn, got {type(k).__name__}")
+        raise TypeError(f"kernel must be 'fc', 'cnn', 'precomputed', an FcSpec/CntkSpec or a stax kernel_fn, got {type(k).__name__}")
 
     def _inputs(self, X: np.ndarray, spec) -> np.ndarray:
         """Rows of X as the kernel wants them: flat features or (N, H, W, C) images."""
@@ -141,6 +155,64 @@ class _NTKBase(BaseEstimator):
             nngp, _ = self._kernels(x[s:s + _DIAG_CHUNK], None)
             out[s:s + _DIAG_CHUNK] = np.diag(nngp)
         return out
+
+    # ---- precomputed kernels -------------------------------------------------------
+
+    def _precomputed_kernel(self, X: Any, what: str) -> Any:
+        """`X` of ``kernel='precomputed'`` as a StoredKernel or a float64 2-D array."""
+        from ntkx._src.precompute.reader import StoredKernel
+
+        if isinstance(X, (str, os.PathLike)):
+            X = StoredKernel(os.fspath(X), self.get)
+        if isinstance(X, StoredKernel):
+            if X.name != self.get:
+                raise ValueError(f"the stored kernel is {X.name!r} but get={self.get!r}; open the store's "
+                                 f"{self.get!r} kernel (ntkx.precompute.open(path, {self.get!r})) or pass its path")
+            return X
+        K = np.asarray(X, dtype=np.float64)
+        if K.ndim != 2:
+            raise ValueError(f"kernel='precomputed' takes the {what} kernel as X, a 2-D array, a StoredKernel or "
+                             f"a store path; got an array of shape {K.shape}")
+        if not np.all(np.isfinite(K)):
+            raise ValueError(f"the precomputed {what} kernel has NaN or Inf entries")
+        return K
+
+    def _fit_precomputed(self, X: Any, Y: np.ndarray) -> "_NTKBase":
+        from ntkx._src.iterative import cg_solve
+        from ntkx._src.precompute.reader import StoredKernel
+
+        self._check_params()
+        if self.t != np.inf:
+            raise ValueError(f"kernel='precomputed' fits the converged network (t=inf) by conjugate gradients; "
+                             f"got t={self.t!r} (finite times need the kernel's eigendecomposition: pass the "
+                             f"inputs with kernel='fc'/'cnn', or use ntkx.dynamics.mse_dynamics_iterative)")
+        K = self._precomputed_kernel(X, "training")
+        n = K.shape[0]
+        if K.shape != (n, n):
+            raise ValueError(f"kernel='precomputed' fit takes the square (n_train, n_train) Gram, got shape {K.shape}")
+        if Y.shape[0] != n:
+            raise ValueError(f"the training kernel has {n} rows but y has {Y.shape[0]}")
+        stored = isinstance(K, StoredKernel)
+        diag = np.asarray(K.diagonal() if stored else np.diag(K), dtype=np.float64)
+        scale = float(np.mean(diag))
+        if not np.isfinite(scale):
+            raise ValueError("the training kernel's diagonal is not finite")
+        self.spec_ = "precomputed"
+        self.ridge_ = self.ridge * scale if scale > 0 else float(self.ridge)
+        result = cg_solve(K.as_operator() if stored else K, Y, ridge=self.ridge_)
+        self.dual_coef_ = np.asarray(result.x, dtype=np.float64).reshape(n, -1)
+        self.cg_result_ = result
+        self.n_features_in_ = n
+        return self
+
+    def _predict_precomputed(self, X: Any) -> np.ndarray:
+        from ntkx._src.precompute.reader import StoredKernel
+
+        K = self._precomputed_kernel(X, "test-train")
+        if K.shape[1] != self.n_features_in_:
+            raise ValueError(f"kernel='precomputed' predict takes the (n_test, n_train) kernel against the "
+                             f"{self.n_features_in_} training points, got shape {K.shape}")
+        return K.matmat(self.dual_coef_) if isinstance(K, StoredKernel) else K @ self.dual_coef_
 
     # ---- fit / predict -------------------------------------------------------------
 
@@ -189,8 +261,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     Parameters
     ----------
-    kernel : {'fc', 'cnn'}, FcSpec, CntkSpec or stax kernel_fn, default='fc'
-        The network (see the module docstring).
+    kernel : {'fc', 'cnn', 'precomputed'}, FcSpec, CntkSpec or stax kernel_fn, default='fc'
+        The network (see the module docstring); ``'precomputed'``: `X` is the kernel
+        (an array, a `ntkx.precompute.StoredKernel` or a store path), solved by CG.
     depth : int, default=3
         Hidden layers (``'fc'``) or conv layers (``'cnn'``).
     w_std, b_std : float
@@ -223,10 +296,20 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         The fitted training dynamics (eigendecomposition cached).
     ridge_ : float
         The absolute ridge used.
+    dual_coef_ : ndarray
+        ``(K + ridge_ I)^{-1} Y``, ``(n_train, n_outputs)`` (``kernel='precomputed'`` only).
     """
 
     def fit(self, X: Any, y: Any) -> "NTKRegressor":
-        """Compute the training kernel and the closed-form dynamics."""
+        """Compute the training kernel and the closed-form dynamics.
+
+        With ``kernel='precomputed'``, `X` is the training Gram (array, StoredKernel or
+        store path) and the fit is a conjugate-gradient solve (`dual_coef_`).
+        """
+        if _is_precomputed(self.kernel):
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            self._y_1d = y.ndim == 1
+            return self._fit_precomputed(X, y.reshape(len(y), -1))
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64,
                              allow_nd=True)
         self._y_1d = y.ndim == 1
@@ -240,6 +323,12 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         for ``get='nngp'``): the same for every output dimension.
         """
         check_is_fitted(self)
+        if _is_precomputed(self.kernel):
+            if return_std:
+                raise ValueError("return_std is not available with kernel='precomputed' (it needs the test "
+                                 "points' own kernel); pass the inputs with kernel='fc'/'cnn'")
+            mean = self._predict_precomputed(X)
+            return mean[:, 0] if self._y_1d else mean
         X = validate_data(self, X, reset=False, dtype=np.float64, allow_nd=True)
         mean, var = self._predict_outputs(X, return_var=return_std)
         if not return_std:
@@ -292,13 +381,20 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         """Encode the classes, compute the training kernel and the dynamics."""
         if self.encoding not in ("one-hot", "centered"):
             raise ValueError(f"encoding must be 'one-hot' or 'centered', got {self.encoding!r}")
-        X, y = validate_data(self, X, y, dtype=np.float64, allow_nd=True)
+        if _is_precomputed(self.kernel):
+            y = column_or_1d(y, warn=True)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float64, allow_nd=True)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
+        if _is_precomputed(self.kernel):
+            return self._fit_precomputed(X, self._encode(y_index))
         return self._fit_targets(X, self._encode(y_index))
 
     def _outputs(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        if _is_precomputed(self.kernel):
+            return self._predict_precomputed(X)
         X = validate_data(self, X, reset=False, dtype=np.float64, allow_nd=True)
         return self._predict_outputs(X)[0]
 
