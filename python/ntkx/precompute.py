@@ -103,8 +103,9 @@ def precompute(
     """Computes the kernel(s) of `kernel` between `x1` and `x2` into a store on disk, tile by tile.
 
     Args:
-      kernel: a stax ``kernel_fn`` (``ntkx.stax.serial(...)[2]``), an `ntkx.FcSpec` or
-        an `ntkx.CntkSpec`.
+      kernel: a stax ``kernel_fn`` (``ntkx.stax.serial(...)[2]``), an `ntkx.FcSpec`, an
+        `ntkx.CntkSpec`, or an architecture string such as ``"fc depth=3 w_std=1.4
+        b_std=0.1 act=relu"`` or ``"cnn-gap depth=6"`` (`ntkx._src.precompute.kernel`).
       x1: ``(N1, d)`` points or ``(N1, H, W, C)`` images: an array, a numpy memmap, a
         ``.npy`` path (memory-mapped, never loaded whole), a ``.npz`` path (its one
         array), a Zarr array or the path of one.
