@@ -365,3 +365,17 @@ def test_solvers_accept_a_stored_kernel(tmp_path):
         np.testing.assert_allclose(sol.x, want, rtol=1e-8, atol=1e-10)
     vals, _ = dynamics.top_eigenpairs(k.as_operator(), 3)
     np.testing.assert_allclose(np.sort(vals)[::-1], np.linalg.eigvalsh(dense)[::-1][:3], rtol=1e-9)
+
+
+def test_ctrl_c_cancels_tiles_in_flight_within_a_second(tmp_path):
+    """A tile runs in a worker thread, where SIGINT is not delivered: Ctrl-C sets the
+    runner's cancel event and the backend's next progress report stops the tile. Nothing
+    half-done is recorded, and the resume completes the same store."""
+    from conftest import interrupt_latency
+
+    x = np.random.default_rng(5).standard_normal((600, 8, 8, 1))
+    path = tmp_path / "K.zarr"
+    lat = interrupt_latency(lambda: P.precompute("cnn-gap depth=3", x, store=path, get="ntk", tile=600,
+                                                 progress=False), delay=1.0)
+    assert lat < 1.0, f"Ctrl-C took {lat:.2f} s to stop the tile in flight"
+    assert P.status(path).done == 0  # the cancelled tile is not marked done

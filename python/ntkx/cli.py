@@ -488,10 +488,10 @@ def _precompute_run(args: argparse.Namespace) -> int:
 
     interrupts = [0]
 
-    def on_sigint(signum, frame):  # the first Ctrl-C finishes the tiles in flight, a second abandons them
+    def on_sigint(signum, frame):  # the first Ctrl-C stops the tiles in flight (local: cancelled), a second exits
         interrupts[0] += 1
         if interrupts[0] == 1:
-            sys.stderr.write("\nstopping: recording the tiles in flight (Ctrl-C again to abandon them)\n")
+            sys.stderr.write("\nstopping: finished tiles are recorded, tiles in flight cancelled (Ctrl-C again to exit now)\n")
             sys.stderr.flush()
             raise KeyboardInterrupt
         sys.stderr.write(f"\ninterrupted: tiles in flight abandoned, finished tiles kept; resume with:\n"

@@ -228,15 +228,30 @@ class TileKernel:
         return isinstance(self.spec, CntkSpec)
 
     def compute(self, a: np.ndarray, b: Optional[np.ndarray], names: Tuple[str, ...],
-                out: Dict[str, np.ndarray]) -> None:
-        """Writes ``K(a, b)`` (``b`` None: ``K(a, a)``) for each of `names` into `out`."""
+                out: Dict[str, np.ndarray], cancel: Any = None) -> None:
+        """Writes ``K(a, b)`` (``b`` None: ``K(a, a)``) for each of `names` into `out`.
+
+        `cancel`: an optional ``threading.Event``; once set, the backend's next progress
+        report raises `TileCancelled` and the call stops (a tile runs in a worker thread,
+        where Ctrl-C itself is not delivered).
+        """
         opts = dict(self.options)
+        if cancel is not None:
+            def stop_if_cancelled(done: int, total: int) -> None:
+                if cancel.is_set():
+                    raise TileCancelled("tile cancelled")
+
+            opts["progress"] = stop_if_cancelled
         if self.kind == "fc":
             fc_kernels(a, b, self.spec, names, dtype=next(iter(out.values())).dtype, out=out, **opts)
         elif self.kind == "cntk":
             cntk_kernels(a, b, self.spec, names, dtype=next(iter(out.values())).dtype, out=out, **opts)
         else:
             self.fn(a, b, names, dtype=next(iter(out.values())).dtype, out=out, **opts)
+
+
+class TileCancelled(Exception):
+    """A tile stopped before it finished (its data is not recorded; a resume redoes it)."""
 
 
 def resolve_kernel(kernel: Any, options: Dict[str, Any]) -> TileKernel:

@@ -9,6 +9,7 @@ complete tiles marked done.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 import dataclasses
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -34,7 +35,7 @@ class TileJob:
     x2: Optional[Source]  # None: x1 against itself
 
 
-def compute_tile(job: TileJob, i: int, j: int) -> Dict[str, np.ndarray]:
+def compute_tile(job: TileJob, i: int, j: int, cancel: Any = None) -> Dict[str, np.ndarray]:
     """The blocks of tile ``(i, j)`` of every kernel, in the store's dtype."""
     r0, r1, c0, c1 = job.meta.bounds(i, j)
     dtype = np.dtype(job.meta.dtype)
@@ -44,14 +45,15 @@ def compute_tile(job: TileJob, i: int, j: int) -> Dict[str, np.ndarray]:
         b = None  # a diagonal tile: one triangle computed and mirrored, exactly symmetric
     else:
         b = (job.x1 if job.x2 is None else job.x2).rows(c0, c1)
-    job.kernel.compute(a, b, job.meta.get, out)
+    job.kernel.compute(a, b, job.meta.get, out, cancel=cancel)
     return out
 
 
-def run_tile(job: TileJob, i: int, j: int) -> manifest.TileRecord:
+def run_tile(job: TileJob, i: int, j: int, cancel: Any = None) -> manifest.TileRecord:
     """Computes tile ``(i, j)`` and writes it durably; returns its manifest record
-    (the caller writes it). The body of a local task and of a Dask task alike."""
-    return store.write_tile(job.path, job.meta, i, j, compute_tile(job, i, j))
+    (the caller writes it). The body of a local task and of a Dask task alike;
+    `cancel` (a ``threading.Event``, local runs) stops the computation early."""
+    return store.write_tile(job.path, job.meta, i, j, compute_tile(job, i, j, cancel))
 
 
 def run_local(job: TileJob, todo: List[Tile], on_done: OnDone, workers: int = 1) -> None:
@@ -59,16 +61,18 @@ def run_local(job: TileJob, todo: List[Tile], on_done: OnDone, workers: int = 1)
 
     The compiled backend already uses every core for one tile; a second worker
     overlaps one tile's write with the next one's computation. An exception (or
-    KeyboardInterrupt) stops new tiles; those in flight finish and are recorded,
-    then it propagates.
+    KeyboardInterrupt) stops new tiles; an exception lets those in flight finish and
+    records them, Ctrl-C cancels them at the backend's next progress report (well under
+    a second: their data is not recorded, so a resume redoes them), then it propagates.
     """
+    cancel = threading.Event()
     pending = iter(todo)
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ntkx-tile") as pool:
         running: Dict[cf.Future, Tile] = {}
         error: Optional[BaseException] = None
         try:
             for t in pending:
-                running[pool.submit(run_tile, job, *t)] = t
+                running[pool.submit(run_tile, job, *t, cancel)] = t
                 if len(running) >= workers:
                     break
             while running:
@@ -82,9 +86,11 @@ def run_local(job: TileJob, todo: List[Tile], on_done: OnDone, workers: int = 1)
                     if error is None:
                         nxt = next(pending, None)
                         if nxt is not None:
-                            running[pool.submit(run_tile, job, *nxt)] = nxt
-        except BaseException as e:  # KeyboardInterrupt: record what finishes, then stop
+                            running[pool.submit(run_tile, job, *nxt, cancel)] = nxt
+        except BaseException as e:  # KeyboardInterrupt: cancel what is in flight, record what finished
             error = e
+            if isinstance(e, KeyboardInterrupt):
+                cancel.set()
             for fut in cf.as_completed(list(running)):
                 if fut.exception() is None:
                     on_done(fut.result())
