@@ -202,3 +202,39 @@ def test_entry_point_status(data):
     r = subprocess.run([sys.executable, "-m", "ntkx", "precompute", "--status", str(tmp_path / "K.zarr")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "10 of 10 done" in r.stdout, r.stderr
+
+
+def test_a_full_disk_fails_clearly_and_keeps_finished_tiles(data, capsys, monkeypatch):
+    """ENOSPC in the 5th tile's write: exit 1 with the resume command, the 4 tiles before
+    it stay recorded, the failed one is not, and the resume (disk freed) completes."""
+    import errno
+
+    from ntkx._src.precompute import store as store_mod
+
+    tmp_path, x1, _ = data
+    real, calls = store_mod.write_tile, [0]
+
+    def write_tile(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "write_tile", write_tile)
+    assert cli.main(run_argv(tmp_path, "--workers", "1")) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "resume with:" in err
+    assert P.status(tmp_path / "K.zarr").done == 4
+    monkeypatch.setattr(store_mod, "write_tile", real)
+    assert cli.main(run_argv(tmp_path)) == 0
+    np.testing.assert_allclose(P.open(tmp_path / "K.zarr", "nngp")[:, :], ntkx.fc_kernels(x1, None, SPEC, "nngp"),
+                               rtol=1e-12, atol=0)
+
+
+def test_local_cluster_from_the_command_line(data, capsys):
+    """--local-cluster 2: a two-process Dask cluster computes the same store."""
+    pytest.importorskip("distributed")
+    tmp_path, x1, _ = data
+    assert cli.main(run_argv(tmp_path, "--local-cluster", "2")) == 0
+    np.testing.assert_allclose(P.open(tmp_path / "K.zarr", "ntk")[:, :], ntkx.fc_kernels(x1, None, SPEC, "ntk"),
+                               rtol=1e-12, atol=0)
