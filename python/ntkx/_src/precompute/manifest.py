@@ -69,11 +69,18 @@ def remove(store_path: str, i: int, j: int) -> None:
 
 
 def clean_temporaries(store_path: str) -> int:
-    """Removes temporary files that interrupted record writes left behind; returns how many."""
+    """Removes temporary files that interrupted writes left behind; returns how many:
+    record temporaries in the manifest and the ``*.partial`` files of chunk writes that
+    zarr's LocalStore renames into place (a kill mid-write leaves one). Called before a
+    resume runs, while no writer is active."""
     d = directory(store_path)
-    stale = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")] if os.path.isdir(d) else []
-    for n in stale:
-        os.remove(os.path.join(d, n))
+    stale = [os.path.join(d, n) for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")] \
+        if os.path.isdir(d) else []
+    for root, _, files in os.walk(store_path):
+        if os.path.abspath(root) != os.path.abspath(d):
+            stale += [os.path.join(root, n) for n in files if n.endswith(".partial")]
+    for f in stale:
+        os.remove(f)
     return len(stale)
 
 
