@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from ntkx import cli
+from ntkx._src import durable
 from ntkx._src.theory import report
 from ntkx._src.theory.registry import CheckSpec
 from ntkx._src.theory.result import FAILS, HOLDS, CheckResult, fit_power_law
@@ -119,9 +120,9 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        report._atomic_write(target, fail)
+        durable.atomic_write(target, fail)
     assert target.read_text() == "old" and _files(tmp_path) == ["results.json"]
-    report._atomic_write(target, lambda f: f.write(b"new"))
+    durable.atomic_write(target, lambda f: f.write(b"new"))
     assert target.read_text() == "new" and _files(tmp_path) == ["results.json"]
 
 

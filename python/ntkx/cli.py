@@ -346,7 +346,7 @@ def _read_cli_record(store: str) -> dict:
 def _write_cli_record(args: argparse.Namespace) -> None:
     import json
 
-    from ntkx._src.precompute import durable
+    from ntkx._src import durable
 
     record = {"arch": args.arch, "x1": os.path.abspath(args.x1),
               "x2": None if args.x2 is None else os.path.abspath(args.x2), "layout": args.layout,

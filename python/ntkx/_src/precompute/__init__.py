@@ -1,8 +1,8 @@
 """Tiled, resumable kernel matrices on disk (see `ntkx.precompute`).
 
-Modules, one home each:
+Modules, one home each (fsync and atomic replacement live in `ntkx._src.durable`, shared
+with the theory report):
 
-* `durable`: fsync and atomic-rename helpers (the only code that makes bytes durable);
 * `inputs`: x1/x2 sources (arrays, ``.npy``, ``.npz``, Zarr), their fingerprint and
   the finiteness check, streamed in row blocks;
 * `kernel`: the architecture (stax ``kernel_fn``, ``FcSpec``, ``CntkSpec``) as a

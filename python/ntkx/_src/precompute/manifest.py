@@ -19,7 +19,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ntkx._src.precompute import durable
+from ntkx._src import durable
 
 DIRNAME = "manifest"
 

@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ntkx._src.precompute import durable, manifest
+from ntkx._src import durable
+from ntkx._src.precompute import manifest
 
 #: Version of this layout; a store of another format version is refused.
 FORMAT = 1

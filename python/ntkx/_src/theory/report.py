@@ -24,12 +24,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ntkx._src import durable
 from ntkx._src.theory.registry import CheckSpec
 from ntkx._src.theory.result import CheckResult, _jsonable
 
@@ -197,37 +197,12 @@ def write_report(results: Sequence[CheckResult], out: os.PathLike, *, quick: boo
 # Files
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """`write(f)` into a temporary file next to `path`, fsync, `os.replace`: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible everywhere (Windows), and not needed to be correct
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def _write_figure(res: CheckResult, out: Path) -> Optional[ErrorEntry]:
     """``out/<name>.png``; a plotter that raises gives an error entry (and no stale figure)."""
     path = out / f"{res.name}.png"
     try:
         fig = res.figure()
-        _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=FIGURE_DPI))
+        durable.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=FIGURE_DPI))
     except Exception as exc:
         try:
             path.unlink()
@@ -247,9 +222,9 @@ def _write_text(results: Sequence[CheckResult], out: Path, *, quick: bool, seed:
                "errors": list(errors)}
     # _jsonable turns inf / nan (an open fit interval) into strings: strict JSON.
     text = json.dumps(_jsonable(payload), indent=1, allow_nan=False) + "\n"
-    _atomic_write(out / "results.json", lambda f: f.write(text.encode()))
+    durable.atomic_write(out / "results.json", lambda f: f.write(text.encode()))
     md = render_markdown(results, errors, prov)
-    _atomic_write(out / "report.md", lambda f: f.write(md.encode()))
+    durable.atomic_write(out / "report.md", lambda f: f.write(md.encode()))
 
 
 # ---------------------------------------------------------------------------------------------

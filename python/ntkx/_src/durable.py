@@ -9,7 +9,8 @@ the directory fsynced so that the rename itself survives a power loss.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+import tempfile
+from typing import IO, Callable, Iterable, Union
 
 
 def fsync_path(path: str) -> None:
@@ -32,19 +33,29 @@ def fsync_paths(paths: Iterable[str]) -> None:
             fsync_path(p)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` so that a crash leaves either the old state or all of `data`."""
+def atomic_write(path: Union[str, os.PathLike], data: Union[bytes, Callable[[IO[bytes]], None]]) -> None:
+    """Writes `data` (bytes, or a function writing into a binary file) to `path` so that a
+    crash leaves either the old state or all of it. The temporary file (``.<name>.*.tmp``
+    next to `path`, unique per call) is removed if writing fails."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     fsync_path(directory)
 
 
