@@ -418,7 +418,7 @@ def _bad_calls(k, y):
         (ValueError, r"k_top must be a positive integer", lambda: it.top_eigenpairs(k, 0)),
         (ValueError, r"method must be", lambda: it.top_eigenpairs(k, 3, method="lobpcg")),
         (ValueError, r"t must be >= 0", lambda: it.expm_multiply(k, y, -1.0)),
-        (ValueError, r"t must be >= 0", lambda: it.expm_multiply(k, y, [1.0, np.nan])),
+        (ValueError, r"t of shape \(2,\) contains NaN", lambda: it.expm_multiply(k, y, [1.0, np.nan])),
         (ValueError, r"t must be a scalar or 1-D", lambda: it.phi_multiply(k, y, np.ones((2, 2)))),
         (ValueError, r"learning_rate must be finite and > 0", lambda: it.expm_multiply(k, y, 1.0, learning_rate=0)),
         (ValueError, r"ridge must be finite and >= 0", lambda: it.phi_multiply(k, y, 1.0, ridge=-1)),

@@ -6,8 +6,9 @@ Errors name the argument and what was expected, and suggest the route that works
 
 from __future__ import annotations
 
+import numbers
 import os
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -350,3 +351,266 @@ def check_out_arrays(out: dict, n1: int, n2: int, dtype: np.dtype, inputs: "tupl
                 raise ValueError(f"out[{g!r}] shares memory with an input; the kernel would overwrite what it reads")
     if len({out[g].strides[0] for g in names}) > 1:
         raise ValueError("the out arrays must share their row stride")
+
+
+# ----------------------------------------------------------------------------- dynamics and solvers
+# The arguments of ntkx.dynamics: the closed forms (kernels, targets, times) and the
+# iterative solvers (operators, right-hand sides, counts, seeds).
+
+#: Relative asymmetry ``max|K - K^T| / max|K|`` that `check_kernel` tolerates (and
+#: symmetrizes away): float32 kernels and kernels assembled from tiles differ by round-off.
+SYM_TOL = 1e-6
+
+#: The time conventions of the dynamics (see `ntkx._src.dynamics`).
+CONVENTIONS = ("ntkx", "neural_tangents")
+
+
+def finite_float_array(x: Any, name: str) -> np.ndarray:
+    """`x` as a finite float64 ndarray (a copy only when needed), or a clear error."""
+    arr = np.asarray(numeric_array(x, name), dtype=np.float64)
+    check_finite(arr, f"{name} of shape {arr.shape}")
+    return arr
+
+
+def check_kernel(k: Any, name: str, n: Optional[int] = None) -> np.ndarray:
+    """A finite, square, symmetric ``(n, n)`` matrix, returned symmetrized (a new array).
+
+    Args:
+        k: The kernel as given.
+        name: The argument as messages name it.
+        n: The required size, or None for any size >= 1.
+
+    Raises:
+        ValueError: on a shape that is not square (or not ``(n, n)``), an empty
+            matrix, NaN or Inf, or ``max|K - K^T| > SYM_TOL * max|K|``.
+    """
+    k = finite_float_array(k, name)
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name} must be a square matrix (n, n), got shape {k.shape}")
+    if k.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one training point, got shape {k.shape}")
+    if n is not None and k.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n}, {n}) like the other training kernel, got {k.shape}")
+    scale = float(np.max(np.abs(k)))
+    asym = float(np.max(np.abs(k - k.T)))
+    if asym > SYM_TOL * scale:
+        raise ValueError(
+            f"{name} of shape {k.shape} must be symmetric: max |K - K^T| = {asym:.3g} "
+            f"against max |K| = {scale:.3g} (tolerance {SYM_TOL:g} relative)")
+    return 0.5 * (k + k.T)
+
+
+def check_targets(y: Any, n: int, name: str) -> np.ndarray:
+    """Finite float64 targets of shape ``(n,)`` or ``(n, k)``, or a clear ValueError."""
+    y = finite_float_array(y, name)
+    if y.ndim not in (1, 2) or y.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, k) to match the {n} training points, "
+                         f"got {y.shape}")
+    if y.size == 0:
+        raise ValueError(f"{name} must have at least one output, got shape {y.shape}")
+    return y
+
+
+def check_cross(k: Any, n: int, name: str) -> np.ndarray:
+    """A finite float64 test-train kernel of shape ``(m, n)``, or a clear ValueError."""
+    k = finite_float_array(k, name)
+    if k.ndim != 2 or k.shape[1] != n:
+        raise ValueError(f"{name} must have shape (m, {n}) (test points x {n} training points), got {k.shape}")
+    return k
+
+
+def check_outputs(f: Any, shape: Tuple[int, ...], name: str) -> np.ndarray:
+    """Initial outputs: None (zeros), a scalar (filled) or a finite array of exactly `shape`."""
+    if f is None:
+        return np.zeros(shape)
+    f = finite_float_array(f, name)
+    if f.ndim == 0:
+        return np.full(shape, float(f))
+    if f.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {f.shape}")
+    return f
+
+
+def check_real_nonneg(x: Any, name: str, strict: bool = False) -> float:
+    """A real scalar (not a bool, not an array), finite and >= 0 (> 0 with `strict`).
+
+    Stricter in type than `check_nonneg` (which takes anything ``float()`` takes).
+
+    Raises:
+        TypeError: unless `x` is a ``numbers.Real`` other than a bool.
+        ValueError: ``"{name} must be finite"``, ``"... must be > 0"`` or ``"... >= 0"``.
+    """
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {x!r}")
+    v = float(x)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    if v <= 0 if strict else v < 0:
+        raise ValueError(f"{name} must be {'>' if strict else '>='} 0, got {x!r}")
+    return v
+
+
+def check_convention(c: Any) -> str:
+    """One of `CONVENTIONS`, or a ValueError listing them."""
+    if c not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {c!r}")
+    return c
+
+
+def check_times(t: Any, name: str = "t", *, max_ndim: Optional[int] = None,
+                nonempty: bool = False) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """Times ``>= 0`` (``inf`` allowed) as a flat float64 array and the caller's shape.
+
+    Args:
+        t: A real number or an array of them.
+        name: The argument as messages name it.
+        max_ndim: With 1: a scalar or a 1-D array only. None: any shape.
+        nonempty: Reject an empty array.
+
+    Raises:
+        TypeError: None, or not real numbers.
+        ValueError: a shape or size refused above, NaN, or a negative time.
+    """
+    if t is None:
+        raise TypeError(f"{name} must be a time or an array of times >= 0 (np.inf allowed), got None")
+    try:
+        arr = np.asarray(t)
+    except Exception as e:
+        raise TypeError(f"{name} could not be converted to an array of times: {e}") from None
+    if arr.dtype == object or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real times, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if max_ndim is not None and arr.ndim > max_ndim:
+        raise ValueError(f"{name} must be a scalar or 1-D, got shape {arr.shape}")
+    if nonempty and arr.size == 0:
+        raise ValueError(f"{name} must contain at least one time, got an empty array")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} of shape {arr.shape} contains NaN")
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0, got minimum {arr.min()!r} (shape {arr.shape})")
+    return arr.reshape(-1), arr.shape
+
+
+def check_steps(steps: Any) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """Numbers of gradient-descent steps (integers >= 0) as a flat int64 array and their shape."""
+    arr = np.asarray(steps)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"steps must be an integer or an array of integers, got {steps!r}")
+    if (arr < 0).any():
+        raise ValueError(f"steps must be >= 0, got minimum {arr.min()} (shape {arr.shape})")
+    return arr.reshape(-1).astype(np.int64), arr.shape
+
+
+def check_probability_targets(y: Any, n: int, name: str) -> np.ndarray:
+    """`y` as a float64 ``(n, k)`` array of probability rows, or a clear error.
+
+    Args:
+        y: The targets as given.
+        n: The number of training points.
+        name: The argument as messages name it.
+
+    Returns:
+        The targets, float64.
+
+    Raises:
+        ValueError: on a shape other than ``(n, k)`` (for a 1-D vector, the advice
+            to one-hot encode class indices), NaN or Inf, or a row that is not a
+            probability vector (`check_probability_rows`).
+    """
+    arr = numeric_array(y, name, f"an array of shape ({n}, k)")
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+        hint = ""
+        if arr.ndim == 1:
+            kind = "class indices" if np.issubdtype(arr.dtype, np.integer) else "class labels"
+            hint = (f": {kind} must be one-hot encoded first, e.g. np.eye(k)[labels] "
+                    "(one probability row per training point)")
+        raise ValueError(f"{name} must have shape ({n}, k), got {arr.shape}{hint}")
+    out = np.asarray(arr, dtype=np.float64)
+    check_finite(out, f"{name} of shape {out.shape}")
+    check_probability_rows(arr, name)
+    return out
+
+
+def check_variances(d: np.ndarray, name: str, suffix: str = "") -> None:
+    """Raises unless every prior variance is ``>= -PSD_TOL * max|variance|``.
+
+    The diagonal of a PSD matrix is >= 0; the tolerance is that of `check_psd`
+    (the entries of ``diag(d)`` are its eigenvalues).
+
+    Args:
+        d: The variances (the diagonal of a covariance matrix), shape (m,).
+        name: The argument as the message names it.
+        suffix: Appended to the message.
+
+    Raises:
+        ValueError: naming the first negative variance.
+    """
+    if d.size == 0:
+        return
+    bad = d < -PSD_TOL * float(np.max(np.abs(d)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} (the test variances) must be >= 0: entry {i} is {d[i]:.6g} "
+                         f"(tolerance -{PSD_TOL:g} * max|variance|){suffix}")
+
+
+def check_array_kernel(k: Any, name: str) -> None:
+    """Raises unless `k` is a 2-D real array-like with ``shape``, ``dtype`` and slicing."""
+    shape, dtype = getattr(k, "shape", None), getattr(k, "dtype", None)
+    if shape is None or dtype is None or not hasattr(k, "__getitem__"):
+        raise TypeError(
+            f"{name} must be an ndarray/memmap, a scipy LinearOperator or a callable matmat(V) -> K @ V, "
+            f"got {type(k).__name__}"
+        )
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(shape)}")
+
+
+def check_count(value: Any, name: str, allow_none: bool = False, minimum: int = 1) -> Optional[int]:
+    """An integer >= `minimum` (1: "a positive integer"), or None when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {'a positive integer' if minimum == 1 else f'>= {minimum}'}, got {value}")
+    return int(value)
+
+
+def as_rhs(y: Any, name: str, n: Optional[int], m: Optional[int] = None) -> Tuple[np.ndarray, bool]:
+    """`y` as a finite float64 ``(n, m)`` array (a copy only when needed) and whether it was 1-D.
+
+    Args:
+        y: ``(n,)`` or ``(n, m)`` right-hand sides.
+        name: The argument as messages name it.
+        n: The required number of rows, or None.
+        m: The required number of columns, or None.
+    """
+    arr = numeric_array(y, name, "an array of shape (n,) or (n, m)")
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (n,) or (n, m), got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows to match the kernel, got shape {arr.shape}")
+    if arr.shape[0] == 0 or (arr.ndim == 2 and arr.shape[1] == 0):
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    vec = arr.ndim == 1
+    arr = arr.reshape(arr.shape[0], -1).astype(np.float64, copy=False)
+    if m is not None and arr.shape[1] != m:
+        raise ValueError(f"{name} must have {m} column(s), got shape {np.shape(y)}")
+    check_finite(arr, name, f", shape {np.shape(y)}")
+    return arr, vec
+
+
+def rng(seed: Any) -> np.random.Generator:
+    """A numpy Generator from an integer seed, None (fresh entropy) or a Generator (as is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    is_int = isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, (bool, np.bool_))
+    if seed is not None and not is_int:
+        raise TypeError(f"seed must be an integer, a numpy Generator or None, got {seed!r}")
+    return np.random.default_rng(seed)
