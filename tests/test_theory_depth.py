@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ntkx
-from ntkx._src.theory import checks_depth as cd
+from ntkx._src.theory import depth as cd
 from ntkx._src.theory import data
 from ntkx._src.theory.registry import CHECKS
 from ntkx._src.theory.result import FAILS, HOLDS
@@ -99,7 +99,7 @@ def test_ntk_normalization_map():
     # engine's diagonal is (D + 1) q0 exactly
     x = data.sphere(3, cd.D_IN, 1)
     for depth in (0, 1, 7, 1000):
-        ker = ntkx.fc_kernels(x, None, cd._spec(depth), get=("nngp", "ntk"))
+        ker = ntkx.fc_kernels(x, None, cd.relu_spec(depth), get=("nngp", "ntk"))
         q0 = 2.0 * np.sum(x * x, axis=1) / cd.D_IN
         np.testing.assert_allclose(np.diag(ker.ntk), (depth + 1) * q0, rtol=1e-12)  # scale carried in logs
         np.testing.assert_allclose(np.diag(ker.nngp), q0, rtol=1e-12)
@@ -145,7 +145,7 @@ def test_prop5(results):
 
 def test_prop5_recurrences_against_mp_and_engine():
     x = data.sphere(3, cd.D_IN, 4)
-    rho1 = cd._offdiag(x @ x.T / cd.D_IN)
+    rho1 = cd.offdiag(x @ x.T / cd.D_IN)
     keep = (1, 2, 5, 50, 1500)
     lit = cd.prop5_recurrence(rho1, keep[-1], keep)
     for j, r in enumerate(rho1):
@@ -157,7 +157,7 @@ def test_prop5_recurrences_against_mp_and_engine():
             if big <= 50:
                 assert abs(lit[big][1][j] - mp[big][1]) <= 1e-13
             _, k = cd.normalized_kernels(x, big - 1)
-            assert abs(cd._offdiag(k)[j] - mp[big][1]) <= 1e-12
+            assert abs(cd.offdiag(k)[j] - mp[big][1]) <= 1e-12
     # the literal float64 form drifts with depth (cancellation in arccos near 1); the check must see it
     assert max(abs(lit[1500][1][j] - ref.prop5_mp(float(r), 1500, [1500])[1500][1]) for j, r in enumerate(rho1)) > 1e-14
 
@@ -182,7 +182,7 @@ def test_equicorrelated_points():
         for c, want in (("simplex", -1.0 / (n - 1)), ("half", 0.5)):
             x = cd.equicorrelated(n, c)
             g = x @ x.T / np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(x, axis=1))
-            np.testing.assert_allclose(cd._offdiag(g), want, rtol=0, atol=1e-15)
+            np.testing.assert_allclose(cd.offdiag(g), want, rtol=0, atol=1e-15)
     with pytest.raises(ValueError):
         cd.equicorrelated(4, "other")
 

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ntkx import stax  # noqa: E402
+from ntkx._src.theory import checks_generalization as cg  # noqa: E402
 from ntkx._src.theory import checks_kernel as ck  # noqa: E402
 from ntkx._src.theory import data  # noqa: E402
 from ntkx._src.theory.registry import CHECKS  # noqa: E402
@@ -211,7 +212,7 @@ def test_generalization_numbers(result):
 
 def test_margin_bound_against_literal():
     for b, tr, n in ((0.7, 50.0, 40), (2.0, 100.0, 100), (2.0001, 100.0, 100), (11.9, 1.2e4, 1400)):
-        got = ck.rademacher_margin_bound(b, tr, n, 1e-3, delta=0.05, margin=0.5)
+        got = cg.rademacher_margin_bound(b, tr, n, 1e-3, delta=0.05, margin=0.5)
         assert got["bound"] == pytest.approx(ref.margin_bound_literal(b, tr, n, 1e-3, 0.05, 0.5), rel=1e-14)
         assert got["complexity"] == pytest.approx(2 / 0.5 * b * np.sqrt(tr) / n, rel=1e-14)
         assert got["complexity"] <= got["complexity_k"] <= 2 * max(got["complexity"], 2 / 0.5 * 2 * np.sqrt(tr) / n)
@@ -223,10 +224,10 @@ def test_complexity_term_bounds_monte_carlo_rademacher():
     sp = data.digits(60, 0, 2)
     k = ck.Arch("fc", 2).layer(1)[2](sp.x_train, None, "ntk")
     b = 3.0
-    term = ck.rademacher_margin_bound(b, float(np.trace(k)), 60, 0.0)["complexity"] / 2
+    term = cg.rademacher_margin_bound(b, float(np.trace(k)), 60, 0.0)["complexity"] / 2
     mc = ref.rademacher_complexity_mc(k, b, 4000, seed=1)
     assert 0.5 * term < mc <= term
 
 
 def test_ramp_loss():
-    assert ck.ramp_loss(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])) == pytest.approx((1 + 1 + 0.5 + 0 + 0) / 5)
+    assert cg.ramp_loss(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])) == pytest.approx((1 + 1 + 0.5 + 0 + 0) / 5)

@@ -468,17 +468,11 @@ def check_times(t: Any, name: str = "t", *, max_ndim: Optional[int] = None,
         nonempty: Reject an empty array.
 
     Raises:
-        TypeError: None, or not real numbers.
+        TypeError: None, or not real numbers (booleans included).
         ValueError: a shape or size refused above, NaN, or a negative time.
     """
-    if t is None:
-        raise TypeError(f"{name} must be a time or an array of times >= 0 (np.inf allowed), got None")
-    try:
-        arr = np.asarray(t)
-    except Exception as e:
-        raise TypeError(f"{name} could not be converted to an array of times: {e}") from None
-    if arr.dtype == object or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) \
-            or np.issubdtype(arr.dtype, np.complexfloating):
+    arr = numeric_array(t, name, "a time or an array of times >= 0 (np.inf allowed)")
+    if arr.dtype == np.bool_:
         raise TypeError(f"{name} must be real times, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if max_ndim is not None and arr.ndim > max_ndim:

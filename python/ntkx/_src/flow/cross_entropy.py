@@ -51,39 +51,28 @@ def cross_entropy_flow(k_train_train: Any, y_train_onehot: Any, t: Times, *, k_t
     (``scipy.integrate.solve_ivp``, dense output):
     ``f_t(X) = f0(X) - η Θ S(t)``, ``f_t(x) = f0(x) - η Θ(x, X) S(t)``.
 
-    Parameters
-    ----------
-    k_train_train : array_like, shape (n, n)
-        Symmetric positive semi-definite (`validate.check_psd`: smallest
-        eigenvalue ``>= -1e-6 * max|eigenvalue|``).
-    y_train_onehot : array_like, shape (n, k)
-        One-hot (or any probability-row) targets: finite, entries in [0, 1] and
-        each row summing to 1, within ``max(1e-8, k * eps)`` (``eps`` of the
-        array's dtype; `validate.check_probability_rows`). Class indices (a 1-D
-        integer vector) are not accepted, since the number of classes k cannot
-        be read off them reliably: one-hot encode them first, e.g.
-        ``np.eye(k)[labels]``.
-    t : float or array_like
-        Finite times >= 0, any order (sorted internally).
-    k_test_train : array_like, shape (m, n), optional
-    f0_train, f0_test : array_like, optional
-        Initial logits, shapes (n, k) and (m, k) (default 0).
-    learning_rate : float
-    rtol, atol : float
-        Tolerances of the integrator, on S.
-    method : {'DOP853', 'LSODA', 'RK45', 'Radau', 'BDF'}
+    Args:
+        k_train_train (array_like, shape (n, n)): Symmetric positive semi-definite (`validate.check_psd`:
+            smallest eigenvalue ``>= -1e-6 * max|eigenvalue|``).
+        y_train_onehot (array_like, shape (n, k)): One-hot (or any probability-row) targets: finite, entries in
+            [0, 1] and each row summing to 1, within ``max(1e-8, k * eps)`` (``eps`` of the array's dtype;
+            `validate.check_probability_rows`). Class indices (a 1-D integer vector) are not accepted, since the
+            number of classes k cannot be read off them reliably: one-hot encode them first, e.g.
+            ``np.eye(k)[labels]``.
+        t (float or array_like): Finite times >= 0, any order (sorted internally).
+        k_test_train (array_like, shape (m, n), optional):
+        f0_train, f0_test (array_like, optional): Initial logits, shapes (n, k) and (m, k) (default 0).
+        learning_rate (float):
+        rtol, atol (float): Tolerances of the integrator, on S.
+        method ({'DOP853', 'LSODA', 'RK45', 'Radau', 'BDF'}):
 
-    Returns
-    -------
-    CrossEntropyFlow
-        ``train`` ``t.shape + (n, k)``, ``test`` ``t.shape + (m, k)`` or None, and
-        the summed training ``loss`` at each time.
+    Returns:
+        CrossEntropyFlow: ``train`` ``t.shape + (n, k)``, ``test`` ``t.shape + (m, k)`` or None, and the summed
+            training ``loss`` at each time.
 
-    Raises
-    ------
-    ValueError
-        A kernel that is not PSD, targets that are not ``(n, k)`` probability
-        rows (the message names the first bad row), and the other input checks.
+    Raises:
+        ValueError: A kernel that is not PSD, targets that are not ``(n, k)`` probability rows (the message
+            names the first bad row), and the other input checks.
     """
     k = validate.check_kernel(k_train_train, "k_train_train")
     n = k.shape[0]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ntkx._src import validate
 from ntkx._src.flow import phi
-from ntkx._src.flow.spectrum import NEG_TOL, NOT_COVARIANCE, Spectrum, Times, rate, sym
+from ntkx._src.flow.spectrum import NEG_TOL, NOT_COVARIANCE, Spectrum, Times, sym, training_options
 
 
 class Gaussian(NamedTuple):
@@ -43,37 +43,29 @@ class GPDynamics:
     noise-free). Both choices are those of neural-tangents'
     ``gradient_descent_mse_ensemble``.
 
-    Parameters
-    ----------
-    ntk_train_train, nngp_train_train : array_like, shape (n, n)
-        Symmetric and positive semi-definite (see "Validation" in the module
-        docstring): ``Θ + ridge I`` when the NTK dynamics first need it, and the
-        NNGP by itself, here, since it is the prior covariance.
-    y_train : array_like, shape (n,) or (n, k)
-    learning_rate : float, default 1.0
-    ridge : float, default 0.0
-        Absolute units.
-    convention : {'ntkx', 'neural_tangents'}
-        Time scale, as in `MSEDynamics`.
+    Args:
+        ntk_train_train, nngp_train_train (array_like, shape (n, n)): Symmetric and positive semi-definite (see
+            "Validation" in the module docstring): ``Θ + ridge I`` when the NTK dynamics first need it, and the
+            NNGP by itself, here, since it is the prior covariance.
+        y_train (array_like, shape (n,) or (n, k)):
+        learning_rate (float, default 1.0):
+        ridge (float, default 0.0): Absolute units.
+        convention ({'ntkx', 'neural_tangents'}): Time scale, as in `MSEDynamics`.
 
-    Raises
-    ------
-    ValueError
-        ``"nngp_train_train is not positive semi-definite: ..."`` and the other
-        input checks.
+    Raises:
+        ValueError: ``"nngp_train_train is not positive semi-definite: ..."`` and the other input checks.
 
-    Notes
-    -----
-    Negative variances. Every covariance returned is that of a linear function
-    of the prior ``f0 ~ GP(0, K)``, so it is PSD whenever the prior over the
-    training and the test points together is: the train-train NNGP and a full
-    test-test NNGP are checked here, the test-train blocks (rectangular) cannot
-    be checked without forming that joint matrix, so blocks of different kernels
-    can still give negative variances. With consistent inputs, round-off can
-    leave variances of order ``-n * eps * max|K|`` where the exact variance is 0
-    (a test point equal to a training point, at ``t = inf``); they are returned
-    as computed, not clamped to 0 (nothing in this module clamps outputs), so
-    they stay equal to the dense closed forms to round-off.
+    Note:
+        Negative variances. Every covariance returned is that of a linear function
+        of the prior ``f0 ~ GP(0, K)``, so it is PSD whenever the prior over the
+        training and the test points together is: the train-train NNGP and a full
+        test-test NNGP are checked here, the test-train blocks (rectangular) cannot
+        be checked without forming that joint matrix, so blocks of different kernels
+        can still give negative variances. With consistent inputs, round-off can
+        leave variances of order ``-n * eps * max|K|`` where the exact variance is 0
+        (a test point equal to a training point, at ``t = inf``); they are returned
+        as computed, not clamped to 0 (nothing in this module clamps outputs), so
+        they stay equal to the dense closed forms to round-off.
     """
 
     def __init__(self, ntk_train_train: Any, nngp_train_train: Any, y_train: Any, *, learning_rate: float = 1.0,
@@ -86,11 +78,8 @@ class GPDynamics:
         theta = validate.check_kernel(ntk_train_train, "ntk_train_train")
         self.n = theta.shape[0]
         k = validate.check_kernel(nngp_train_train, "nngp_train_train", self.n)
-        self.y_train = validate.check_targets(y_train, self.n, "y_train")
-        self.learning_rate = validate.check_real_nonneg(learning_rate, "learning_rate", strict=True)
-        self.ridge = validate.check_real_nonneg(ridge, "ridge")
-        self.convention = validate.check_convention(convention)
-        self.rate = rate(self.learning_rate, self.convention, self.y_train.size)
+        self.y_train, self.learning_rate, self.ridge, self.convention, self.rate = training_options(
+            y_train, self.n, learning_rate, ridge, convention)
         if check_nngp:
             validate.check_psd(k, "nngp_train_train", tol=NEG_TOL, suffix=NOT_COVARIANCE)
         eye = self.ridge * np.eye(self.n)
@@ -109,35 +98,27 @@ class GPDynamics:
                 get: str = "ntk", compute_cov: bool = True, diag_only: bool = False) -> Gaussian:
         """Mean and covariance of the outputs at time[s] `t`.
 
-        Parameters
-        ----------
-        t : float or array_like
-            Times >= 0, ``np.inf`` allowed (leading axes of the outputs).
-        ntk_test_train : array_like, shape (m, n), optional
-            Θ(x, X); needed for ``get='ntk'`` on test points.
-        nngp_test_train : array_like, shape (m, n), optional
-            K(x, X); needed for ``get='nngp'``, and for the NTK covariance.
-        nngp_test_test : array_like, shape (m, m) or (m,), optional
-            K(x, x') for the covariance; with ``diag_only`` its diagonal suffices.
-        get : {'ntk', 'nngp'}
-        compute_cov : bool
-            If False, ``covariance`` is None.
-        diag_only : bool
-            Return only the variances (``t.shape + (m,)``), never forming an
-            ``(m, m)`` matrix.
+        Args:
+            t (float or array_like): Times >= 0, ``np.inf`` allowed (leading axes of the outputs).
+            ntk_test_train (array_like, shape (m, n), optional): Θ(x, X); needed for ``get='ntk'`` on test
+                points.
+            nngp_test_train (array_like, shape (m, n), optional): K(x, X); needed for ``get='nngp'``, and for
+                the NTK covariance.
+            nngp_test_test (array_like, shape (m, m) or (m,), optional): K(x, x') for the covariance; with
+                ``diag_only`` its diagonal suffices.
+            get ({'ntk', 'nngp'}):
+            compute_cov (bool): If False, ``covariance`` is None.
+            diag_only (bool): Return only the variances (``t.shape + (m,)``), never forming an ``(m, m)``
+                matrix.
 
-        Returns
-        -------
-        Gaussian
-            ``mean``: ``t.shape + (m,) + y_train.shape[1:]``; ``covariance``:
-            ``t.shape + (m, m)`` (symmetric, shared by all outputs) or
-            ``t.shape + (m,)``.
+        Returns:
+            Gaussian: ``mean``: ``t.shape + (m,) + y_train.shape[1:]``; ``covariance``: ``t.shape + (m, m)``
+                (symmetric, shared by all outputs) or ``t.shape + (m,)``.
 
-        Notes
-        -----
-        With all test arguments None the training points are used, with the
-        regularized kernel as their test-train kernel: mean ``(I - E_t) Y`` and
-        covariance ``E_t K E_t`` (ntk) or ``E_t A`` ``E_t`` (nngp), ``E_t = e^{-a t A}``.
+        Note:
+            With all test arguments None the training points are used, with the
+            regularized kernel as their test-train kernel: mean ``(I - E_t) Y`` and
+            covariance ``E_t K E_t`` (ntk) or ``E_t A`` ``E_t`` (nngp), ``E_t = e^{-a t A}``.
         """
         if get not in ("ntk", "nngp"):
             raise ValueError(f"get must be 'ntk' or 'nngp', got {get!r}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ntkx._src import validate
 from ntkx._src.flow import phi
-from ntkx._src.flow.spectrum import Spectrum, Times, rate, sym
+from ntkx._src.flow.spectrum import Spectrum, Times, sym, training_options
 
 
 class UnstableLearningRateWarning(UserWarning):
@@ -37,15 +37,11 @@ class EarlyStopping(NamedTuple):
 class MSEModes:
     """The training residual in the eigenbasis of ``Θ + ridge I``.
 
-    Attributes
-    ----------
-    eigenvalues : ndarray, shape (n,)
-        Descending, with round-off below the cutoff set to 0.
-    projections : ndarray, shape (n,) or (n, k)
-        ``V^T (Y - f0(X))``: the residual's component along each eigenvector.
-    rate : float
-        The rate-scaled learning rate ``a`` (η, or η / y.size): mode i decays as
-        ``e^{-a λ_i t}``.
+    Attributes:
+        eigenvalues (ndarray, shape (n,)): Descending, with round-off below the cutoff set to 0.
+        projections (ndarray, shape (n,) or (n, k)): ``V^T (Y - f0(X))``: the residual's component along each
+            eigenvector.
+        rate (float): The rate-scaled learning rate ``a`` (η, or η / y.size): mode i decays as ``e^{-a λ_i t}``.
     """
 
     eigenvalues: np.ndarray
@@ -59,9 +55,8 @@ class MSEModes:
         mode already at or below `eps` gives 0; a zero-eigenvalue mode above it
         never decays (inf).
 
-        Returns
-        -------
-        ndarray, shape (n,)
+        Returns:
+            ndarray: shape (n,).
         """
         eps = validate.check_real_nonneg(eps, "eps", strict=True)
         p = self.projections
@@ -78,42 +73,32 @@ class MSEModes:
 class MSEDynamics:
     """Closed-form gradient flow / gradient descent on the squared loss.
 
-    Parameters
-    ----------
-    k_train_train : array_like, shape (n, n)
-        The NTK Θ on the training points (symmetric, positive semi-definite).
-        ``Θ + ridge I`` must pass `validate.check_psd` (smallest eigenvalue
-        ``>= -1e-6 * max|eigenvalue|``); that is checked on the eigenvalues when
-        the first call that needs the spectrum computes them, so a non-PSD kernel
-        raises ``ValueError("... is not positive semi-definite ...")`` there, at no
-        extra cost, not in the constructor.
-    y_train : array_like, shape (n,) or (n, k)
-        Targets; outputs keep this shape (with leading time axes for arrays of t).
-    learning_rate : float, default 1.0
-        η > 0. Gradient flow (times `t`) is stable at any rate; above
-        `max_learning_rate` discrete descent (``steps=``) diverges: an error
-        unless ``allow_unstable=True`` (then `UnstableLearningRateWarning`).
-    ridge : float, default 0.0
-        ``r >= 0`` in absolute units; the dynamics use ``Θ + r I``.
-    convention : {'ntkx', 'neural_tangents'}
-        The time scale (see the module docstring): exponent ``η t Θ`` or
-        ``η t Θ / y_train.size``.
+    Args:
+        k_train_train (array_like, shape (n, n)): The NTK Θ on the training points (symmetric, positive
+            semi-definite). ``Θ + ridge I`` must pass `validate.check_psd` (smallest eigenvalue ``>= -1e-6 *
+            max|eigenvalue|``); that is checked on the eigenvalues when the first call that needs the spectrum
+            computes them, so a non-PSD kernel raises ``ValueError("... is not positive semi-definite ...")``
+            there, at no extra cost, not in the constructor.
+        y_train (array_like, shape (n,) or (n, k)): Targets; outputs keep this shape (with leading time axes for
+            arrays of t).
+        learning_rate (float, default 1.0): η > 0. Gradient flow (times `t`) is stable at any rate; above
+            `max_learning_rate` discrete descent (``steps=``) diverges: an error unless ``allow_unstable=True``
+            (then `UnstableLearningRateWarning`).
+        ridge (float, default 0.0): ``r >= 0`` in absolute units; the dynamics use ``Θ + r I``.
+        convention ({'ntkx', 'neural_tangents'}): The time scale (see the module docstring): exponent ``η t Θ``
+            or ``η t Θ / y_train.size``.
 
-    Notes
-    -----
-    One eigendecomposition of ``Θ + r I`` is computed on first need and reused
-    for every time; ``t = inf`` alone is answered by a Cholesky solve.
+    Note:
+        One eigendecomposition of ``Θ + r I`` is computed on first need and reused
+        for every time; ``t = inf`` alone is answered by a Cholesky solve.
     """
 
     def __init__(self, k_train_train: Any, y_train: Any, *, learning_rate: float = 1.0, ridge: float = 0.0,
                  convention: str = "ntkx"):
         k = validate.check_kernel(k_train_train, "k_train_train")
         self.n = k.shape[0]
-        self.y_train = validate.check_targets(y_train, self.n, "y_train")
-        self.learning_rate = validate.check_real_nonneg(learning_rate, "learning_rate", strict=True)
-        self.ridge = validate.check_real_nonneg(ridge, "ridge")
-        self.convention = validate.check_convention(convention)
-        self.rate = rate(self.learning_rate, self.convention, self.y_train.size)
+        self.y_train, self.learning_rate, self.ridge, self.convention, self.rate = training_options(
+            y_train, self.n, learning_rate, ridge, convention)
         if self.ridge:
             k = k + self.ridge * np.eye(self.n)
         self._spec = Spectrum(k, "k_train_train + ridge * I" if self.ridge else "k_train_train")
@@ -175,22 +160,16 @@ class MSEDynamics:
                       allow_unstable: bool = False) -> np.ndarray:
         """Outputs on the training points, ``f_t(X) = f0 + (I - e^{-a t A})(Y - f0)``.
 
-        Parameters
-        ----------
-        t : float or array_like, optional
-            Times >= 0 (``np.inf`` allowed) for gradient flow. Exactly one of `t`
-            and `steps` is given.
-        f0_train : array_like, optional
-            Outputs at initialization, shape of `y_train` (default 0).
-        steps : int or array_like of int, optional
-            Numbers of discrete gradient-descent steps: ``(I - a A)^k`` replaces the
-            exponential.
-        allow_unstable : bool
-            Compute discrete steps even above `max_learning_rate`.
+        Args:
+            t (float or array_like, optional): Times >= 0 (``np.inf`` allowed) for gradient flow. Exactly one of
+                `t` and `steps` is given.
+            f0_train (array_like, optional): Outputs at initialization, shape of `y_train` (default 0).
+            steps (int or array_like of int, optional): Numbers of discrete gradient-descent steps: ``(I - a
+                A)^k`` replaces the exponential.
+            allow_unstable (bool): Compute discrete steps even above `max_learning_rate`.
 
-        Returns
-        -------
-        ndarray, shape ``t.shape + y_train.shape``
+        Returns:
+            ndarray: shape ``t.shape + y_train.shape``.
         """
         if t is None and steps is None:
             raise TypeError("train_outputs needs t (times, np.inf allowed) or steps")
@@ -211,21 +190,15 @@ class MSEDynamics:
         ``T_t = A^{-1}(I - e^{-a t A})`` (`projection`), or for ``steps=k`` its
         discrete analogue ``sum_{j<k} (I - a A)^j a``.
 
-        Parameters
-        ----------
-        t : float or array_like or None
-            Times >= 0 (inf allowed); None when `steps` is given.
-        k_test_train : array_like, shape (m, n)
-            Θ(x, X) (no ridge).
-        f0_train, f0_test : array_like, optional
-            Initial outputs, shapes ``y_train.shape`` and ``(m,) + y_train.shape[1:]``
-            (default 0).
-        steps, allow_unstable
-            As in `train_outputs`.
+        Args:
+            t (float or array_like or None): Times >= 0 (inf allowed); None when `steps` is given.
+            k_test_train (array_like, shape (m, n)): Θ(x, X) (no ridge).
+            f0_train, f0_test (array_like, optional): Initial outputs, shapes ``y_train.shape`` and ``(m,) +
+                y_train.shape[1:]`` (default 0).
+            steps, allow_unstable: As in `train_outputs`.
 
-        Returns
-        -------
-        ndarray, shape ``t.shape + (m,) + y_train.shape[1:]``
+        Returns:
+            ndarray: shape ``t.shape + (m,) + y_train.shape[1:]``.
         """
         if t is None and steps is None:
             raise TypeError("test_mean needs t (times, np.inf allowed) or steps")
@@ -273,18 +246,14 @@ class MSEDynamics:
                             f0_val: Any = None) -> EarlyStopping:
         """The time in `times` with the smallest validation MSE of the test mean.
 
-        Parameters
-        ----------
-        k_val_train : array_like, shape (m, n)
-        y_val : array_like, shape ``(m,) + y_train.shape[1:]``
-        times : array_like, shape (T,)
-            Candidate times >= 0 (inf allowed). Ties go to the earliest entry.
-        f0_train, f0_val : optional initial outputs.
+        Args:
+            k_val_train (array_like, shape (m, n)):
+            y_val (array_like, shape ``(m,) + y_train.shape[1:]``):
+            times (array_like, shape (T,)): Candidate times >= 0 (inf allowed). Ties go to the earliest entry.
+            f0_train, f0_val (optional initial outputs.):
 
-        Returns
-        -------
-        EarlyStopping
-            ``time`` and ``mse`` (shape (T,), mean over points and outputs).
+        Returns:
+            EarlyStopping: ``time`` and ``mse`` (shape (T,), mean over points and outputs).
         """
         tflat, shape = validate.check_times(times, "times")
         if len(shape) != 1 or shape[0] == 0:

@@ -34,13 +34,11 @@ def gradient_descent_mse(k_train_train: Any, y_train: Any, learning_rate: float 
     ``diag_reg_absolute_scale=True``), added to Θ's diagonal for the dynamics.
     ``convention='ntkx'`` only drops the ``1 / y_train.size``.
 
-    Returns
-    -------
-    predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)
-        ``t=None`` means ``t = inf``. Returns ``fx_train_t``; or
-        ``(fx_train_t, fx_test_t)`` when `fx_test_0` is given (then
-        `k_test_train`, ``(m, n)``, is required); or only ``fx_test_t`` when
-        ``fx_train_0=None``. Leading axes follow ``np.shape(t)``.
+    Returns:
+        predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None): ``t=None`` means ``t = inf``.
+            Returns ``fx_train_t``; or ``(fx_train_t, fx_test_t)`` when `fx_test_0` is given (then
+            `k_test_train`, ``(m, n)``, is required); or only ``fx_test_t`` when ``fx_train_0=None``. Leading
+            axes follow ``np.shape(t)``.
     """
     k = validate.check_kernel(k_train_train, "k_train_train")
     ridge = _absolute_ridge(k, diag_reg, diag_reg_absolute_scale)
@@ -48,6 +46,7 @@ def gradient_descent_mse(k_train_train: Any, y_train: Any, learning_rate: float 
 
     def predict_fn(t: Optional[Times] = None, fx_train_0: Any = 0.0, fx_test_0: Any = None,
                    k_test_train: Any = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """The outputs at time[s] `t` (None: inf); see the Returns section above."""
         if fx_test_0 is not None and k_test_train is None:
             raise ValueError("fx_test_0 was given without k_test_train (m, n)")
         if fx_train_0 is None and fx_test_0 is None:
@@ -74,12 +73,11 @@ def gradient_descent_mse_ensemble(ntk_train_train: Any, nngp_train_train: Any, y
     unless ``diag_reg_absolute_scale``), and ``convention='neural_tangents'``
     scales time by ``learning_rate / y_train.size``. See `GPDynamics`.
 
-    Returns
-    -------
-    predict_fn(t=None, get='ntk', compute_cov=False, ntk_test_train=None, nngp_test_train=None, nngp_test_test=None)
-        ``t=None`` means ``t = inf``; no test arguments means the training points.
-        Returns the mean, or a `Gaussian` when `compute_cov`; for a tuple `get`
-        (None means ``('nngp', 'ntk')``) a namedtuple of those, by name.
+    Returns:
+        predict_fn(t=None, get='ntk', compute_cov=False, ntk_test_train=None, nngp_test_train=None,
+            nngp_test_test=None): ``t=None`` means ``t = inf``; no test arguments means the training points.
+            Returns the mean, or a `Gaussian` when `compute_cov`; for a tuple `get` (None means ``('nngp',
+            'ntk')``) a namedtuple of those, by name.
     """
     theta = validate.check_kernel(ntk_train_train, "ntk_train_train")
     k = validate.check_kernel(nngp_train_train, "nngp_train_train", theta.shape[0])
@@ -92,6 +90,7 @@ def gradient_descent_mse_ensemble(ntk_train_train: Any, nngp_train_train: Any, y
 
     def predict_fn(t: Optional[Times] = None, get: Any = "ntk", compute_cov: bool = False,
                    ntk_test_train: Any = None, nngp_test_train: Any = None, nngp_test_test: Any = None) -> Any:
+        """The mean (or `Gaussian`) at time[s] `t` (None: inf); see the Returns section above."""
         gets = ("nngp", "ntk") if get is None else ((get,) if isinstance(get, str) else tuple(get))
         for g in gets:
             if g not in ("nngp", "ntk"):

@@ -109,13 +109,7 @@ def fit_steps(lam: np.ndarray, rate: float, k: np.ndarray) -> np.ndarray:
 def phi_steps(lam: np.ndarray, rate: float, k: np.ndarray) -> np.ndarray:
     """``sum_{j<k} (1 - a λ)^j a = (1 - (1 - a λ)^k) / λ`` (``a k`` at λ = 0).
 
-    Args:
-        lam: Eigenvalues, shape (n,).
-        rate: The rate-scaled learning rate ``a``.
-        k: Numbers of steps as a column, shape (T, 1).
-
-    Returns:
-        Shape (T, n).
+    The arguments and the shape returned are those of `fit_steps`.
     """
     pos = lam > 0
     safe = np.where(pos, lam, 1.0)

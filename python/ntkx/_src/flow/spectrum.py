@@ -33,6 +33,10 @@ class Spectrum:
     without extra work: `eig` and `lambda_max` on the eigenvalues they compute, and
     a successful, well-conditioned `cho` is itself the proof (a failed one falls
     back to `eig`).
+
+    Args:
+        a: The symmetric ``(n, n)`` matrix of the dynamics (kept by reference).
+        name: The matrix as messages name it, e.g. ``"k_train_train + ridge * I"``.
     """
 
     def __init__(self, a: np.ndarray, name: str):
@@ -47,6 +51,7 @@ class Spectrum:
 
     @property
     def has_eig(self) -> bool:
+        """Whether the eigendecomposition has been computed (the tests' probe of laziness)."""
         return self._evecs is not None
 
     def eig(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -98,6 +103,7 @@ class Spectrum:
         return bool(np.all(np.isinf(tau))) and self.cho() is not None
 
     def solve(self, b: np.ndarray) -> np.ndarray:
+        """``A^{-1} b`` by the Cholesky factor (only after `use_solve` said True)."""
         return scipy.linalg.cho_solve(self._cho, b, check_finite=False)
 
     def apply(self, coef: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -107,10 +113,33 @@ class Spectrum:
         return np.einsum("ij,tj,jc->tic", v, coef, w, optimize=True)
 
 
+def training_options(y_train: Any, n: int, learning_rate: Any, ridge: Any,
+                     convention: Any) -> Tuple[np.ndarray, float, float, str, float]:
+    """The checked options shared by `MSEDynamics` and `GPDynamics`, and the rate they give.
+
+    Args:
+        y_train: Targets, ``(n,)`` or ``(n, k)``.
+        n: The number of training points.
+        learning_rate: η > 0.
+        ridge: ``r >= 0``.
+        convention: One of `validate.CONVENTIONS`.
+
+    Returns:
+        ``(y_train, learning_rate, ridge, convention, rate)``, with `rate` from `rate`.
+    """
+    y = validate.check_targets(y_train, n, "y_train")
+    eta = validate.check_real_nonneg(learning_rate, "learning_rate", strict=True)
+    r = validate.check_real_nonneg(ridge, "ridge")
+    c = validate.check_convention(convention)
+    return y, eta, r, c, rate(eta, c, y.size)
+
+
 def rate(learning_rate: float, convention: str, size: int) -> float:
+    """The rate-scaled learning rate ``a``: η (``'ntkx'``) or ``η / size`` (``'neural_tangents'``)."""
     return learning_rate if convention == "ntkx" else learning_rate / size
 
 
 def sym(c: np.ndarray) -> np.ndarray:
+    """The symmetric part ``(C + C^T) / 2`` over the last two axes."""
     return 0.5 * (c + np.swapaxes(c, -1, -2))
 

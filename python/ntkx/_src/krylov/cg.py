@@ -76,29 +76,18 @@ class _NystromPreconditioner:
 class CgResult:
     """Result of `cg_solve`.
 
-    Attributes
-    ----------
-    x : ndarray
-        The solution, `(n,)` or `(n, m)` like the right-hand side.
-    iterations : int
-        Block iterations (operator products of the CG loop), i.e. the most any
-        column needed.
-    column_iterations : ndarray
-        `(m,)` iterations per column (a converged column is frozen).
-    residual_history : list of ndarray
-        Per column, the relative residuals ``||r_j|| / ||y_j||`` of the CG
-        recursion, starting with the initial one (restarts append theirs).
-    relative_residual : ndarray
-        `(m,)` final ``||y_j - (K + ridge I) x_j|| / ||y_j||`` from an independent
-        product at the end (0 for a zero column), not from the recursion.
-    converged : bool
-        Whether every column's final `relative_residual` is <= `tol`.
-    column_converged : ndarray
-        `(m,)` bool, per column.
-    preconditioner_rank : int
-        Rank of the Nystrom approximation used (0: none or a user callable).
-    operator_products : int
-        Block products with the kernel, including the sketch and the final check.
+    Attributes:
+        x (ndarray): The solution, `(n,)` or `(n, m)` like the right-hand side.
+        iterations (int): Block iterations (operator products of the CG loop), i.e. the most any column needed.
+        column_iterations (ndarray): `(m,)` iterations per column (a converged column is frozen).
+        residual_history (list of ndarray): Per column, the relative residuals ``||r_j|| / ||y_j||`` of the CG
+            recursion, starting with the initial one (restarts append theirs).
+        relative_residual (ndarray): `(m,)` final ``||y_j - (K + ridge I) x_j|| / ||y_j||`` from an independent
+            product at the end (0 for a zero column), not from the recursion.
+        converged (bool): Whether every column's final `relative_residual` is <= `tol`.
+        column_converged (ndarray): `(m,)` bool, per column.
+        preconditioner_rank (int): Rank of the Nystrom approximation used (0: none or a user callable).
+        operator_products (int): Block products with the kernel, including the sketch and the final check.
     """
 
     x: np.ndarray
@@ -135,57 +124,37 @@ def cg_solve(
     true residual is still above `tol` (the recursion drifted) restart from it,
     at most three times, while iterations remain.
 
-    Parameters
-    ----------
-    k : ndarray, memmap, LinearOperator or callable
-        The symmetric positive semidefinite `(n, n)` kernel (see `as_operator`; a
-        callable gets `n` from `y`).
-    y : array_like
-        Right-hand sides, `(n,)` or `(n, m)`, finite.
-    ridge : float
-        Diagonal shift >= 0 (needed when K is singular).
-    tol : float
-        Target relative residual ``||y - (K + ridge I) x|| / ||y||`` per column.
-    maxiter : int, optional
-        Cap on block iterations (default ``10 n``, as scipy's ``cg``).
-    preconditioner : {'nystrom', 'none'} or callable
-        ``'nystrom'`` (default): randomized Nystrom preconditioner of Frangella,
-        Tropp & Udell (2021), https://arxiv.org/abs/2110.02820, with
-        ``P^{-1} = (lam_r + ridge) U (Lam + ridge)^{-1} U^T + (I - U U^T)``;
-        it costs one block product with `rank` columns and ``~5 n rank`` floats.
-        A callable ``M(R) -> P^{-1} R`` (for `R` of shape `(n, a)`) is used as is;
-        it must be symmetric positive definite.
-    rank : int, optional
-        Nystrom sketch size (default ``min(n, 200)``).
-    seed : int or numpy.random.Generator
-        Seed of the Gaussian sketch.
-    x0 : array_like, optional
-        Initial guess, shaped like `y` (not modified).
-    progress : callable, optional
-        Called as ``progress(iteration, max_rel_residual)`` after each iteration
-        (the largest recursive relative residual over the columns).
-    block_bytes : int
-        Row-block memory for array kernels (see `as_operator`).
+    Args:
+        k (ndarray, memmap, LinearOperator or callable): The symmetric positive semidefinite `(n, n)` kernel
+            (see `as_operator`; a callable gets `n` from `y`).
+        y (array_like): Right-hand sides, `(n,)` or `(n, m)`, finite.
+        ridge (float): Diagonal shift >= 0 (needed when K is singular).
+        tol (float): Target relative residual ``||y - (K + ridge I) x|| / ||y||`` per column.
+        maxiter (int, optional): Cap on block iterations (default ``10 n``, as scipy's ``cg``).
+        preconditioner ({'nystrom', 'none'} or callable): ``'nystrom'`` (default): randomized Nystrom
+            preconditioner of Frangella, Tropp & Udell (2021), https://arxiv.org/abs/2110.02820, with ``P^{-1} =
+            (lam_r + ridge) U (Lam + ridge)^{-1} U^T + (I - U U^T)``; it costs one block product with `rank`
+            columns and ``~5 n rank`` floats. A callable ``M(R) -> P^{-1} R`` (for `R` of shape `(n, a)`) is
+            used as is; it must be symmetric positive definite.
+        rank (int, optional): Nystrom sketch size (default ``min(n, 200)``).
+        seed (int or numpy.random.Generator): Seed of the Gaussian sketch.
+        x0 (array_like, optional): Initial guess, shaped like `y` (not modified).
+        progress (callable, optional): Called as ``progress(iteration, max_rel_residual)`` after each iteration
+            (the largest recursive relative residual over the columns).
+        block_bytes (int): Row-block memory for array kernels (see `as_operator`).
 
-    Returns
-    -------
-    CgResult
-        Solution, iteration counts, residual histories and the independently
-        checked final relative residuals. Not converging within `maxiter` is
-        reported (``converged=False``), not raised.
+    Returns:
+        CgResult: Solution, iteration counts, residual histories and the independently checked final relative
+            residuals. Not converging within `maxiter` is reported (``converged=False``), not raised.
 
-    Raises
-    ------
-    ValueError
-        Bad shapes, NaN/Inf in `y` or `x0`, negative `ridge`, non-positive `tol`,
-        `maxiter` or `rank`, or ``K + ridge I`` found not positive definite.
-    FloatingPointError
-        The operator returned NaN or Inf.
+    Raises:
+        ValueError: Bad shapes, NaN/Inf in `y` or `x0`, negative `ridge`, non-positive `tol`, `maxiter` or
+            `rank`, or ``K + ridge I`` found not positive definite.
+        FloatingPointError: The operator returned NaN or Inf.
 
-    Examples
-    --------
-    >>> res = cg_solve(kernel, y_train, ridge=1e-6)  # doctest: +SKIP
-    >>> res.converged, res.iterations, res.relative_residual  # doctest: +SKIP
+    Examples:
+        >>> res = cg_solve(kernel, y_train, ridge=1e-6)  # doctest: +SKIP
+        >>> res.converged, res.iterations, res.relative_residual  # doctest: +SKIP
     """
     n_hint = np.shape(y)[0] if np.ndim(y) >= 1 else None
     ridge = validate.check_nonneg(ridge, "ridge")

@@ -26,37 +26,23 @@ def top_eigenpairs(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """The `k_top` largest eigenvalues of a symmetric kernel and their eigenvectors.
 
-    Parameters
-    ----------
-    k : ndarray, memmap, LinearOperator or callable
-        Symmetric `(n, n)` kernel (a callable needs `n`).
-    k_top : int
-        Number of eigenpairs, ``1 <= k_top < n``.
-    method : {'eigsh', 'randomized'}
-        ``'eigsh'`` (default): ARPACK's implicitly restarted Lanczos on the
-        operator (one matvec at a time), to relative accuracy `tol`.
-        ``'randomized'``: Halko, Martinsson & Tropp (2011),
-        https://arxiv.org/abs/0909.4061, Algorithms 4.4 and 5.3: a Gaussian
-        sketch of ``k_top + oversample`` columns, `power_iter` power iterations
-        (re-orthonormalized each time), then Rayleigh-Ritz; ``power_iter + 2``
-        block products, accuracy set by the spectral gap (not by `tol`).
-    tol : float
-        ARPACK's relative accuracy of the Ritz values (> 0).
-    seed : int or numpy.random.Generator
-        ARPACK's start vector / the Gaussian sketch.
-    n : int, optional
-        Kernel size; required for a callable.
-    oversample, power_iter : int
-        Randomized method only (``power_iter`` may be 0).
-    block_bytes : int
-        Row-block memory for array kernels (see `as_operator`).
+    Args:
+        k (ndarray, memmap, LinearOperator or callable): Symmetric `(n, n)` kernel (a callable needs `n`).
+        k_top (int): Number of eigenpairs, ``1 <= k_top < n``.
+        method ({'eigsh', 'randomized'}): ``'eigsh'`` (default): ARPACK's implicitly restarted Lanczos on the
+            operator (one matvec at a time), to relative accuracy `tol`. ``'randomized'``: Halko, Martinsson &
+            Tropp (2011), https://arxiv.org/abs/0909.4061, Algorithms 4.4 and 5.3: a Gaussian sketch of ``k_top
+            + oversample`` columns, `power_iter` power iterations (re-orthonormalized each time), then
+            Rayleigh-Ritz; ``power_iter + 2`` block products, accuracy set by the spectral gap (not by `tol`).
+        tol (float): ARPACK's relative accuracy of the Ritz values (> 0).
+        seed (int or numpy.random.Generator): ARPACK's start vector / the Gaussian sketch.
+        n (int, optional): Kernel size; required for a callable.
+        oversample, power_iter (int): Randomized method only (``power_iter`` may be 0).
+        block_bytes (int): Row-block memory for array kernels (see `as_operator`).
 
-    Returns
-    -------
-    eigenvalues : ndarray
-        `(k_top,)`, descending.
-    eigenvectors : ndarray
-        `(n, k_top)`, orthonormal columns, in the same order.
+    Returns:
+        Tuple[ndarray, ndarray]: ``(eigenvalues, eigenvectors)``: the eigenvalues `(k_top,)`, descending,
+            and the eigenvectors `(n, k_top)`, orthonormal columns, in the same order.
     """
     op = as_operator(k, n, block_bytes=block_bytes)
     n = op.shape[0]

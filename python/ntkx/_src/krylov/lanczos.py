@@ -179,30 +179,20 @@ def expm_multiply(
     time (see the module notes). ``t = inf`` gives 0 when ``K + ridge I`` is
     positive definite.
 
-    Parameters
-    ----------
-    k : ndarray, memmap, LinearOperator or callable
-        Symmetric PSD `(n, n)` kernel (a callable gets `n` from `v`).
-    v : array_like
-        `(n,)` or `(n, m)`, finite.
-    t : float or array_like
-        Time(s) >= 0, scalar or `(T,)`; ``inf`` allowed.
-    learning_rate : float
-        ``eta`` > 0.
-    ridge : float
-        Diagonal shift >= 0.
-    tol : float
-        Relative change at which the Krylov dimension stops growing.
-    max_dim : int, optional
-        Cap on the Krylov dimension (default 500; memory ``max_dim * n * 8``
-        bytes per column). Reaching it issues a RuntimeWarning.
-    block_bytes : int
-        Row-block memory for array kernels (see `as_operator`).
+    Args:
+        k (ndarray, memmap, LinearOperator or callable): Symmetric PSD `(n, n)` kernel (a callable gets `n` from
+            `v`).
+        v (array_like): `(n,)` or `(n, m)`, finite.
+        t (float or array_like): Time(s) >= 0, scalar or `(T,)`; ``inf`` allowed.
+        learning_rate (float): ``eta`` > 0.
+        ridge (float): Diagonal shift >= 0.
+        tol (float): Relative change at which the Krylov dimension stops growing.
+        max_dim (int, optional): Cap on the Krylov dimension (default 500; memory ``max_dim * n * 8`` bytes per
+            column). Reaching it issues a RuntimeWarning.
+        block_bytes (int): Row-block memory for array kernels (see `as_operator`).
 
-    Returns
-    -------
-    ndarray
-        `(T, n[, m])` for an array `t`, `(n[, m])` for a scalar.
+    Returns:
+        ndarray: `(T, n[, m])` for an array `t`, `(n[, m])` for a scalar.
     """
     op, vb, vec, times, scalar, eta, ridge, tol, max_dim = _krylov_setup(
         k, v, learning_rate, ridge, tol, max_dim, block_bytes, t
@@ -235,18 +225,13 @@ def phi_multiply(
     preconditioner (tolerance `tol` on the residual), which is much faster on
     ill-conditioned kernels.
 
-    Parameters
-    ----------
-    k, v, t, learning_rate, ridge, tol, max_dim, block_bytes
-        As in `expm_multiply`.
-    cg_options : dict, optional
-        Extra keyword arguments for `cg_solve` in the all-``inf`` case (e.g.
-        ``rank``, ``maxiter``); a non-converged solve warns.
+    Args:
+        k, v, t, learning_rate, ridge, tol, max_dim, block_bytes: As in `expm_multiply`.
+        cg_options (dict, optional): Extra keyword arguments for `cg_solve` in the all-``inf`` case (e.g.
+            ``rank``, ``maxiter``); a non-converged solve warns.
 
-    Returns
-    -------
-    ndarray
-        `(T, n[, m])` for an array `t`, `(n[, m])` for a scalar.
+    Returns:
+        ndarray: `(T, n[, m])` for an array `t`, `(n[, m])` for a scalar.
     """
     op, vb, vec, times, scalar, eta, ridge, tol, max_dim = _krylov_setup(
         k, v, learning_rate, ridge, tol, max_dim, block_bytes, t
@@ -266,21 +251,18 @@ def _phi_core(op, vb, st, ridge, tol, max_dim, cg_options) -> np.ndarray:
                 stacklevel=3,
             )
         return np.broadcast_to(res.x, (st.size,) + res.x.shape).copy()
-    (out,) = _lanczos_functions(op, vb, [lambda th: phi.phi(th, st[:, None], scaled=True)], [st == 0], shift=ridge, tol=tol,
-                                max_dim=max_dim)
+    (out,) = _lanczos_functions(op, vb, [lambda th: phi.phi(th, st[:, None], scaled=True)], [st == 0],
+                                shift=ridge, tol=tol, max_dim=max_dim)
     return out
 
 
 class MsePrediction(NamedTuple):
     """Outputs of `mse_dynamics_iterative` (unpacks as ``train, test``).
 
-    Attributes
-    ----------
-    train : ndarray
-        `(T, n[, m])` or `(n[, m])`: ``y + exp(-eta t A) (f0 - y)``.
-    test : ndarray or None
-        `(T, n_test[, m])` or `(n_test[, m])`: ``f0(x) + Theta(x, X) phi_t(A) (y - f0)``;
-        None without `k_test_train`.
+    Attributes:
+        train (ndarray): `(T, n[, m])` or `(n[, m])`: ``y + exp(-eta t A) (f0 - y)``.
+        test (ndarray or None): `(T, n_test[, m])` or `(n_test[, m])`: ``f0(x) + Theta(x, X) phi_t(A) (y -
+            f0)``; None without `k_test_train`.
     """
 
     train: np.ndarray
@@ -316,27 +298,20 @@ def mse_dynamics_iterative(
     These are the formulas of `ntkx.dynamics`, for N too large for its dense
     eigendecomposition.
 
-    Parameters
-    ----------
-    k_train_train : ndarray, memmap, LinearOperator or callable
-        Symmetric PSD `(n, n)` NTK on the training points.
-    y_train : array_like
-        `(n,)` or `(n, m)` targets.
-    t : float or array_like
-        Time(s) >= 0; ``inf`` allowed.
-    k_test_train : array_like or LinearOperator, optional
-        `(n_test, n)` NTK between test and training points.
-    f0_train, f0_test : array_like, optional
-        Outputs at initialization, shaped like `y_train` / `(n_test[, m])`
-        (default 0, the mean over initializations).
-    learning_rate, ridge, tol, max_dim, block_bytes, cg_options
-        As in `expm_multiply` / `phi_multiply`.
+    Args:
+        k_train_train (ndarray, memmap, LinearOperator or callable): Symmetric PSD `(n, n)` NTK on the training
+            points.
+        y_train (array_like): `(n,)` or `(n, m)` targets.
+        t (float or array_like): Time(s) >= 0; ``inf`` allowed.
+        k_test_train (array_like or LinearOperator, optional): `(n_test, n)` NTK between test and training
+            points.
+        f0_train, f0_test (array_like, optional): Outputs at initialization, shaped like `y_train` / `(n_test[,
+            m])` (default 0, the mean over initializations).
+        learning_rate, ridge, tol, max_dim, block_bytes, cg_options: As in `expm_multiply` / `phi_multiply`.
 
-    Returns
-    -------
-    MsePrediction
-        ``(train, test)``, each `(T, ., [m])` for an array `t` and without the
-        time axis for a scalar; `test` is None without `k_test_train`.
+    Returns:
+        MsePrediction: ``(train, test)``, each `(T, ., [m])` for an array `t` and without the time axis for a
+            scalar; `test` is None without `k_test_train`.
     """
     op, yb, vec, times, scalar, eta, ridge, tol, max_dim = _krylov_setup(
         k_train_train, y_train, learning_rate, ridge, tol, max_dim, block_bytes, t, name="y_train"

@@ -85,30 +85,22 @@ class _CallableOperator(LinearOperator):
 def as_operator(k: KernelLike, n: Optional[int] = None, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> LinearOperator:
     """Wraps a symmetric kernel as a ``scipy.sparse.linalg.LinearOperator``.
 
-    Parameters
-    ----------
-    k : ndarray, memmap, array-like, LinearOperator or callable
-        The `(n, n)` kernel. Arrays (including ``numpy.memmap`` and any object with
-        ``shape``, ``dtype`` and row slicing) are kept by reference, never copied,
-        and multiplied in row blocks of at most `block_bytes` bytes. A
-        ``LinearOperator`` is returned as is. A callable is taken as
-        ``matmat(V) -> K @ V`` for ``V`` of shape `(n, m)`.
-    n : int, optional
-        The kernel's size; required for a callable, checked otherwise.
-    block_bytes : int
-        Working memory of one row block (default 64 MB): the product then needs
-        ``block_bytes`` plus its output, whatever the kernel's size.
+    Args:
+        k (ndarray, memmap, array-like, LinearOperator or callable): The `(n, n)` kernel. Arrays (including
+            ``numpy.memmap`` and any object with ``shape``, ``dtype`` and row slicing) are kept by reference,
+            never copied, and multiplied in row blocks of at most `block_bytes` bytes. A ``LinearOperator`` is
+            returned as is. A callable is taken as ``matmat(V) -> K @ V`` for ``V`` of shape `(n, m)`.
+        n (int, optional): The kernel's size; required for a callable, checked otherwise.
+        block_bytes (int): Working memory of one row block (default 64 MB): the product then needs
+            ``block_bytes`` plus its output, whatever the kernel's size.
 
-    Returns
-    -------
-    LinearOperator
-        A float64 operator of shape `(n, n)`, symmetric by assumption.
+    Returns:
+        LinearOperator: A float64 operator of shape `(n, n)`, symmetric by assumption.
 
-    Examples
-    --------
-    >>> k = np.lib.format.open_memmap("ntk.npy", mode="r")  # doctest: +SKIP
-    >>> op = as_operator(k)                                  # doctest: +SKIP
-    >>> y = op.matmat(v)                                     # doctest: +SKIP
+    Examples:
+        >>> k = np.lib.format.open_memmap("ntk.npy", mode="r")  # doctest: +SKIP
+        >>> op = as_operator(k)                                  # doctest: +SKIP
+        >>> y = op.matmat(v)                                     # doctest: +SKIP
     """
     n = validate.check_count(n, "n", allow_none=True)
     block_bytes = validate.check_count(block_bytes, "block_bytes")

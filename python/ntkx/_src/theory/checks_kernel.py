@@ -1,5 +1,5 @@
 """Theorem checks about the kernel itself (issue 13): `jacot_thm1`, `positive_definiteness`,
-`parameterization`, `generalization`.
+`parameterization` (`generalization`, on the same networks, is in `checks_generalization`).
 
 Every check measures numbers on finite networks (`ntkx.stax` ``init_fn`` +
 `ntkx.stax.empirical_kernels`) or on the engine's analytic kernels (``kernel_fn``),
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import linalg
 
 from ntkx import stax
-from ntkx._src.dynamics import MSEDynamics
 from ntkx._src.theory import data
+from ntkx._src.theory.plot import loglog_seeds
 from ntkx._src.theory.registry import register
 from ntkx._src.theory.result import (
     FAILS,
@@ -34,6 +33,7 @@ from ntkx._src.theory.result import (
     combine_verdicts,
     exponent_verdict,
     fit_power_law,
+    fit_table,
 )
 
 W_STD = 1.5
@@ -93,11 +93,6 @@ def widths_of(arch: Arch, quick: bool, smallest: int) -> np.ndarray:
     return smallest * 2 ** np.arange(int(round(math.log2(largest / smallest))) + 1)
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    """An independent stream for every (check seed, key) combination."""
-    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
-
-
 def empirical_ntks(arch: Arch, width: int, x: np.ndarray, n_draws: int, seed: int, *key: int,
                    parameterization: str = "ntk") -> Iterator[np.ndarray]:
     """The empirical NTKs `(N, N)` of `n_draws` independent networks of `arch` at `width` on `x`.
@@ -108,27 +103,8 @@ def empirical_ntks(arch: Arch, width: int, x: np.ndarray, n_draws: int, seed: in
     """
     net = arch.layer(width, parameterization)
     for j in range(n_draws):
-        _, params = net[0](_rng(seed, *key, *arch.key, width, j), x.shape)
+        _, params = net[0](data.rng(seed, *key, *arch.key, width, j), x.shape)
         yield stax.empirical_kernels(net, params, x).ntk
-
-
-def _fit_rows(fits: Mapping[str, PowerLawFit], verdicts: Mapping[str, str], label: str) -> str:
-    """Markdown table rows ``| name | exponent [95% CI] | range | verdict |``."""
-    rows = [f"| {label} | fitted exponent [95% CI] | range fitted | verdict |", "|---|---|---|---|"]
-    for k, f in fits.items():
-        rows.append(f"| {k} | {f.summary()} | {f.x_range[0]:g} .. {f.x_range[1]:g} "
-                    f"({f.n_points} points, {f.n_seeds} seeds) | {verdicts.get(k, '')} |")
-    return "\n".join(rows)
-
-
-def _loglog(ax: Any, x: np.ndarray, y: np.ndarray, fit: Optional[PowerLawFit], label: str, color: Any) -> None:
-    """Scatter of `(seeds, len(x))` values `y` against `x`, their geometric mean and the fitted line."""
-    y = np.atleast_2d(y)
-    ax.loglog(np.broadcast_to(x, y.shape).ravel(), y.ravel(), ".", color=color, alpha=0.35, ms=4)
-    ax.loglog(x, np.exp(np.log(y).mean(axis=0)), "o", color=color, ms=4,
-              label=label if fit is None else f"{label}: {fit.exponent:.2f}")
-    if fit is not None:
-        ax.loglog(x, fit.predict(x), "-", color=color, lw=1)
 
 
 # ----------------------------------------------------------------------------- 1. Jacot Thm 1
@@ -208,7 +184,7 @@ output) against ``kernel_fn``'s analytic NTK, on {n_fc} digits (FC, rows of norm
 the first {n_cnn} of them as 8x8x1 images (CNN-GAP). Per width: {groups['fc']} (FC) / {groups['cnn']} (CNN)
 groups of {draws} independent networks; each fitted point is the RMS error of one group.
 
-{_fit_rows(fits, verdicts, "architecture")}
+{fit_table(fits, verdicts, "architecture")}
 
 | architecture | RMS error at smallest width | at largest width |
 |---|---|---|
@@ -246,7 +222,7 @@ def _plot_jacot(res: CheckResult, fig: Any) -> None:
         sel = [n for n in names if n.startswith(kind)]
         for i, n in enumerate(sel):
             w = np.asarray(res.measured[f"{n}/widths"], dtype=float)
-            _loglog(ax, w, np.asarray(res.measured[f"{n}/rel_err_rms"]), res.fits[n], n, f"C{i}")
+            loglog_seeds(ax, w, np.asarray(res.measured[f"{n}/rel_err_rms"]), n, res.fits[n], color=f"C{i}")
         w = np.asarray(res.measured[f"{sel[0]}/widths"], dtype=float)
         ref = np.exp(np.log(np.asarray(res.measured[f"{sel[0]}/rel_err_rms"])).mean(axis=0))[0]
         ax.loglog(w, ref * (w / w[0]) ** JACOT_EXPECTED, "k--", lw=1, label="m^(-1/2)")
@@ -274,11 +250,6 @@ def affine_rank_bound(d: int, bias: bool) -> int:
     return d + 1 if bias else d
 
 
-def _stream_seed(*key: int) -> int:
-    """One integer seed for the data helpers (which take an int) from a key."""
-    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
-
-
 def sphere_gram_conditioning(kernel_fn: Any, ns: Sequence[int], d: int, n_seeds: int,
                              seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """``lambda_min / lambda_max`` and numerical rank of NTK Grams of points on the sphere.
@@ -295,7 +266,8 @@ def sphere_gram_conditioning(kernel_fn: Any, ns: Sequence[int], d: int, n_seeds:
     nrank = np.empty((n_seeds, len(ns)), dtype=int)
     for s in range(n_seeds):
         for j, n in enumerate(ns):
-            ev = np.linalg.eigvalsh(kernel_fn(data.sphere(n, d, seed=_stream_seed(seed, 2, s, n)), None, "ntk"))
+            x = data.sphere(n, d, seed=data.stream_seed(seed, 2, s, n))
+            ev = np.linalg.eigvalsh(kernel_fn(x, None, "ntk"))
             ratio[s, j] = ev[0] / ev[-1]
             nrank[s, j] = int(np.sum(ev > PD_THRESHOLD * ev[-1]))
     return ratio, nrank
@@ -486,7 +458,7 @@ b_std b``), on {n_fc} points of the sphere in R^{d_fc} (FC) and {n_cnn} digit im
 Each draw uses the same random numbers in both parameterizations, hence the same function:
 only the gradients differ. {n_draws['fc']} (FC) / {n_draws['cnn']} (CNN) draws per width.
 
-{_fit_rows(fits, verdicts, "architecture / parameterization")}
+{fit_table(fits, verdicts, "architecture / parameterization")}
 
 | architecture | largest width | mean ``||Theta||_F/N`` standard | NTK |
 |---|---|---|---|
@@ -524,184 +496,9 @@ def _plot_par(res: CheckResult, fig: Any) -> None:
     for ax, par in zip(axes, ("standard", "ntk")):
         for i, n in enumerate(res.params["archs"]):
             w = np.asarray(res.measured[f"{n}/widths"], dtype=float)
-            _loglog(ax, w, np.asarray(res.measured[f"{n}/{par}/ntk_fro_over_N"]), res.fits[f"{n}/{par}"], n, f"C{i}")
+            loglog_seeds(ax, w, np.asarray(res.measured[f"{n}/{par}/ntk_fro_over_N"]), n, res.fits[f"{n}/{par}"],
+                         color=f"C{i}")
         ax.set_xlabel("width / channels m")
         ax.set_ylabel("||Theta_emp||_F / N")
         ax.set_title(f"{par} parameterization", fontsize=9)
         ax.legend(fontsize=7)
-
-
-# ----------------------------------------------------------------------------- 4. generalization
-
-
-def rademacher_margin_bound(rkhs_norm: float, trace: float, n: int, train_ramp_loss: float,
-                            delta: float = 0.05, margin: float = 1.0) -> Dict[str, float]:
-    """Margin bound on the 0/1 test error of a kernel predictor, uniform over its RKHS norm.
-
-    For the ball ``F_B = {f in H_K : ||f||_H <= B}`` the empirical Rademacher complexity is
-    ``<= B sqrt(tr K) / n`` (Mohri, Rostamizadeh, Talwalkar, Foundations of ML 2nd ed.,
-    Thm 6.12; Bartlett & Mendelson 2002, Lemma 22), and with probability >= 1 - delta every
-    ``f in F_B`` has (Mohri et al. Thm 5.8, the ramp loss at margin gamma being
-    1/gamma-Lipschitz, in [0, 1], and above the 0/1 loss)::
-
-        P(y f(x) <= 0) <= ramp_gamma(train) + (2/gamma) B sqrt(tr K)/n + 3 sqrt(ln(2/delta) / (2n)).
-
-    B of a trained predictor depends on the data, so the bound is taken over the balls
-    ``B_k = 2^k`` (k >= 1) with ``delta_k = delta / (k (k + 1))`` (sum <= delta) and applied at
-    the smallest ``B_k >= rkhs_norm``: the result holds with probability >= 1 - delta
-    simultaneously for every B.
-
-    Args:
-      rkhs_norm: ``||f||_H`` (for the interpolant ``sqrt(y^T K^-1 y)``).
-      trace: ``tr K`` of the training Gram.
-      n: training points.
-      train_ramp_loss: the mean ramp loss of f on the training set.
-      delta: the failure probability.
-      margin: gamma.
-
-    Returns:
-      ``complexity`` (the data-dependent ``(2/gamma) rkhs_norm sqrt(tr K)/n``), ``k``,
-      ``complexity_k`` (the same at ``B_k``), ``confidence`` and ``bound`` (the sum of
-      ``train_ramp_loss``, ``complexity_k`` and ``confidence``).
-    """
-    k = max(1, math.ceil(math.log2(rkhs_norm))) if rkhs_norm > 0 else 1
-    complexity = 2.0 / margin * rkhs_norm * math.sqrt(trace) / n
-    complexity_k = 2.0 / margin * 2.0**k * math.sqrt(trace) / n
-    confidence = 3.0 * math.sqrt(math.log(2.0 * k * (k + 1) / delta) / (2.0 * n))
-    return {"complexity": complexity, "k": k, "complexity_k": complexity_k, "confidence": confidence,
-            "bound": train_ramp_loss + complexity_k + confidence}
-
-
-def ramp_loss(margins: np.ndarray, margin: float = 1.0) -> float:
-    """Mean of ``clip(1 - y f / gamma, 0, 1)`` over the margins ``y f``."""
-    return float(np.mean(np.clip(1.0 - np.asarray(margins) / margin, 0.0, 1.0)))
-
-
-def interpolation_vs_bound(kernel_fn: Any, split: data.Split, delta: float, margin: float) -> Dict[str, float]:
-    """Test 0/1 error of the NTK interpolant on digit parity and the terms of its margin bound.
-
-    Args:
-      kernel_fn: an analytic ``kernel_fn`` of `ntkx.stax`.
-      split: a `data.digits` split; labels become +1 (even digit) / -1 (odd).
-      delta, margin: as in `rademacher_margin_bound`.
-
-    Returns:
-      ``test_error``, ``rkhs_norm`` (``sqrt(y^T Theta^-1 y)``), ``sqrt_trace_over_n``,
-      ``complexity``, ``bound`` and ``train_ramp_loss``.
-    """
-    y = np.where(split.labels_train % 2 == 0, 1.0, -1.0)
-    y_test = np.where(split.labels_test % 2 == 0, 1.0, -1.0)
-    n = y.size
-    k_train = kernel_fn(split.x_train, None, "ntk")
-    f_test = MSEDynamics(k_train, y).test_mean(np.inf, kernel_fn(split.x_test, split.x_train, "ntk"))
-    alpha = linalg.solve(k_train, y, assume_a="pos")  # the interpolant's coefficients
-    rkhs_norm = math.sqrt(float(y @ alpha))
-    trace = float(np.trace(k_train))
-    train_loss = ramp_loss(y * (k_train @ alpha), margin)
-    terms = rademacher_margin_bound(rkhs_norm, trace, n, train_loss, delta, margin)
-    return {"test_error": float(np.mean(np.sign(f_test) != y_test)), "rkhs_norm": rkhs_norm,
-            "sqrt_trace_over_n": math.sqrt(trace / n), "complexity": terms["complexity"],
-            "bound": terms["bound"], "train_ramp_loss": train_loss}
-
-
-@register("generalization", "Kernel Rademacher bound vs NTK regression test error")
-def generalization(*, quick: bool, seed: int) -> CheckResult:
-    """Test error of NTK regression (t = inf) on digit parity next to the Rademacher margin bound, vs n."""
-    ns = [50, 100, 200, 400] + ([] if quick else [800, 1400])
-    n_test = 397  # 1797 - 1400: the same test-set size at every n
-    n_seeds = 3 if quick else 5
-    delta, margin = 0.05, 1.0
-    arch = Arch("fc", 2)
-    kernel_fn = arch.layer(1)[2]
-    keys = ("test_error", "rkhs_norm", "sqrt_trace_over_n", "complexity", "bound", "train_ramp_loss")
-    out = {k: np.empty((n_seeds, len(ns))) for k in keys}
-    for s in range(n_seeds):
-        for j, n in enumerate(ns):
-            point = interpolation_vs_bound(kernel_fn, data.digits(n, n_test, seed=_stream_seed(seed, 4, s)),
-                                           delta, margin)
-            for k in keys:
-                out[k][s, j] = point[k]
-    nn = np.array(ns)
-    measured: Dict[str, Any] = {"n": nn, **out}
-    mean_err = out["test_error"].mean(axis=0)
-    fits = {"complexity": fit_power_law(nn, out["complexity"]), "rkhs_norm": fit_power_law(nn, out["rkhs_norm"])}
-    if np.all(mean_err > 0):
-        fits["test_error (seed mean)"] = fit_power_law(nn, mean_err)
-    holds = bool(np.all(out["test_error"] <= out["bound"]))
-    vacuous = bool(np.all(out["bound"] > 1.0))
-    # a bound above 1 cannot be violated by a 0/1 error: then the numbers cannot test it
-    verdict = FAILS if not holds else INCONCLUSIVE if vacuous else HOLDS
-    rule = ("does not hold if the measured 0/1 test error exceeds the evaluated bound at some n and seed (the "
-            "bound is a 1 - delta statement per sample: a single violation is a failure at these sizes); "
-            "inconclusive if the bound is vacuous (> 1) at every n, since a 0/1 error cannot exceed it; holds "
-            "otherwise")
-    err_fit = fits.get("test_error (seed mean)")
-    summary = (f"test error {mean_err[0]:.3f} -> {mean_err[-1]:.3f}"
-               + (f" (~n^{err_fit.exponent:.2f})" if err_fit else "")
-               + f"; bound {out['bound'].mean(axis=0)[0]:.2f} -> {out['bound'].mean(axis=0)[-1]:.2f}, "
-               f"complexity term ~n^{fits['complexity'].exponent:.2f}"
-               + ("; vacuous (> 1) at every n" if vacuous else ""))
-    rows = "\n".join(
-        f"| {n} | {mean_err[j]:.4f} | {out['rkhs_norm'][:, j].mean():.2f} | "
-        f"{out['sqrt_trace_over_n'][:, j].mean():.3f} | {out['complexity'][:, j].mean():.3f} | "
-        f"{out['bound'][:, j].mean():.3f} | {out['train_ramp_loss'][:, j].max():.0e} |"
-        for j, n in enumerate(ns))
-    notes = f"""\
-Binary task: digit parity (y = +1 even, -1 odd) on scikit-learn's digits, {n_test} test points,
-{n_seeds} random splits per n. Predictor: the t = inf gradient-flow limit of the infinitely wide
-{arch.name} network's NTK regression from zero output, ``f(x) = Theta(x, X) Theta^-1 y``
-(``MSEDynamics(...).test_mean(inf, ...)``), which interpolates the training labels. Its RKHS norm
-is ``B = sqrt(y^T Theta^-1 y)``.
-
-Bound evaluated (`rademacher_margin_bound`, delta = {delta}, margin gamma = {margin}):
-``P(y f(x) <= 0) <= ramp_gamma(train) + (2/gamma) B_k sqrt(tr Theta)/n + 3 sqrt(ln(2k(k+1)/delta)/(2n))``
-with ``B_k = 2^k`` the smallest power of two >= B (a union bound over B, since B is read from
-the data). The interpolant's training margins are all exactly 1, so ``ramp_gamma(train)`` is
-rounding. "complexity" below is the data-dependent term ``2 B sqrt(tr Theta)/n``.
-
-| n | test error (mean) | B | sqrt(tr Theta / n) | 2 B sqrt(tr Theta)/n | bound | max train ramp loss |
-|---|---|---|---|---|---|---|
-{rows}
-
-{_fit_rows(fits, {}, "quantity")}
-
-What the numbers say: the bound holds at every n{"" if holds else " -- NOT: see the table"}, but it is
-{"vacuous: above 1 at every n, so it says nothing about a 0/1 error" if vacuous else "not vacuous at every n"}.
-With every input of norm sqrt(64), ``tr Theta / n = Theta(x, x)`` is the same at every n, so the
-complexity term is ``2 sqrt(Theta(x,x)) B / sqrt(n)`` and its rate is B's growth: B grows like
-n^{fits['rkhs_norm'].exponent:.2f} (n^0.5 would keep the term constant), so the term falls only like
-n^{fits['complexity'].exponent:.2f}, while the measured error falls much faster
-{f"(n^{err_fit.exponent:.2f})" if err_fit else ""}. The bound itself is not monotone in n: it jumps
-where B crosses a power of two (``B_k`` doubles), the price of the union bound over B (at
-most a factor 2 on the complexity term). Caveats: an interpolating (unregularized)
-predictor has the largest RKHS norm that fits the data; ridge or early stopping trade a
-training margin loss for a smaller B. The bound is distribution-free and worst-case over
-the ball; the gap to the measured error is the well-known looseness of norm-based
-bounds for kernel interpolation, not a numerical effect.
-"""
-    return CheckResult(
-        name="generalization", title="Kernel Rademacher bound vs NTK regression test error",
-        claim=("The test error of the NTK predictor is bounded by its training margin loss plus a "
-               "Rademacher-complexity term 2 B sqrt(tr K)/n (B its RKHS norm) plus a confidence term."),
-        source=("Lazy-training review, section 4.3 (generalization of kernel predictors via Rademacher "
-                "complexity); bound as in Bartlett & Mendelson 2002 (Lemma 22) and Mohri et al. 2018 "
-                "(Thm 5.8, Thm 6.12)"),
-        params={"arch": arch.name, "n_train": ns, "n_test": n_test, "seeds": n_seeds, "delta": delta,
-                "margin": margin, "task": "digit parity", "W_std": W_STD, "b_std": B_STD, "seed": seed,
-                "quick": quick},
-        measured=measured, fits=fits,
-        expected="measured 0/1 test error <= bound at every n (the bound may be vacuous, > 1)",
-        summary=summary, verdict=verdict, rule=rule, notes=notes, plotter=_plot_gen)
-
-
-def _plot_gen(res: CheckResult, fig: Any) -> None:
-    ax = fig.subplots()
-    n = np.asarray(res.measured["n"], dtype=float)
-    err = np.asarray(res.measured["test_error"], dtype=float)
-    ax.loglog(np.broadcast_to(n, err.shape).ravel(), np.maximum(err, 1e-3).ravel(), ".", color="C0", alpha=0.4)
-    ax.loglog(n, err.mean(axis=0), "o-", color="C0", label="test 0/1 error (NTK regression)")
-    for key, c, lab in (("complexity", "C1", "2 B sqrt(tr K)/n"), ("bound", "C3", "bound")):
-        ax.loglog(n, np.asarray(res.measured[key]).mean(axis=0), "s-", color=c, label=lab)
-    ax.axhline(1.0, color="k", ls=":", lw=1, label="vacuous above 1")
-    ax.set_xlabel("training points n")
-    ax.legend(fontsize=7)

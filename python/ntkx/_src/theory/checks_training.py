@@ -18,12 +18,12 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 from scipy import special
 
-from ntkx import stax
-from ntkx._src import dynamics
-from ntkx._src.theory.data import blas_threads, digits
+from ntkx import dynamics, stax
+from ntkx._src.theory.data import blas_threads, digits, rng
+from ntkx._src.theory.plot import loglog_seeds
 from ntkx._src.theory.registry import register
 from ntkx._src.theory.result import (
-    FAILS, HOLDS, CheckResult, PowerLawFit, bound_verdict, combine_verdicts, exponent_verdict, fit_power_law, sign_verdict)
+    FAILS, HOLDS, CheckResult, bound_verdict, combine_verdicts, exponent_verdict, fit_power_law, sign_verdict)
 from ntkx._src.theory.train import parameter_norm, train
 
 W_STD, B_STD = math.sqrt(2.0), 0.1
@@ -93,7 +93,7 @@ def _train(m: int, *args: Any, **kwargs: Any):
 
 
 def _init(m: int, seed: int, s: int, shape) -> List[Any]:
-    return network(m)[0](np.random.default_rng([seed, s, m]), shape)[1]
+    return network(m)[0](rng(seed, s, m), shape)[1]
 
 
 def _rms(a: np.ndarray, axis=None) -> np.ndarray:
@@ -204,18 +204,6 @@ def _params(quick: bool, seed: int) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- plotting
 
 
-def _loglog(ax, x, ys, label, fit: PowerLawFit = None, marker="o"):
-    ys = np.atleast_2d(ys)
-    mean = ys.mean(axis=0)
-    ax.errorbar(x, mean, yerr=ys.std(axis=0) if ys.shape[0] > 1 else None, fmt=marker, label=label, capsize=2)
-    if fit is not None:
-        xx = np.geomspace(min(x), max(x), 50)
-        ax.plot(xx, fit.predict(xx), "--", lw=1, color=ax.lines[-1].get_color() if ax.lines else None,
-                label=f"fit p = {fit.exponent:.2f}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-
-
 def _plot_panels(panels):
     """A plotter from panels ``[(xlabel, [(x key, y key, label, fit key)], title)]``."""
 
@@ -223,7 +211,7 @@ def _plot_panels(panels):
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (xlabel, series, title) in zip(axes, panels):
             for xk, yk, label, fk in series:
-                _loglog(ax, res.measured[xk], res.measured[yk], label, res.fits.get(fk))
+                loglog_seeds(ax, res.measured[xk], res.measured[yk], label, res.fits.get(fk), errorbars=True)
             ax.set_xlabel(xlabel)
             ax.set_title(title, fontsize=9)
             ax.legend(fontsize=7)

@@ -1,10 +1,42 @@
-"""Datasets of the checks: scikit-learn's digits (shipped offline) and points on the sphere."""
+"""Datasets and random streams of the checks: scikit-learn's digits (shipped offline), points on the
+sphere, and one seeding convention (`rng`, `stream_seed`)."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+
+
+def rng(seed: int, *key: int) -> np.random.Generator:
+    """The random stream of a check's `seed` and a `key` naming one use of it.
+
+    Every check draws its randomness here: ``rng(seed, *key)`` is
+    ``np.random.default_rng([seed, *key])``, i.e. PCG64 seeded by
+    ``SeedSequence([seed, *key])``, so distinct keys give independent streams, and
+    ``rng(seed)`` draws what ``np.random.default_rng(seed)`` draws (numpy seeds an
+    integer and the list holding it alike).
+
+    Args:
+      seed: the check's seed (a non-negative integer).
+      *key: non-negative integers naming the draw (a sweep's indices, a width, ...).
+
+    Returns:
+      A fresh generator.
+    """
+    return np.random.default_rng([seed, *key])
+
+
+def stream_seed(seed: int, *key: int) -> int:
+    """One integer seed from ``(seed, *key)``, for helpers that take an int (`digits`, `sphere`).
+
+    Args:
+      seed: the check's seed; *key: as in `rng`.
+
+    Returns:
+      The first 32-bit word of ``SeedSequence([seed, *key])``'s state.
+    """
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1)[0])
 
 
 class Split(NamedTuple):
@@ -35,7 +67,7 @@ def digits(n_train: int, n_test: int, seed: int = 0) -> Split:
     x, labels = load_digits(return_X_y=True)
     if n_train < 1 or n_test < 0 or n_train + n_test > len(x):
         raise ValueError(f"digits: need 1 <= n_train and n_train + n_test <= {len(x)}, got {n_train}, {n_test}")
-    idx = np.random.default_rng(seed).permutation(len(x))[:n_train + n_test]
+    idx = rng(seed).permutation(len(x))[:n_train + n_test]
     x = x[idx].astype(np.float64)
     x *= np.sqrt(x.shape[1]) / np.linalg.norm(x, axis=1, keepdims=True)
     labels = labels[idx]
@@ -50,7 +82,7 @@ def digit_images(n: int, seed: int = 0) -> np.ndarray:
 
 def sphere(n: int, d: int, seed: int = 0) -> np.ndarray:
     """`n` points uniform on the sphere of radius sqrt(d) in R^d."""
-    x = np.random.default_rng(seed).standard_normal((n, d))
+    x = rng(seed).standard_normal((n, d))
     return x * (np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True))
 
 

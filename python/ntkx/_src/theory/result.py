@@ -224,6 +224,24 @@ class CheckResult:
         }
 
 
+def fit_table(fits: Mapping[str, PowerLawFit], verdicts: Mapping[str, str], label: str) -> str:
+    """Markdown table of fitted exponents for a check's notes.
+
+    Args:
+      fits: the fits by name (one row each, in order).
+      verdicts: a verdict by name (blank where missing).
+      label: the header of the name column.
+
+    Returns:
+      The rows ``| name | exponent [95% CI] | range | verdict |`` with their header, joined by newlines.
+    """
+    rows = [f"| {label} | fitted exponent [95% CI] | range fitted | verdict |", "|---|---|---|---|"]
+    for k, f in fits.items():
+        rows.append(f"| {k} | {f.summary()} | {f.x_range[0]:g} .. {f.x_range[1]:g} "
+                    f"({f.n_points} points, {f.n_seeds} seeds) | {verdicts.get(k, '')} |")
+    return "\n".join(rows)
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, Mapping):
         return {str(k): _jsonable(x) for k, x in v.items()}
