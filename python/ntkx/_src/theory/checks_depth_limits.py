@@ -19,16 +19,7 @@ from ntkx._src.theory.depth import (
     count_decreases, depth_grid, fit_limit, offdiag, output_floor, prop5_recurrence, prop5_stable, relu_spec, sweep)
 from ntkx._src.theory.registry import register
 from ntkx._src.theory.result import (
-    CONFIDENCE,
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    CheckResult,
-    PowerLawFit,
-    combine_verdicts,
-    exponent_verdict,
-    fit_power_law,
-)
+    CONFIDENCE, FAILS, HOLDS, INCONCLUSIVE, CheckResult, PowerLawFit, combine_verdicts, exponent_verdict, fit_power_law)
 
 
 # ----------------------------------------------------------------------------- 1. NNGP correlation
