@@ -373,16 +373,10 @@ def finite_float_array(x: Any, name: str) -> np.ndarray:
 
 
 def check_kernel(k: Any, name: str, n: Optional[int] = None) -> np.ndarray:
-    """A finite, square, symmetric ``(n, n)`` matrix, returned symmetrized (a new array).
-
-    Args:
-        k: The kernel as given.
-        name: The argument as messages name it.
-        n: The required size, or None for any size >= 1.
+    """A finite, square, symmetric ``(n, n)`` matrix (any n >= 1 when `n` is None), symmetrized.
 
     Raises:
-        ValueError: on a shape that is not square (or not ``(n, n)``), an empty
-            matrix, NaN or Inf, or ``max|K - K^T| > SYM_TOL * max|K|``.
+        ValueError: on another shape, an empty matrix, NaN or Inf, or ``max|K - K^T| > SYM_TOL * max|K|``.
     """
     k = finite_float_array(k, name)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
@@ -497,15 +491,7 @@ def check_steps(steps: Any) -> Tuple[np.ndarray, Tuple[int, ...]]:
 
 
 def check_probability_targets(y: Any, n: int, name: str) -> np.ndarray:
-    """`y` as a float64 ``(n, k)`` array of probability rows, or a clear error.
-
-    Args:
-        y: The targets as given.
-        n: The number of training points.
-        name: The argument as messages name it.
-
-    Returns:
-        The targets, float64.
+    """`y` (targets for `n` training points) as a float64 ``(n, k)`` array of probability rows.
 
     Raises:
         ValueError: on a shape other than ``(n, k)`` (for a 1-D vector, the advice
@@ -527,18 +513,10 @@ def check_probability_targets(y: Any, n: int, name: str) -> np.ndarray:
 
 
 def check_variances(d: np.ndarray, name: str, suffix: str = "") -> None:
-    """Raises unless every prior variance is ``>= -PSD_TOL * max|variance|``.
+    """Raises ValueError (naming the first) unless every variance in `d` is ``>= -PSD_TOL * max|variance|``.
 
-    The diagonal of a PSD matrix is >= 0; the tolerance is that of `check_psd`
-    (the entries of ``diag(d)`` are its eigenvalues).
-
-    Args:
-        d: The variances (the diagonal of a covariance matrix), shape (m,).
-        name: The argument as the message names it.
-        suffix: Appended to the message.
-
-    Raises:
-        ValueError: naming the first negative variance.
+    `d` is the diagonal of a covariance matrix: the tolerance is that of `check_psd`
+    (the entries of ``diag(d)`` are its eigenvalues). `suffix` ends the message.
     """
     if d.size == 0:
         return
@@ -577,13 +555,9 @@ def check_count(value: Any, name: str, allow_none: bool = False, minimum: int = 
 
 
 def as_rhs(y: Any, name: str, n: Optional[int], m: Optional[int] = None) -> Tuple[np.ndarray, bool]:
-    """`y` as a finite float64 ``(n, m)`` array (a copy only when needed) and whether it was 1-D.
+    """Right-hand sides `y`, ``(n,)`` or ``(n, m)``, as a finite float64 ``(n, m)`` array and whether it was 1-D.
 
-    Args:
-        y: ``(n,)`` or ``(n, m)`` right-hand sides.
-        name: The argument as messages name it.
-        n: The required number of rows, or None.
-        m: The required number of columns, or None.
+    A copy only when needed; `n` and `m`, when not None, are the required rows and columns.
     """
     arr = numeric_array(y, name, "an array of shape (n,) or (n, m)")
     if arr.ndim not in (1, 2):
