@@ -44,12 +44,7 @@ def decay(lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
 def fit(lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
     """``1 - e^{-λ τ}`` as ``-expm1(-λ τ)`` (0 on the null space, at every τ).
 
-    Args:
-        lam: Eigenvalues, 0 or positive, shape (n,).
-        tau: Rate-scaled times >= 0 (inf allowed) as a column, shape (T, 1).
-
-    Returns:
-        Shape (T, n).
+    The arguments and the shape returned are those of `decay`.
     """
     return -np.expm1(-_exponent(lam, tau))
 
