@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ntkx import cli
+from ntkx._src.cli import common, demos
 from ntkx._src.cntk import _MAX_CONV
 from ntkx._src.validate import MAX_DEPTH
 
@@ -91,8 +92,8 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the options were validated")
 
-    for name in ("_load_digits", "_print_build"):
-        monkeypatch.setattr(cli, name, forbidden)
+    monkeypatch.setattr(demos, "digits_data", forbidden)
+    monkeypatch.setattr(common, "print_build", forbidden)
     for name in ("fc_kernels", "cntk_kernels"):
         monkeypatch.setattr(ntkx, name, forbidden)
 

@@ -19,6 +19,7 @@ pytest.importorskip("zarr")
 
 import ntkx  # noqa: E402
 from ntkx import cli  # noqa: E402
+from ntkx._src.cli.precompute import CLI_RECORD  # noqa: E402
 from ntkx import precompute as P  # noqa: E402
 from ntkx._src.precompute import schedule  # noqa: E402
 
@@ -120,7 +121,7 @@ def test_verify_without_a_record_needs_the_inputs_and_checks_their_fingerprint(d
     tmp_path, x1, _ = data
     assert cli.main(run_argv(tmp_path)) == 0
     store = str(tmp_path / "K.zarr")
-    os.remove(os.path.join(store, cli._CLI_RECORD))
+    os.remove(os.path.join(store, CLI_RECORD))
     assert cli.main(["precompute", "--verify", store]) == 2
     assert "give --x1" in capsys.readouterr().err
     assert cli.main(["precompute", "--verify", store, "--x1", str(tmp_path / "x1.npy"), "--samples", "20"]) == 0
