@@ -95,14 +95,30 @@ def offdiag(m: np.ndarray) -> np.ndarray:
 
 
 def depth_grid(lo: int, hi: int, per_decade: int) -> np.ndarray:
-    """Distinct integer depths from `lo` to `hi`, `per_decade` per decade, log-spaced."""
+    """Distinct integer depths from `lo` to `hi`, `per_decade` per decade, log-spaced.
+
+    Args:
+      lo, hi: the first and last depth (``lo >= 1``).
+      per_decade: points per factor of 10 before rounding (rounding may merge some).
+
+    Returns:
+      The sorted int64 depths.
+    """
     n = int(round(per_decade * math.log10(hi / lo))) + 1
     return np.unique(np.round(np.logspace(math.log10(lo), math.log10(hi), n)).astype(np.int64))
 
 
 def sweep(x: np.ndarray, depths: Sequence[int], w_std: float = W_HE,
           b_std: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
-    """Off-diagonal NNGP correlations and normalized NTK at each depth: two `(depths, pairs)` arrays."""
+    """Off-diagonal NNGP correlations and normalized NTK at each depth.
+
+    Args:
+      x: `(N, d)` inputs; depths: the engine's depths D.
+      w_std, b_std: weight and bias std of the ReLU network.
+
+    Returns:
+      ``(rho, k)``: two `(len(depths), N (N - 1) / 2)` arrays (`offdiag` order).
+    """
     rhos, ks = [], []
     for dpt in depths:
         rho, k = normalized_kernels(x, int(dpt), w_std, b_std)
@@ -166,7 +182,14 @@ def fit_limit(depths: np.ndarray, values: np.ndarray, shared: Sequence[str] = ("
 
 
 def count_decreases(values: np.ndarray, tol: float = 1e-12) -> int:
-    """Steps along axis 0 where a `(n, pairs)` sequence decreases by more than `tol`, summed over pairs."""
+    """Steps along axis 0 where a `(n, pairs)` sequence decreases by more than `tol`, summed over pairs.
+
+    Args:
+      values: `(n, pairs)`; tol: the decrease below which a step counts as flat.
+
+    Returns:
+      The number of decreasing steps.
+    """
     return int(np.sum(np.diff(values, axis=0) < -tol))
 
 
@@ -183,6 +206,13 @@ def prop5_step(rho: np.ndarray, k: np.ndarray, big: int) -> Tuple[np.ndarray, np
 
     With kappa0(r) = (pi - arccos r)/pi and kappa1(r) = (sqrt(1 - r^2) + (pi - arccos r) r)/pi:
     ``rho_{L+1} = kappa1(rho_L)``, ``K_{L+1} = (L K_L kappa0(rho_L) + rho_{L+1}) / (L + 1)``.
+
+    Args:
+      rho, k: rho_L and K_L (any shape, the same).
+      big: L.
+
+    Returns:
+      ``(rho_{L+1}, K_{L+1})``.
     """
     rho = np.asarray(rho, dtype=float)
     theta = np.arccos(rho)
@@ -197,6 +227,9 @@ def prop5_recurrence(rho1: np.ndarray, big_l: int, keep: Sequence[int]) -> Dict[
       rho1: input correlations on the unit sphere (any shape).
       big_l: the largest L (paper's count: L weight layers, the engine's depth L - 1).
       keep: the L at which to return ``(rho_L, K_L)``.
+
+    Returns:
+      ``{L: (rho_L, K_L)}`` for each L in `keep` (up to `big_l`).
     """
     keep = set(int(k) for k in keep)
     rho = np.array(rho1, dtype=float)
@@ -227,6 +260,13 @@ def prop5_stable(rho1: float, big_l: int, keep: Sequence[int]) -> Dict[int, Tupl
     1 - kappa1(cos t) = (2 pi sin^2(t/2) - (sin t - t cos t))/pi and
     theta_{L+1} = 2 asin(sqrt((1 - rho_{L+1})/2)): no step loses digits, so it stays
     exact to rounding at depth 10^6 where the literal form has lost most of them.
+
+    Args:
+      rho1: one input correlation x.x' on the unit sphere.
+      big_l: the largest L; keep: the L at which to return.
+
+    Returns:
+      ``{L: (1 - rho_L, K_L)}`` for each L in `keep`.
     """
     keep = set(int(k) for k in keep)
     t = math.acos(rho1) if rho1 < 0.5 else 2.0 * math.asin(math.sqrt(0.5 * (1.0 - rho1)))
@@ -253,6 +293,15 @@ def equicorrelated(n: int, c: str) -> np.ndarray:
 
     ``c = 'simplex'``: e_i - 1/n (cosine -1/(n-1), n a power of two keeps it exact);
     ``c = 'half'``: e_i + e_(n+1) (cosine 1/2).
+
+    Args:
+      n: the number of points; c: ``'simplex'`` or ``'half'``.
+
+    Returns:
+      `(n, n)` (simplex) or `(n, n + 1)` (half) points.
+
+    Raises:
+      ValueError: another `c`.
     """
     if c == "simplex":
         return np.eye(n) - 1.0 / n
@@ -294,6 +343,10 @@ def relu_preacts_pair(x: np.ndarray, width: int, depth: int, rng: np.random.Gene
     (h_i(x), h_i(x')) of a Gaussian layer are i.i.d. N(0, (w^2/fan_in) G) over neurons i, with
     G the 2 x 2 Gram of the two inputs' activations, so each layer costs O(width).
 
+    Args:
+      x: `(2, d)` the two inputs; width: neurons per layer; depth: hidden layers.
+      rng: the random stream (one `(2, width)` normal draw per layer).
+
     Returns:
       `(depth, 2, width)`.
     """
@@ -315,8 +368,14 @@ def train_deviation(x: np.ndarray, y: np.ndarray, width: int, steps: int, lr: fl
     """Full-batch GD (`ntkx.theory.train`, MSE) of ``Dense(width) -> Relu -> Dense(1)``
     (w^2 = 2, NTK parameterization, no bias) from a standard-normal init.
 
-    Returns the change of the hidden layer's activations at the training inputs,
-    `(N, width)`, and the final loss over the initial one.
+    Args:
+      x: `(N, d)` training inputs; y: `(N,)` targets.
+      width: hidden units; steps: GD steps; lr: the learning rate.
+      rng: the initialization's random stream.
+
+    Returns:
+      ``(change, loss_ratio)``: the change of the hidden layer's activations at the
+      training inputs, `(N, width)`, and the final loss over the initial one.
     """
     net = stax.serial(stax.Dense(width, W_std=W_HE), stax.Relu(), stax.Dense(1, W_std=W_HE))
     ops = list(network.expand(net.ops))
