@@ -17,6 +17,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from ntkx import _core
+from ntkx._src.activations import relu
 from ntkx._src import validate
 from ntkx._src.fc import (Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, finish_work,
                           float64_work, homogeneous_degree, pow2_normalize, rescale, result)
@@ -54,7 +55,7 @@ class CntkSpec:
     """
 
     convs: Tuple[ConvLayer, ...]
-    activation: Activation = Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    activation: Activation = relu()
     final_act: bool = True
     readout: str = "gap"
     out_w_std: float = 1.0

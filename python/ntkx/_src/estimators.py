@@ -42,7 +42,7 @@ from scipy import special
 
 from ntkx._src.cntk import CntkSpec, cntk_kernels
 from ntkx._src.fc import FcSpec, fc_kernels
-from ntkx._src.precompute.kernel import ACTIVATIONS, build_spec
+from ntkx._src.precompute.kernel import build_spec
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -51,7 +51,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("ntkx.estimators needs scikit-learn >= 1.6: pip install 'scikit-learn>=1.6'") from e
 
-_ACTIVATIONS = ACTIVATIONS  # the names activation= takes (shared with architecture strings)
+
 def _is_precomputed(kernel: Any) -> bool:
     return isinstance(kernel, str) and kernel == "precomputed"
 
@@ -107,11 +107,6 @@ class _NTKBase(BaseEstimator):
         if isinstance(k, str):
             if k not in ("fc", "cnn"):
                 raise ValueError(f"kernel must be 'fc', 'cnn', 'precomputed', an FcSpec/CntkSpec or a stax kernel_fn, got {k!r}")
-            if self.activation not in _ACTIVATIONS:
-                raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-            if not isinstance(self.depth, numbers.Integral) or self.depth < (1 if k == "cnn" else 0):
-                raise ValueError(f"depth must be an integer >= {1 if k == 'cnn' else 0} for kernel={k!r}, "
-                                 f"got {self.depth!r}")
             return build_spec(k, self.depth, self.w_std, self.b_std, self.activation, self.filter_size, self.readout)
         if isinstance(k, tuple) and len(k) == 3 and callable(k[2]):  # stax.serial(...) result
             return k[2]
@@ -269,6 +264,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     w_std, b_std : float
         Weight and bias standard deviations of every layer.
     activation : {'relu', 'abs', 'step', 'requ', 'erf'}, default='relu'
+        A name of ``ntkx._src.activations.NAMED`` (as an architecture string's ``act=``).
     filter_size : int, default=3
         Conv filter side (``'cnn'``).
     readout : {'gap', 'vanilla'}, default='gap'

@@ -17,6 +17,7 @@ import numpy as np
 
 from ntkx import _core
 from ntkx._src import validate
+from ntkx._src.activations import Activation, ActivationKind, relu
 from ntkx._src.progress import Progress, ProgressArg
 
 _FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
@@ -128,7 +129,7 @@ MAX_ERF_T = 1e6
 def check_erf_ntk(act: Activation, log2_vars: Sequence[float]) -> None:
     """Refuses the NTK of erf(b u) when 2 b^2 q, with q from `log2_vars` (log2 upper
     bounds of the activations' input variances), passes MAX_ERF_T."""
-    if act.kind != "erf" or act.b == 0.0 or not log2_vars:
+    if act.kind != ActivationKind.ERF or act.b == 0.0 or not log2_vars:
         return
     lt = 1.0 + 2.0 * math.log2(abs(act.b)) + max(log2_vars)
     if lt > math.log2(MAX_ERF_T):
@@ -147,9 +148,9 @@ def homogeneous_degree(act: Activation, n_act: int, biased: bool) -> Optional[in
     ReQU's 2^n_act is capped at 2^16: any nonzero scale exponent then saturates
     the result to inf or 0, as the exact value does.
     """
-    if biased or act.kind == "erf":
+    deg = act.kind.degree
+    if biased or deg is None:
         return None
-    deg = {"abrelu": 1, "arccos0": 0, "arccos2": 2}[act.kind]
     return deg ** n_act if deg != 2 else 2 ** min(n_act, 16)
 
 
@@ -198,69 +199,6 @@ def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return None if k is None else k * (2.0 * math.log(2.0))
 
 
-#: ``Activation.kind`` -> the compiled backend's ``Act`` (mirrors ``ntkx::Act``).
-_CORE_ACT = {"abrelu": "ABRelu", "arccos0": "ArcCos0", "arccos2": "ArcCos2", "erf": "Erf"}
-#: Largest |a|, |b| of an ABRelu and |a|, |c| of an Erf: their squares and sums of
-#: squares must stay finite in float64.
-MAX_ACT_PARAM = 1e150
-
-
-@dataclasses.dataclass(frozen=True)
-class Activation:
-    """A closed-form activation of the FC and CNTK engines (mirrors ``ntkx::Act``).
-
-    Attributes:
-      kind: ``'abrelu'`` (a min(x,0) + b max(x,0)), ``'arccos0'`` (step),
-        ``'arccos2'`` (ReQU) or ``'erf'`` (a erf(b x) + c).
-      a, b, c: the family's parameters (see `kind`): finite; the amplitudes (ABRelu's
-        a and b, Erf's a and c) at most 1e150 in magnitude, Erf's input scale b any
-        finite number (b -> inf is erf(b x) -> sign(x), handled exactly).
-      name: how error messages and reprs call it.
-
-    Raises:
-      ValueError: unknown `kind`, a parameter NaN, infinite or out of range, or
-        ABRelu(0, 0) (the zero function).
-    """
-
-    kind: str
-    a: float = 0.0
-    b: float = 1.0
-    c: float = 0.0
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in _CORE_ACT:
-            raise ValueError(f"Activation kind must be one of {sorted(_CORE_ACT)}, got {self.kind!r}")
-        label = self.name or self.kind
-        for field in ("a", "b", "c"):
-            v = getattr(self, field)
-            try:
-                f = float(v)
-            except (TypeError, ValueError):
-                raise TypeError(f"{label}: parameter {field} must be a number, got {v!r}") from None
-            if not math.isfinite(f):
-                raise ValueError(f"{label}: parameter {field} must be finite, got {v!r}")
-            amplitude = (self.kind == "abrelu" and field in "ab") or (self.kind == "erf" and field in "ac")
-            if amplitude and abs(f) > MAX_ACT_PARAM:
-                raise ValueError(f"{label}: |{field}| must be at most {MAX_ACT_PARAM:g} (its square must stay "
-                                 f"finite in float64), got {v!r}")
-            object.__setattr__(self, field, f)
-        amps = {"abrelu": (self.a, self.b), "erf": (self.a, self.c)}.get(self.kind)
-        if amps is not None:
-            big = max(abs(amps[0]), abs(amps[1]))
-            if big == 0.0:
-                raise ValueError(f"{label} is the zero function; its kernels are identically 0"
-                                 if self.kind == "erf" else
-                                 "ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
-            if big < 1.0 / MAX_ACT_PARAM:
-                raise ValueError(f"{label}: the larger amplitude must be at least {1.0 / MAX_ACT_PARAM:g} in magnitude "
-                                 f"(the sum of squares must not underflow float64), got {big!r}")
-
-    def core_kind(self) -> "_core.Act":
-        """The compiled backend's activation enum."""
-        return getattr(_core.Act, _CORE_ACT[self.kind])
-
-
 @dataclasses.dataclass(frozen=True)
 class FcSpec:
     """Dense(w_std, b_std) -> [activation -> Dense(w_std, b_std)] x depth."""
@@ -268,7 +206,7 @@ class FcSpec:
     depth: int
     w_std: float = 1.0
     b_std: float = 0.0
-    activation: Activation = Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    activation: Activation = relu()
 
     def to_core(self) -> "_core.FcParams":
         act = self.activation

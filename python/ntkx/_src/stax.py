@@ -21,9 +21,10 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from scipy import special
 
-from ntkx._src import network, validate
+from ntkx._src import activations, network, validate
+from ntkx._src.activations import Activation, ActivationKind
 from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
-from ntkx._src.fc import Activation, FcSpec, Get, Kernels, fc_kernels
+from ntkx._src.fc import FcSpec, Get, Kernels, fc_kernels
 from ntkx._src.network import ActOp, ConvOp, DenseOp, ReadoutOp, RepeatOp
 from ntkx._src.network import expand as _expand
 
@@ -165,11 +166,21 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     return Layer([ReadoutOp("flatten")])
 
 
-def _number(x: Any, what: str) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a number, got {x!r}") from None
+def _act_layer(act: Activation) -> Layer:
+    """The layer of a closed-form activation: `act` for the kernels, and its numpy
+    ``phi`` and ``phi'`` for the finite network (one switch over the kinds)."""
+    a, b, c = act.a, act.b, act.c
+    if act.kind is ActivationKind.ABRELU:
+        if a == 0:  # ReLU-like: one pass, no temporaries of the negative branch
+            return Layer([ActOp(act, lambda x: np.maximum(x, 0) * b if b != 1 else np.maximum(x, 0),
+                                lambda x: (x > 0) * b)])
+        return Layer([ActOp(act, lambda x: np.where(x > 0, b * x, a * x), lambda x: np.where(x > 0, b, a))])
+    if act.kind is ActivationKind.ARCCOS0:  # phi' taken as 0, as neural-tangents does
+        return Layer([ActOp(act, lambda x: (x > 0).astype(x.dtype), lambda x: np.zeros_like(x))])
+    if act.kind is ActivationKind.ARCCOS2:
+        return Layer([ActOp(act, lambda x: np.maximum(x, 0) ** 2, lambda x: 2 * np.maximum(x, 0))])
+    return Layer([ActOp(act, lambda x: a * special.erf(b * x) + c,
+                        lambda x: a * b * 2.0 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)))])
 
 
 def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
@@ -179,12 +190,7 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
     kernel and is accepted for compatibility. `a`, `b` must be finite (see
     `ntkx.Activation`).
     """
-    a, b = _number(a, "ABRelu: a"), _number(b, "ABRelu: b")
-    act = Activation("abrelu", a, b, 0.0, f"ABRelu({a}, {b})")
-    if a == 0:  # ReLU-like: one pass, no temporaries of the negative branch
-        return Layer([ActOp(act, lambda x: np.maximum(x, 0) * b if b != 1 else np.maximum(x, 0),
-                            lambda x: (x > 0) * b)])
-    return Layer([ActOp(act, lambda x: np.where(x > 0, b * x, a * x), lambda x: np.where(x > 0, b, a))])
+    return _act_layer(activations.abrelu(a, b))
 
 
 def Relu(do_stabilize: bool = False) -> Layer:
@@ -194,7 +200,7 @@ def Relu(do_stabilize: bool = False) -> Layer:
 
 def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
     """``max(x, alpha x)`` (= ``ABRelu(alpha, 1)``)."""
-    return ABRelu(alpha, 1.0)
+    return _act_layer(activations.leaky_relu(alpha))
 
 
 def Abs(do_stabilize: bool = False) -> Layer:
@@ -205,15 +211,7 @@ def Abs(do_stabilize: bool = False) -> Layer:
 def RectifiedMonomial(degree: int) -> Layer:
     """``max(x, 0) ** degree`` for degree 0 (step), 1 (ReLU) or 2 (ReQU): the arc-cosine
     family of Cho & Saul (2009). Degree 0's derivative is taken as 0 (as neural-tangents)."""
-    if degree not in (0, 1, 2):
-        raise NotImplementedError(f"RectifiedMonomial({degree!r}): ntkx has closed forms for degree 0, 1, 2")
-    if degree == 1:
-        return Relu()
-    if degree == 0:
-        act = Activation("arccos0", name="RectifiedMonomial(0)")
-        return Layer([ActOp(act, lambda x: (x > 0).astype(x.dtype), lambda x: np.zeros_like(x))])
-    act = Activation("arccos2", name="RectifiedMonomial(2)")
-    return Layer([ActOp(act, lambda x: np.maximum(x, 0) ** 2, lambda x: 2 * np.maximum(x, 0))])
+    return _act_layer(activations.rectified_monomial(degree))
 
 
 def ArcCosine(order: int) -> Layer:
@@ -224,10 +222,7 @@ def ArcCosine(order: int) -> Layer:
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """``a * erf(b x) + c`` (neural-tangents' ``stax.Erf``); finite parameters (see
     `ntkx.Activation`)."""
-    a, b, c = _number(a, "Erf: a"), _number(b, "Erf: b"), _number(c, "Erf: c")
-    act = Activation("erf", a, b, c, f"Erf({a}, {b}, {c})")
-    return Layer([ActOp(act, lambda x: a * special.erf(b * x) + c,
-                        lambda x: a * b * 2.0 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)))])
+    return _act_layer(activations.erf(a, b, c))
 
 
 def serial(*layers: Layer) -> Layer:
@@ -399,7 +394,7 @@ def compile_cnn(ops: Sequence[Any]) -> CntkSpec:
     if len(kinds) > 1:
         raise NotImplementedError(f"all activations must be the same, got {sorted(a.name for a in kinds)}. "
                                   f"{SUPPORTED_CNN}")
-    act = kinds.pop() if kinds else Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    act = kinds.pop() if kinds else activations.relu()
     dense = seq[i + 1]
     return CntkSpec(
         tuple(ConvLayer(c.W_std, c.b_std or 0.0, c.filt) for c in convs), act, final_act,
