@@ -11,6 +11,12 @@ import pytest
 TOL = {
     # neural-tangents float64 on inputs in general position (the issue's bar).
     "nt": 1e-12,
+    # neural-tangents' CNTK on images in general position (the CNTK issue's bar; measured
+    # <= 2e-14 on test_cntk_nt's default grid, 4e-13 in its slow sweep).
+    "nt_cntk": 1e-11,
+    # neural-tangents' CNTK where its own angle is ill-conditioned (a correlation exactly
+    # +-1: arctan2 of a rounding residue, ~1e-8 off per layer; measured <= 3.2e-8).
+    "nt_colinear": 1e-6,
     # literal numpy reference: same formulas, different evaluation order.
     "reference": 1e-12,
     # mpmath at 50 digits on (anti)colinear and identical inputs.
@@ -21,6 +27,27 @@ TOL = {
     "emulator": 1e-13,
     # float32 mode against float64 (float32 Gram, float64 recursion).
     "float32": 1e-5,
+    # ntkx against itself by another route to the same kernel: another memory layout or dtype
+    # holding the same values, a panel / tile / memory-budget split, a precompute store's
+    # tiles, the x2=None triangle against the cross path (inputs in general position).
+    # Same formulas on the same rows; only the Gram's BLAS blocking may differ (~1e-15 seen).
+    "route": 1e-14,
+    # a bias-free (positively homogeneous) kernel at input or W_std scale s against s^e times
+    # the kernel at scale 1: the scaled call rounds inputs, Gram and log-scales differently
+    # (measured <= 1.5e-15 bias-free, 1.2e-13 for a biased net whose bias is negligible).
+    "homogeneity": 1e-12,
+    # a closed form of the dynamics or estimators (eigendecomposition, Cholesky) against a
+    # direct dense solve or inverse of the same kernel: its conditioning (to ~1e6) times eps.
+    "solve": 1e-10,
+    # an iterative solver (CG, Lanczos, top eigenpairs) at its tolerance against a dense
+    # direct solve (the dynamics' bar).
+    "iterative": 1e-8,
+    # gradients and empirical NTKs against central finite differences: O(h^2) truncation
+    # plus eps / h rounding.
+    "finite_diff": 1e-6,
+    # a kernel against a value known in closed form (the diagonal q and (L + 1) q of a
+    # scale-preserving ReLU net at any depth, its scale carried in logs): rounding only.
+    "analytic": 1e-12,
 }
 
 HAS_NT = importlib.util.find_spec("neural_tangents") is not None

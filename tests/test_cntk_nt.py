@@ -8,10 +8,10 @@ Error metric (``_entry_errors``): entry by entry, ``|ours_ij - nt_ij| / scale_ij
 ``scale_ij = max(|nt_ij|, sqrt(max_k |nt_ik| * max_k |nt_kj|))``, i.e. conftest.rel_err's
 metric kept as a matrix so that the diagonal of a symmetric Gram can be bounded apart.
 Every entry of ``kfn(x1, x2)`` and every off-diagonal entry of ``kfn(x, None)`` must be
-within ``TOL = 1e-11`` (the issue's bar; measured: <= 2e-14 on the default grid, 4e-13 in the slow sweep,
+within ``TOL["nt_cntk"]`` = 1e-11 (the issue's bar; measured: <= 2e-14 on the default grid, 4e-13 in the slow sweep,
 typically 1e-15).
 
-Where neural-tangents' own angle is ill-conditioned the bound is ``NEAR_COLINEAR_TOL``:
+Where neural-tangents' own angle is ill-conditioned the bound is ``TOL["nt_colinear"]`` (1e-6):
 
 * the diagonal of ``kfn(x, None)``: every covariance entry at equal pixels of one image
   has correlation 1 exactly. NT 0.6.5's ABRelu family (Relu, LeakyRelu, Abs, ABRelu) takes
@@ -20,7 +20,7 @@ Where neural-tangents' own angle is ill-conditioned the bound is ``NEAR_COLINEAR
   derivative kernel, linear in the angle, is off by ~1e-9..1e-8 per layer (measured: up to
   7.8e-9 on this file's default grid, 3.2e-8 in the slow sweep).
   ``test_against_literal_reference`` shows that NT, not ntkx, is off there: ntkx's
-  diagonal matches tests/reference/cntk.py's literal ``nt_cntk`` (exact angle 0) to TOL.
+  diagonal matches tests/reference/cntk.py's literal ``nt_cntk`` (exact angle 0) to ``TOL["nt_cntk"]``.
   Erf has no angle (measured 1e-15 on the diagonal) but shares the bound.
 * one channel with 1 x 1 filters and no bias: the first-layer covariance of every pixel
   pair is the product ``w^2 x_p x'_p'``, so every correlation is +-1 up to one rounding,
@@ -40,7 +40,7 @@ compared with NT; ntkx's values there are checked against the literal reference.
 import numpy as np
 import pytest
 
-from conftest import HAS_NT
+from conftest import HAS_NT, TOL
 
 pytestmark = [pytest.mark.nt, pytest.mark.skipif(not HAS_NT, reason="neural-tangents is not installed")]
 
@@ -53,11 +53,6 @@ if HAS_NT:
 from ntkx import stax
 from reference import cntk as cntk_ref
 from reference import fc as fc_ref
-
-#: The issue's bar for inputs in general position.
-TOL = 1e-11
-#: NT's angle at a correlation that is exactly +-1 (module docstring): measured <= 3.2e-8.
-NEAR_COLINEAR_TOL = 1e-6
 
 #: Image shapes (P, Q) of the default tests: two square, one non-square. Few on purpose:
 #: NT's first call at a new shape compiles (seconds), later calls take ~0.1 s.
@@ -110,7 +105,7 @@ def _entry_errors(got, ref):
     return np.abs(got - ref) / np.maximum(scale, 1e-300)
 
 
-def _compare(ours, theirs, x1, x2, diag=True, tol=TOL, diag_tol=NEAR_COLINEAR_TOL):
+def _compare(ours, theirs, x1, x2, diag=True, tol=TOL["nt_cntk"], diag_tol=TOL["nt_colinear"]):
     """Asserts ``ours(x1, x2)`` and ``ours(x1, None)`` (NNGP and NTK) against the blocks of
     NT's symmetric Gram of ``[x1; x2]`` (one NT call, one batch shape: JAX compiles per
     shape, which dominates this file's runtime). Returns the worst errors ``(general,
@@ -213,8 +208,8 @@ def test_activations_match_neural_tangents(name, bias):
 ])
 def test_against_literal_reference(name, depth, q, C, shape, bias, readout):
     """ntkx's diagonal (identical images) and one off-diagonal pair match the literal 4-D
-    reference to TOL; NT's diagonal, where finite, is within NEAR_COLINEAR_TOL of it (the
-    justification of that bound), its off-diagonal pair within TOL. Also covers what NT
+    reference to TOL["nt_cntk"]; NT's diagonal, where finite, is within TOL["nt_colinear"] of it (the
+    justification of that bound), its off-diagonal pair within TOL["nt_cntk"]. Also covers what NT
     cannot compute (RectifiedMonomial's NaNs)."""
     ours_act, nt_act, ref_act = ACTIVATIONS[name]
     x = _images(7 * depth + q, N1 + N2, shape, C)
@@ -228,21 +223,21 @@ def test_against_literal_reference(name, depth, q, C, shape, bias, readout):
         g, n = getattr(got, kind), np.asarray(getattr(nt, kind))
         for (i, j), r in ref.items():
             # Entries are positive here (a variance, or an NTK / NNGP of positive kernels).
-            assert abs(g[i, j] - r[k]) <= TOL * abs(r[k]), (kind, i, j, g[i, j], r[k])
+            assert abs(g[i, j] - r[k]) <= TOL["nt_cntk"] * abs(r[k]), (kind, i, j, g[i, j], r[k])
             if np.isfinite(n[i, j]):
-                bound = NEAR_COLINEAR_TOL if i == j else TOL
+                bound = TOL["nt_colinear"] if i == j else TOL["nt_cntk"]
                 assert abs(n[i, j] - r[k]) <= bound * abs(r[k]), (kind, i, j, n[i, j], r[k])
 
 
 @pytest.mark.parametrize("readout", ["flatten", "gap"])
 def test_pixelwise_colinear_first_layer(readout):
     """C = 1, q = 1, no bias: every first-layer correlation is +-1 up to a rounding, so
-    NT and ntkx agree to NEAR_COLINEAR_TOL only (module docstring), everywhere."""
+    NT and ntkx agree to TOL["nt_colinear"] only (module docstring), everywhere."""
     ours_act, nt_act, _ = ACTIVATIONS["Relu"]
     for depth, shape in ((1, (4, 4)), (4, (5, 3)), (8, (6, 6))):
         x1, x2 = _images(depth, N1, shape, 1), _images(depth + 1, N2, shape, 1)
         _compare(_net(stax, ours_act, depth, 1, None, readout),
-                 _net(nt_stax, nt_act, depth, 1, None, readout), x1, x2, tol=NEAR_COLINEAR_TOL)
+                 _net(nt_stax, nt_act, depth, 1, None, readout), x1, x2, tol=TOL["nt_colinear"])
 
 
 @pytest.mark.slow
@@ -256,7 +251,7 @@ def test_relu_full_grid(depth, bias, readout):
         ours = _net(stax, ours_act, depth, q, bias, readout)
         theirs = _net(nt_stax, nt_act, depth, q, bias, readout)
         for C in (1, 3):
-            tol = NEAR_COLINEAR_TOL if (C == 1 and q == 1 and bias is None) else TOL
+            tol = TOL["nt_colinear"] if (C == 1 and q == 1 and bias is None) else TOL["nt_cntk"]
             for shape in SHAPES + [(3, 5)]:
                 x1, x2 = _images(depth + q + C, N1, shape, C), _images(depth + q + C + 1, N2, shape, C)
                 _compare(ours, theirs, x1, x2, tol=tol)

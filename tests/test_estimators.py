@@ -17,7 +17,7 @@ import ntkx  # noqa: E402
 from ntkx import stax  # noqa: E402
 from ntkx.estimators import NTKClassifier, NTKRegressor  # noqa: E402
 
-from conftest import rel_err as _rel_err  # noqa: E402
+from conftest import TOL, rel_err as _rel_err  # noqa: E402
 
 
 def rel_err(a, b) -> float:
@@ -58,14 +58,14 @@ def test_regressor_is_the_closed_form(rng):
     mean, std = r.predict(xt, return_std=True)
     # t = inf: Theta(x, X) (Theta + r)^-1 Y, and the NTK-GP covariance of Lee et al. (2019).
     a = kt.ntk @ linalg.inv(k.ntk + ridge * np.eye(40))
-    assert rel_err(mean, a @ y) < 1e-10
+    assert rel_err(mean, a @ y) <= TOL["solve"]
     cov = ktt.nngp + a @ k.nngp @ a.T - a @ kt.nngp.T - kt.nngp @ a.T
-    assert rel_err(std**2, np.diag(cov)) < 1e-8
+    assert rel_err(std**2, np.diag(cov)) <= TOL["solve"]
     # Finite t: the eigen-form of Theta^-1 (I - e^{-eta t Theta}).
     r.set_params(t=0.3, learning_rate=0.5).fit(x, y)
     lam, v = linalg.eigh(k.ntk + ridge * np.eye(40))
     phi = v @ np.diag(-np.expm1(-0.5 * 0.3 * lam) / lam) @ v.T
-    assert rel_err(r.predict(xt), kt.ntk @ phi @ y) < 1e-10
+    assert rel_err(r.predict(xt), kt.ntk @ phi @ y) <= TOL["solve"]
 
 
 def test_nngp_regressor_is_gp_regression(rng):
@@ -77,8 +77,8 @@ def test_nngp_regressor_is_gp_regression(rng):
     noise = 1e-2 * np.mean(np.diag(k))
     mean, std = NTKRegressor(spec, get="nngp", ridge=1e-2).fit(x, y).predict(xt, return_std=True)
     kn = k + noise * np.eye(30)
-    assert rel_err(mean, kt @ linalg.solve(kn, y)) < 1e-10
-    assert rel_err(std**2, np.diag(ktt - kt @ linalg.solve(kn, kt.T))) < 1e-8
+    assert rel_err(mean, kt @ linalg.solve(kn, y)) <= TOL["solve"]
+    assert rel_err(std**2, np.diag(ktt - kt @ linalg.solve(kn, kt.T))) <= TOL["solve"]
 
 
 def test_kernel_choices_agree(rng):
@@ -90,7 +90,7 @@ def test_kernel_choices_agree(rng):
     outs = [NTKClassifier(k, depth=2, w_std=1.3, b_std=0.2).fit(x, y).decision_function(xt)
             for k in ("fc", ntkx.FcSpec(2, 1.3, 0.2), layers, layers[2])]
     for o in outs[1:]:
-        assert rel_err(o, outs[0]) < 1e-12
+        assert rel_err(o, outs[0]) <= TOL["route"]
 
 
 def test_classifier_encodings_and_scores(digits):
@@ -114,6 +114,7 @@ def test_finite_time_approaches_kernel_regression(digits):
     assert accs[1e-4] < accs[np.inf]
     big = NTKClassifier(depth=1, t=1e6, ridge=1e-4).fit(x[:300], y[:300])
     inf = NTKClassifier(depth=1, t=np.inf, ridge=1e-4).fit(x[:300], y[:300])
+    # One-off: e^{-t lambda} of the kernel's smallest modes is not yet 0 at t = 1e6 (measured 6e-14).
     assert rel_err(big.decision_function(x[300:320]), inf.decision_function(x[300:320])) < 1e-6
 
 
@@ -134,7 +135,7 @@ def test_cnn_kernel_on_images(digits):
     targets = np.eye(10)[y[:150]]
     ridge = 1e-6 * np.mean(np.diag(k))
     want = kt @ linalg.solve(k + ridge * np.eye(150), targets, assume_a="pos")
-    assert rel_err(clf.decision_function(x[150:160]), want) < 1e-8
+    assert rel_err(clf.decision_function(x[150:160]), want) <= TOL["solve"]
 
 
 @pytest.mark.slow
@@ -178,18 +179,17 @@ def test_precomputed_store_matches_the_in_memory_estimators(tmp_path, rng):
                  dtype=np.float64, progress=False)
     ref = NTKRegressor("fc", **kw).fit(x, y).predict(xt)
     est = NTKRegressor("precomputed", **kw).fit(P.open(tmp_path / "train.zarr"), y)
-    np.testing.assert_allclose(est.predict(P.open(tmp_path / "test.zarr")), ref, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(est.predict(str(tmp_path / "test.zarr")), ref, rtol=1e-7, atol=1e-9)  # a path
+    assert rel_err(est.predict(P.open(tmp_path / "test.zarr")), ref) <= TOL["iterative"]
+    assert rel_err(est.predict(str(tmp_path / "test.zarr")), ref) <= TOL["iterative"]  # a path
     clf_ref = NTKClassifier("fc", **kw).fit(x, labels)
     clf = NTKClassifier("precomputed", **kw).fit(str(tmp_path / "train.zarr"), labels)
-    np.testing.assert_allclose(clf.decision_function(P.open(tmp_path / "test.zarr")), clf_ref.decision_function(xt),
-                               rtol=1e-7, atol=1e-9)
+    assert rel_err(clf.decision_function(P.open(tmp_path / "test.zarr")), clf_ref.decision_function(xt)) <= TOL["iterative"]
     assert np.array_equal(clf.predict(P.open(tmp_path / "test.zarr")), clf_ref.predict(xt))
     # An in-memory Gram works the same way; NNGP via get= reads the store's other kernel.
     gram = ntkx.fc_kernels(x, None, spec, "nngp")
     nngp = NTKRegressor("precomputed", get="nngp", **kw).fit(gram, y)
-    np.testing.assert_allclose(nngp.predict(str(tmp_path / "test.zarr")),
-                               NTKRegressor("fc", get="nngp", **kw).fit(x, y).predict(xt), rtol=1e-7, atol=1e-9)
+    assert rel_err(nngp.predict(str(tmp_path / "test.zarr")),
+                   NTKRegressor("fc", get="nngp", **kw).fit(x, y).predict(xt)) <= TOL["iterative"]
     with pytest.raises(ValueError, match="t=inf"):
         NTKRegressor("precomputed", t=1.0).fit(P.open(tmp_path / "train.zarr"), y)
     with pytest.raises(ValueError, match="but get='nngp'"):

@@ -42,7 +42,7 @@ per item; float32 / float64 inputs and outputs; strided views) are checked for:
    powers of two and a general uniform factor for bias-free homogeneous nets, the
    joint (x, b_std) scaling of ReLU-family nets with bias, W_std scaling of
    bias-free nets, and erf's exact symmetry K(x; s w, s b_std, Erf(a, b / s, c)) =
-   s^2 K(x; w, b_std, Erf(a, b, c));
+   s^2 K(x; w, b_std, Erf(a, b, c)), to ``TOL["homogeneity"]`` (1e-12);
 6. the ``x2=None`` path against the cross path ``x2=x1`` within 1e-12 (relative,
    rel_err scale in canonical space). Both evaluate the same per-pair formula on
    the same rows; they may differ only in the order in which Gram entries (d <= 5
@@ -1159,7 +1159,7 @@ def repro_cntk_colinear_positions():
     k1 = ntkx.cntk_kernels(x, None, spec, device="cpu")
     k15 = ntkx.cntk_kernels(1.5 * x, None, spec, device="cpu")
     for name, a, b in zip(("NNGP", "NTK"), k1, k15):
-        assert abs(b[0, 0] - 2.25 * a[0, 0]) <= TOL["reference"] * b[0, 0], (name, b[0, 0] / 2.25, a[0, 0])
+        assert abs(b[0, 0] - 2.25 * a[0, 0]) <= TOL["homogeneity"] * b[0, 0], (name, b[0, 0] / 2.25, a[0, 0])
 
 
 def _is_inaccuracy(e, bound: float) -> bool:
@@ -1400,7 +1400,7 @@ def fc_homogeneity_body(case) -> None:
                 continue  # refused, or the unscaled kernel itself overflowed: nothing to predict from
             exact, scale = _predicted(a0, mult, shift, zero_rows)
             feats["min_log2_kernel"] = min(feats["min_log2_kernel"], _min_log2(exact))
-            check_against(a1, exact, scale, TOL["reference"], f"fc {kind}-scaled {name} vs scaled unscaled result")
+            check_against(a1, exact, scale, TOL["homogeneity"], f"fc {kind}-scaled {name} vs scaled unscaled result")
 
 
 # ----------------------------------------------------------------------------- CNTK bodies
@@ -1548,7 +1548,7 @@ def cntk_homogeneity_body(case) -> None:
                 continue
             exact, scale = _predicted(a0, mult, shift, zero_rows)
             try:
-                check_against(a1, exact, scale, TOL["reference"],
+                check_against(a1, exact, scale, TOL["homogeneity"],
                               f"cntk {kind}-scaled {name} vs scaled unscaled result")
             except Mismatch as e:
                 if e.kind == "inaccurate":  # how close to +-1 do correlations come after layer 0?

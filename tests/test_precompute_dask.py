@@ -12,6 +12,7 @@ pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 
 import ntkx  # noqa: E402
+from conftest import TOL  # noqa: E402
 from ntkx import FcSpec  # noqa: E402
 from ntkx import precompute as P  # noqa: E402
 from ntkx._src.precompute import manifest  # noqa: E402
@@ -56,7 +57,7 @@ def test_dask_store_equals_local_store(tmp_path, client):
         assert res.computed == res.total
         assert _tree(str(remote)) == _tree(str(local))
         np.testing.assert_allclose(P.open(remote).rows(0, 23), ntkx.fc_kernels(x, other, SPEC, "ntk"),
-                                   rtol=1e-12, atol=0)
+                                   rtol=TOL["route"], atol=0)
 
 
 def test_dask_address_and_resume(tmp_path, client):

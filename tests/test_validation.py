@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import ntkx
+from conftest import TOL
 from ntkx import stax
 from ntkx._src import validate
 
@@ -119,10 +120,10 @@ def test_accepts_any_array_like(kernel_fn, rng):
     ro = x.copy()
     ro.flags.writeable = False
     for v in [x.tolist(), np.asfortranarray(x), ro, np.repeat(x, 2, axis=1)[:, ::2]]:
-        np.testing.assert_allclose(kernel_fn(v, None, "ntk"), ref, rtol=1e-14)
+        np.testing.assert_allclose(kernel_fn(v, None, "ntk"), ref, rtol=TOL["route"])
     x32 = x.astype(np.float32)  # float32 input, float64 computation of exactly those values
     np.testing.assert_allclose(kernel_fn(x32, None, "ntk"), kernel_fn(x32.astype(np.float64), None, "ntk"),
-                               rtol=1e-15)
+                               rtol=TOL["route"])
     xi = np.arange(12).reshape(4, 3)  # integers are converted
     assert np.all(np.isfinite(kernel_fn(xi, None, "ntk")))
 
@@ -136,7 +137,7 @@ def test_memmap_input_and_output(tmp_path, kernel_fn, rng):
     out = np.lib.format.open_memmap(tmp_path / "k.npy", mode="w+", dtype=np.float64, shape=(50, 50))
     res = kernel_fn(xr, None, "ntk", out=out, memory_budget=2000)
     assert res is out
-    np.testing.assert_allclose(np.load(tmp_path / "k.npy"), kernel_fn(x, None, "ntk"), rtol=1e-15)
+    np.testing.assert_allclose(np.load(tmp_path / "k.npy"), kernel_fn(x, None, "ntk"), rtol=TOL["route"])
 
 
 def test_colinear_and_duplicate_points_are_finite(kernel_fn, rng):
