@@ -51,6 +51,47 @@ int64_t lead(const py::array& a, const char* name) {
   return a.strides(0) / a.itemsize();
 }
 
+/// The nngp / ntk outputs (each None or a writable 2-D array of T with unit column
+/// stride, both with one row stride, at least rows x cols): their data pointers
+/// and row stride. `what` names the caller in errors.
+template <typename T>
+void out_pair(py::object nngp, py::object ntk, int64_t rows, int64_t cols, const char* what, T** pn, T** pt,
+              int64_t* ldo) {
+  const std::string w(what);
+  *ldo = -1;
+  for (py::object* o : {&nngp, &ntk}) {
+    if (o->is_none()) continue;
+    py::array out = o->cast<py::array>();
+    need(out.writeable(), w + ": output is read-only");
+    need(py::dtype::of<T>().is(out.dtype()), w + ": nngp and ntk outputs need the same dtype");
+    const int64_t ld = lead(out, "out");
+    need(*ldo < 0 || ld == *ldo, w + ": nngp and ntk outputs need the same row stride");
+    *ldo = ld;
+    need(out.shape(0) >= rows && out.shape(1) >= cols, w + ": output too small");
+    *(o == &nngp ? pn : pt) = static_cast<T*>(out.mutable_data());
+  }
+  need(*ldo >= 0, w + ": no output requested");
+}
+
+/// Runs f() with the GIL released; a stop by `interrupt` (Interrupted) is raised as
+/// the Python exception it left (a progress callback's) or else KeyboardInterrupt.
+template <class F>
+void run_released(F f) {
+  bool stopped = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      f();
+    } catch (const ntkx::Interrupted&) {
+      stopped = true;
+    }
+  }
+  if (stopped) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw py::value_error("ntkx: interrupted");
+  }
+}
+
 /// A [layers, 4, n] per-point array slice from ntkx._core.fc_points (n may be a view).
 void points_arg(py::object pts, py::object logq, int64_t layers, int64_t n, const double** p, int64_t* ld,
                 const double** lq) {
@@ -115,68 +156,46 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
   a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
   a.lsc1 = log_scales(lsc1, rows, "fc_panel"), a.lsc2 = log_scales(lsc2, a.cols, "fc_panel");
   a.gram = static_cast<const double*>(gram.data()), a.ldg = a.dgemm ? 0 : lead(gram, "gram");
-  int64_t ldo = -1;
-  for (py::object* o : {&nngp, &ntk}) {
-    if (o->is_none()) continue;
-    py::array out = o->cast<py::array>();
-    need(out.writeable(), "fc_panel: output is read-only");
-    need(py::dtype::of<T>().is(out.dtype()), "fc_panel: nngp and ntk outputs need the same dtype");
-    const int64_t ld = lead(out, "out");
-    need(ldo < 0 || ld == ldo, "fc_panel: nngp and ntk outputs need the same row stride");
-    ldo = ld;
-    need(out.shape(0) >= (symmetric ? a.cols : rows) && out.shape(1) >= a.cols, "fc_panel: output too small");
-    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
-  }
-  a.ldo = ldo;
+  out_pair<T>(nngp, ntk, symmetric ? a.cols : rows, a.cols, "fc_panel", &a.nngp, &a.ntk, &a.ldo);
   points_arg(pts1, logq1, p.depth + 1, rows, &a.pts1, &a.ldp1, &a.logq1);
   points_arg(pts2, logq2, p.depth + 1, a.cols, &a.pts2, &a.ldp2, &a.logq2);
   need((a.pts1 == nullptr) == (a.pts2 == nullptr), "fc_panel: give point arrays for both sides or neither");
   a.symmetric = symmetric;
   a.threads = threads;
   PyInterrupt interrupt;
-  bool stopped = false;
-  {
-    py::gil_scoped_release release;
-    try {
-      ntkx::fc_panel_cpu<T>(a, &interrupt);
-    } catch (const ntkx::Interrupted&) {
-      stopped = true;
-    }
-  }
-  if (stopped) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw py::value_error("ntkx: interrupted");
-  }
+  run_released([&] { ntkx::fc_panel_cpu<T>(a, &interrupt); });
 }
 
+/// Whole FC matrix by the fused CUDA kernel or its emulator into nngp / ntk (None
+/// or [n1, >= n2] arrays of T), in row panels of `budget` bytes of outputs.
 template <typename T>
-py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_nngp, bool want_ntk,
-                    const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2) {
-  need(x1.ndim() == 2 && (x1.flags() & py::array::c_style), "fc_full: x1 must be C-contiguous 2-D");
+void fc_full_t(const FcParams& p, py::array x1, py::object x2o, py::object nngp, py::object ntk,
+               const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2,
+               int64_t budget, py::object progress) {
+  need(x1.ndim() == 2 && (x1.flags() & py::array::c_style) && py::dtype::of<T>().is(x1.dtype()),
+       "fc_full: x1 must be C-contiguous 2-D of the outputs' dtype");
   const bool sym = x2o.is_none();
   py::array x2 = sym ? x1 : x2o.cast<py::array>();
-  need(x2.ndim() == 2 && (x2.flags() & py::array::c_style) && x2.shape(1) == x1.shape(1),
-       "fc_full: x2 must be C-contiguous 2-D with x1's feature size");
+  need(x2.ndim() == 2 && (x2.flags() & py::array::c_style) && x2.shape(1) == x1.shape(1) &&
+           py::dtype::of<T>().is(x2.dtype()),
+       "fc_full: x2 must be C-contiguous 2-D with x1's feature size and dtype");
   ntkx::FcFullArgs<T> a;
   a.params = p;
   a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
   a.x1 = static_cast<const T*>(x1.data()), a.x2 = static_cast<const T*>(x2.data());
   a.symmetric = sym;
+  a.budget = budget;
   a.lsc1 = log_scales(lsc1, a.n1, "fc_full");
   a.lsc2 = sym ? a.lsc1 : log_scales(lsc2, a.n2, "fc_full");
-  py::array_t<T> nngp, ntk;
-  if (want_nngp) nngp = py::array_t<T>({a.n1, a.n2}), a.nngp = nngp.mutable_data();
-  if (want_ntk) ntk = py::array_t<T>({a.n1, a.n2}), a.ntk = ntk.mutable_data();
-  {
-    py::gil_scoped_release release;
+  out_pair<T>(nngp, ntk, a.n1, a.n2, "fc_full", &a.nngp, &a.ntk, &a.ldo);
+  need(backend == "emulate" || backend == "cuda", "fc_full: backend must be 'emulate' or 'cuda'");
+  PyInterrupt interrupt(progress);
+  run_released([&] {
     if (backend == "emulate")
-      ntkx::fc_emulate_cuda<T>(a, reverse);
-    else if (backend == "cuda")
-      ntkx::fc_cuda<T>(a, device);
+      ntkx::fc_emulate_cuda<T>(a, reverse, &interrupt);
     else
-      throw std::invalid_argument("fc_full: backend must be 'emulate' or 'cuda'");
-  }
-  return py::make_tuple(want_nngp ? py::object(nngp) : py::none(), want_ntk ? py::object(ntk) : py::none());
+      ntkx::fc_cuda<T>(a, device, &interrupt);
+  });
 }
 
 bool is_f32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
@@ -219,41 +238,18 @@ void cntk_t(const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py
   need(!symmetric || a.n1 <= a.n2, "cntk: symmetric rows must be a prefix of x2");
   a.x1 = x1.data(), a.x2 = x2.data();
   a.symmetric = symmetric, a.threads = threads;
-  int64_t ldo = -1;
-  for (py::object* o : {&nngp, &ntk}) {
-    if (o->is_none()) continue;
-    py::array out = o->cast<py::array>();
-    need(out.writeable(), "cntk: output is read-only");
-    need(py::dtype::of<T>().is(out.dtype()), "cntk: nngp and ntk outputs need the same dtype");
-    const int64_t ld = lead(out, "out");
-    need(ldo < 0 || ld == ldo, "cntk: nngp and ntk outputs need the same row stride");
-    ldo = ld;
-    need(out.shape(0) >= (symmetric ? a.n2 : a.n1) && out.shape(1) >= a.n2, "cntk: output too small");
-    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
-  }
-  need(ldo >= 0, "cntk: no output requested");
-  a.ldo = ldo;
+  out_pair<T>(nngp, ntk, symmetric ? a.n2 : a.n1, a.n2, "cntk", &a.nngp, &a.ntk, &a.ldo);
   PyInterrupt interrupt(progress);
-  bool stopped = false;
-  {
-    py::gil_scoped_release release;
-    try {
-      if (backend == "cpu")
-        ntkx::cntk_cpu<T>(a, &interrupt);
-      else if (backend == "emulate")
-        ntkx::cntk_emulate_cuda<T>(a, reverse);
-      else if (backend == "cuda")
-        ntkx::cntk_cuda<T>(a, device);
-      else
-        throw std::invalid_argument("cntk: backend must be 'cpu', 'emulate' or 'cuda'");
-    } catch (const ntkx::Interrupted&) {
-      stopped = true;
-    }
-  }
-  if (stopped) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw py::value_error("ntkx: interrupted");
-  }
+  run_released([&] {
+    if (backend == "cpu")
+      ntkx::cntk_cpu<T>(a, &interrupt);
+    else if (backend == "emulate")
+      ntkx::cntk_emulate_cuda<T>(a, reverse);
+    else if (backend == "cuda")
+      ntkx::cntk_cuda<T>(a, device);
+    else
+      throw std::invalid_argument("cntk: backend must be 'cpu', 'emulate' or 'cuda'");
+  });
 }
 
 }  // namespace
@@ -301,18 +297,20 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "fc_full",
-      [](const FcParams& p, py::array x1, py::object x2, bool want_nngp, bool want_ntk, const std::string& backend,
-         int device, bool reverse, py::object lsc1, py::object lsc2) {
+      [](const FcParams& p, py::array x1, py::object x2, py::object nngp, py::object ntk,
+         const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2, int64_t budget,
+         py::object progress) {
+        need(progress.is_none() || PyCallable_Check(progress.ptr()), "fc_full: progress must be None or callable");
         if (is_f32(x1))
-          return fc_full_t<float>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
-        if (py::dtype::of<double>().is(x1.dtype()))
-          return fc_full_t<double>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
-        throw std::invalid_argument("ntkx._core: fc_full needs float32 or float64");
+          fc_full_t<float>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
+        else
+          fc_full_t<double>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
       },
-      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("want_nngp"), py::arg("want_ntk"),
-      py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
-      py::arg("lsc2") = py::none(),
-      "Whole FC kernel by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate').");
+      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("backend"),
+      py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
+      py::arg("lsc2") = py::none(), py::arg("budget") = 0, py::arg("progress") = py::none(),
+      "Fill FC outputs by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate'), in row panels of\n"
+      "`budget` bytes of outputs (<= 0: one); progress(pairs done so far), if given, after each panel.");
 
   m.def(
       "fc_points",

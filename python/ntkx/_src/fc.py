@@ -43,7 +43,6 @@ def _blas_controller():
 
 
 Get = Union[None, str, Sequence[str]]
-_KINDS = validate.KINDS
 
 #: Default bound on the working memory of one call besides inputs and outputs.
 DEFAULT_MEMORY_BUDGET = 128 * 2**20
@@ -359,7 +358,8 @@ def fc_kernels(
       out: preallocated outputs (`(N1, N2)`, rows contiguous), e.g. numpy memmaps,
         as an array when `get` is one name or a dict ``{'nngp': .., 'ntk': ..}``.
         Lets a 50,000 x 50,000 Gram be written without a second copy.
-      memory_budget: bytes of working memory (Gram panel and state) per call.
+      memory_budget: bytes of working memory per call: on the CPU the Gram panel
+        and state, on CUDA the row panel of outputs held on the device.
       threads: OpenMP threads (default: all).
       progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
 
@@ -410,11 +410,11 @@ def fc_kernels(
         wdt = work[names[0]].dtype
         b1 = np.ascontiguousarray(a1, dtype=wdt)
         b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=wdt)
-        res = _core.fc_full(params, b1, None if symmetric else b2, "nngp" in names, "ntk" in names, dev,
-                            lsc1=lsc1, lsc2=lsc2)
-        for g, r in zip(_KINDS, res):
-            if r is not None:
-                work[g][...] = r
+        # Row panels of at most memory_budget bytes of outputs (on the device) are
+        # written straight into `work` (the caller's `out` unless float64_work).
+        bar = Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress)
+        _core.fc_full(params, b1, None if symmetric else b2, work.get("nngp"), work.get("ntk"), dev,
+                      lsc1=lsc1, lsc2=lsc2, budget=memory_budget, progress=lambda done: bar.advance(done - bar.done))
     else:
         _cpu(params, a1, a2, symmetric, work, memory_budget, threads, progress, lsc1, lsc2)
     if degree is not None:
