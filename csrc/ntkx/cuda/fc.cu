@@ -7,15 +7,16 @@
 #include <string>
 
 #include "ntkx/api.h"
+#include "ntkx/cuda/device.h"
 #include "ntkx/cuda/fc_host.h"
 #include "ntkx/cuda/fc_tile.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("ntkx CUDA: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::Buf;
+using cuda::check;
 
 template <class Tile>
 __global__ void fc_kernel(typename Tile::Args args) {
@@ -32,17 +33,6 @@ __global__ void fc_kernel(typename Tile::Args args) {
   }
   Tile::finish(x, sh, th, args);
 }
-
-/// Device buffer freed on scope exit.
-template <typename V>
-struct Buf {
-  V* p = nullptr;
-  explicit Buf(size_t n) { check(cudaMalloc(&p, (n ? n : 1) * sizeof(V)), "cudaMalloc"); }
-  Buf(const V* host, size_t n) : Buf(n) {
-    if (n) check(cudaMemcpy(p, host, n * sizeof(V), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~Buf() { cudaFree(p); }
-};
 
 template <typename T, Act K>
 void launch(const FcFullArgs<T>& a, int device, Interrupt* interrupt) {
@@ -82,12 +72,7 @@ void launch(const FcFullArgs<T>& a, int device, Interrupt* interrupt) {
 template <typename T>
 void fc_cuda(const FcFullArgs<T>& a, int device, Interrupt* interrupt) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return launch<T, Act::kABRelu>(a, device, interrupt);
-    case Act::kArcCos0: return launch<T, Act::kArcCos0>(a, device, interrupt);
-    case Act::kArcCos2: return launch<T, Act::kArcCos2>(a, device, interrupt);
-    case Act::kErf: return launch<T, Act::kErf>(a, device, interrupt);
-  }
+  with_act(a.params.act, [&](auto k) { launch<T, decltype(k)::value>(a, device, interrupt); });
 }
 
 template void fc_cuda<float>(const FcFullArgs<float>&, int, Interrupt*);

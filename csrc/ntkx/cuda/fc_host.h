@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ntkx/api.h"
-#include "ntkx/cpu/points.h"
+#include "ntkx/host/points.h"
 #include "ntkx/cuda/fc_tile.h"
 #include "ntkx/host/mirror.h"
 

@@ -6,6 +6,7 @@
 #include "ntkx/api.h"
 #include "ntkx/cuda/fc_host.h"
 #include "ntkx/cuda/fc_tile.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
@@ -53,12 +54,7 @@ void emulate(const FcFullArgs<T>& a, bool reverse, Interrupt* interrupt) {
 template <typename T>
 void fc_emulate_cuda(const FcFullArgs<T>& a, bool reverse, Interrupt* interrupt) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return emulate<T, Act::kABRelu>(a, reverse, interrupt);
-    case Act::kArcCos0: return emulate<T, Act::kArcCos0>(a, reverse, interrupt);
-    case Act::kArcCos2: return emulate<T, Act::kArcCos2>(a, reverse, interrupt);
-    case Act::kErf: return emulate<T, Act::kErf>(a, reverse, interrupt);
-  }
+  with_act(a.params.act, [&](auto k) { emulate<T, decltype(k)::value>(a, reverse, interrupt); });
 }
 
 template void fc_emulate_cuda<float>(const FcFullArgs<float>&, bool, Interrupt*);
