@@ -102,6 +102,16 @@ def test_emulated_cuda_out_makes_no_full_size_copy(rng):
     assert peak < out["ntk"].nbytes // 4, peak
 
 
+def test_emulate_device_needs_the_test_switch(rng, monkeypatch):
+    from ntkx._src import backend
+
+    monkeypatch.setattr(backend, "ALLOW_EMULATE", False)
+    with pytest.raises(ValueError, match="reserved to ntkx's test suite"):
+        ntkx.fc_kernels(rng.standard_normal((4, 3)), device="emulate")
+    with pytest.raises(ValueError, match="reserved to ntkx's test suite"):
+        ntkx.cntk_kernels(rng.standard_normal((2, 4, 4, 1)), device="emulate")
+
+
 def test_device_emulate_path_and_float32(rng):
     x = _points(rng, 20, 5)
     spec = ntkx.FcSpec(3, 1.1, 0.2)
