@@ -1,6 +1,6 @@
-// pybind11 bindings: array checks, GIL release, dispatch on dtype. Validation of
-// user input happens in Python (ntkx/_validate.py); these checks only guard the
-// C++ API against a wrong internal call.
+// pybind11 bindings of ntkx._core: array checks, GIL release, dispatch on dtype.
+// Validation of user input happens in Python (python/ntkx/_src/validate.py);
+// these checks only guard the C++ API (ntkx/api.h) against a wrong internal call.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ntkx/api.h"
+#include "ntkx/host/cntk_params.h"
 
 namespace py = pybind11;
 using ntkx::Act;
@@ -40,9 +41,7 @@ struct PyInterrupt : ntkx::Interrupt {
   }
 };
 
-void need(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument("ntkx._core: " + msg);
-}
+constexpr auto need = ntkx::host::need_arg;
 
 /// Leading dimension (in elements) of a 2-D array with unit inner stride.
 int64_t lead(const py::array& a, const char* name) {
@@ -200,29 +199,16 @@ void fc_full_t(const FcParams& p, py::array x1, py::object x2o, py::object nngp,
 
 bool is_f32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
 
-using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-/// CntkParams from per-conv-layer lists (checked by ntkx::check_cntk_params).
-ntkx::CntkParams make_cntk_params(int P, int Q, int C, const std::vector<double>& w_std,
-                                  const std::vector<double>& b_std, const std::vector<int>& filt, bool final_act,
-                                  Act act, double a, double b, double c, ntkx::Readout readout, double out_w_std,
-                                  double out_b_std, bool train_first, bool train_last) {
-  ntkx::CntkParams p;
-  need(w_std.size() == b_std.size() && w_std.size() == filt.size(),
-       "CntkParams: w_std, b_std and filt need one entry per conv layer");
-  need(!w_std.empty() && w_std.size() <= size_t(ntkx::kMaxConv),
-       "CntkParams: 1 to " + std::to_string(ntkx::kMaxConv) + " conv layers");
-  p.P = P, p.Q = Q, p.C = C;
-  p.n_conv = int(w_std.size());
-  for (size_t l = 0; l < w_std.size(); ++l) {
-    p.w2[l] = w_std[l] * w_std[l], p.b2[l] = b_std[l] * b_std[l], p.filt[l] = filt[l];
-  }
-  p.final_act = final_act, p.act = act, p.a = a, p.b = b, p.c = c, p.readout = readout;
-  p.out_w2 = out_w_std * out_w_std, p.out_b2 = out_b_std * out_b_std;
-  p.train_first = train_first, p.train_last = train_last;
-  ntkx::check_cntk_params(p);
-  return p;
+/// f(float{}) when `a` is float32, else f(double{}): the entry points' dtype dispatch.
+template <class F>
+void by_dtype(const py::array& a, F f) {
+  if (is_f32(a))
+    f(float{});
+  else
+    f(double{});
 }
+
+using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 /// One CNTK matrix: nngp/ntk outputs (or None) of shape [rows, >= n2], written in place.
 template <typename T>
@@ -281,12 +267,10 @@ PYBIND11_MODULE(_core, m) {
          py::object lsc1, py::object lsc2) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "fc_panel: no output requested");
-        if (is_f32(first.cast<py::array>()))
-          fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                            logq2, dgemm, dsyrk, lsc1, lsc2);
-        else
-          fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                             logq2, dgemm, dsyrk, lsc1, lsc2);
+        by_dtype(first.cast<py::array>(), [&](auto t) {
+          fc_panel_t<decltype(t)>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1,
+                                  pts2, logq2, dgemm, dsyrk, lsc1, lsc2);
+        });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
@@ -301,10 +285,9 @@ PYBIND11_MODULE(_core, m) {
          const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2, int64_t budget,
          py::object progress) {
         need(progress.is_none() || PyCallable_Check(progress.ptr()), "fc_full: progress must be None or callable");
-        if (is_f32(x1))
-          fc_full_t<float>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
-        else
-          fc_full_t<double>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
+        by_dtype(x1, [&](auto t) {
+          fc_full_t<decltype(t)>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
+        });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("backend"),
       py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
@@ -335,7 +318,7 @@ PYBIND11_MODULE(_core, m) {
       .value("Gap", ntkx::Readout::kGap);
 
   py::class_<ntkx::CntkParams>(m, "CntkParams", "A conv stack, readout and Dense (mirrors ntkx::CntkParams).")
-      .def(py::init(&make_cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
+      .def(py::init(&ntkx::host::cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
            py::arg("b_std"), py::arg("filt"), py::arg("final_act"), py::arg("act"), py::arg("a"), py::arg("b"),
            py::arg("c"), py::arg("readout"), py::arg("out_w_std"), py::arg("out_b_std"),
            py::arg("train_first") = true, py::arg("train_last") = true)
@@ -353,10 +336,9 @@ PYBIND11_MODULE(_core, m) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "cntk: no output requested");
         need(progress.is_none() || PyCallable_Check(progress.ptr()), "cntk: progress must be None or callable");
-        if (is_f32(first.cast<py::array>()))
-          cntk_t<float>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
-        else
-          cntk_t<double>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
+        by_dtype(first.cast<py::array>(), [&](auto t) {
+          cntk_t<decltype(t)>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
+        });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("symmetric"),
       py::arg("threads") = 0, py::arg("backend") = "cpu", py::arg("device") = 0, py::arg("reverse") = false,
