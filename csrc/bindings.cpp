@@ -1,6 +1,6 @@
-// pybind11 bindings: array checks, GIL release, dispatch on dtype. Validation of
-// user input happens in Python (ntkx/_validate.py); these checks only guard the
-// C++ API against a wrong internal call.
+// pybind11 bindings of ntkx._core: array checks, GIL release, dispatch on dtype.
+// Validation of user input happens in Python (python/ntkx/_src/validate.py);
+// these checks only guard the C++ API (ntkx/api.h) against a wrong internal call.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ntkx/api.h"
+#include "ntkx/host/cntk_params.h"
 
 namespace py = pybind11;
 using ntkx::Act;
@@ -40,15 +41,54 @@ struct PyInterrupt : ntkx::Interrupt {
   }
 };
 
-void need(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument("ntkx._core: " + msg);
-}
+constexpr auto need = ntkx::host::need_arg;
 
 /// Leading dimension (in elements) of a 2-D array with unit inner stride.
 int64_t lead(const py::array& a, const char* name) {
   need(a.ndim() == 2, std::string(name) + " must be 2-D");
   need(a.strides(1) == a.itemsize() || a.shape(1) <= 1, std::string(name) + " needs unit column stride");
   return a.strides(0) / a.itemsize();
+}
+
+/// The nngp / ntk outputs (each None or a writable 2-D array of T with unit column
+/// stride, both with one row stride, at least rows x cols): their data pointers
+/// and row stride. `what` names the caller in errors.
+template <typename T>
+void out_pair(py::object nngp, py::object ntk, int64_t rows, int64_t cols, const char* what, T** pn, T** pt,
+              int64_t* ldo) {
+  const std::string w(what);
+  *ldo = -1;
+  for (py::object* o : {&nngp, &ntk}) {
+    if (o->is_none()) continue;
+    py::array out = o->cast<py::array>();
+    need(out.writeable(), w + ": output is read-only");
+    need(py::dtype::of<T>().is(out.dtype()), w + ": nngp and ntk outputs need the same dtype");
+    const int64_t ld = lead(out, "out");
+    need(*ldo < 0 || ld == *ldo, w + ": nngp and ntk outputs need the same row stride");
+    *ldo = ld;
+    need(out.shape(0) >= rows && out.shape(1) >= cols, w + ": output too small");
+    *(o == &nngp ? pn : pt) = static_cast<T*>(out.mutable_data());
+  }
+  need(*ldo >= 0, w + ": no output requested");
+}
+
+/// Runs f() with the GIL released; a stop by `interrupt` (Interrupted) is raised as
+/// the Python exception it left (a progress callback's) or else KeyboardInterrupt.
+template <class F>
+void run_released(F f) {
+  bool stopped = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      f();
+    } catch (const ntkx::Interrupted&) {
+      stopped = true;
+    }
+  }
+  if (stopped) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw py::value_error("ntkx: interrupted");
+  }
 }
 
 /// A [layers, 4, n] per-point array slice from ntkx._core.fc_points (n may be a view).
@@ -115,95 +155,60 @@ void fc_panel_t(const FcParams& p, py::array x1, py::array x2, py::array sq1, py
   a.sq1 = static_cast<const double*>(sq1.data()), a.sq2 = static_cast<const double*>(sq2.data());
   a.lsc1 = log_scales(lsc1, rows, "fc_panel"), a.lsc2 = log_scales(lsc2, a.cols, "fc_panel");
   a.gram = static_cast<const double*>(gram.data()), a.ldg = a.dgemm ? 0 : lead(gram, "gram");
-  int64_t ldo = -1;
-  for (py::object* o : {&nngp, &ntk}) {
-    if (o->is_none()) continue;
-    py::array out = o->cast<py::array>();
-    need(out.writeable(), "fc_panel: output is read-only");
-    need(py::dtype::of<T>().is(out.dtype()), "fc_panel: nngp and ntk outputs need the same dtype");
-    const int64_t ld = lead(out, "out");
-    need(ldo < 0 || ld == ldo, "fc_panel: nngp and ntk outputs need the same row stride");
-    ldo = ld;
-    need(out.shape(0) >= (symmetric ? a.cols : rows) && out.shape(1) >= a.cols, "fc_panel: output too small");
-    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
-  }
-  a.ldo = ldo;
+  out_pair<T>(nngp, ntk, symmetric ? a.cols : rows, a.cols, "fc_panel", &a.nngp, &a.ntk, &a.ldo);
   points_arg(pts1, logq1, p.depth + 1, rows, &a.pts1, &a.ldp1, &a.logq1);
   points_arg(pts2, logq2, p.depth + 1, a.cols, &a.pts2, &a.ldp2, &a.logq2);
   need((a.pts1 == nullptr) == (a.pts2 == nullptr), "fc_panel: give point arrays for both sides or neither");
   a.symmetric = symmetric;
   a.threads = threads;
   PyInterrupt interrupt;
-  bool stopped = false;
-  {
-    py::gil_scoped_release release;
-    try {
-      ntkx::fc_panel_cpu<T>(a, &interrupt);
-    } catch (const ntkx::Interrupted&) {
-      stopped = true;
-    }
-  }
-  if (stopped) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw py::value_error("ntkx: interrupted");
-  }
+  run_released([&] { ntkx::fc_panel_cpu<T>(a, &interrupt); });
 }
 
+/// Whole FC matrix by the fused CUDA kernel or its emulator into nngp / ntk (None
+/// or [n1, >= n2] arrays of T), in row panels of `budget` bytes of outputs.
 template <typename T>
-py::tuple fc_full_t(const FcParams& p, py::array x1, py::object x2o, bool want_nngp, bool want_ntk,
-                    const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2) {
-  need(x1.ndim() == 2 && (x1.flags() & py::array::c_style), "fc_full: x1 must be C-contiguous 2-D");
+void fc_full_t(const FcParams& p, py::array x1, py::object x2o, py::object nngp, py::object ntk,
+               const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2,
+               int64_t budget, py::object progress) {
+  need(x1.ndim() == 2 && (x1.flags() & py::array::c_style) && py::dtype::of<T>().is(x1.dtype()),
+       "fc_full: x1 must be C-contiguous 2-D of the outputs' dtype");
   const bool sym = x2o.is_none();
   py::array x2 = sym ? x1 : x2o.cast<py::array>();
-  need(x2.ndim() == 2 && (x2.flags() & py::array::c_style) && x2.shape(1) == x1.shape(1),
-       "fc_full: x2 must be C-contiguous 2-D with x1's feature size");
+  need(x2.ndim() == 2 && (x2.flags() & py::array::c_style) && x2.shape(1) == x1.shape(1) &&
+           py::dtype::of<T>().is(x2.dtype()),
+       "fc_full: x2 must be C-contiguous 2-D with x1's feature size and dtype");
   ntkx::FcFullArgs<T> a;
   a.params = p;
   a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
   a.x1 = static_cast<const T*>(x1.data()), a.x2 = static_cast<const T*>(x2.data());
   a.symmetric = sym;
+  a.budget = budget;
   a.lsc1 = log_scales(lsc1, a.n1, "fc_full");
   a.lsc2 = sym ? a.lsc1 : log_scales(lsc2, a.n2, "fc_full");
-  py::array_t<T> nngp, ntk;
-  if (want_nngp) nngp = py::array_t<T>({a.n1, a.n2}), a.nngp = nngp.mutable_data();
-  if (want_ntk) ntk = py::array_t<T>({a.n1, a.n2}), a.ntk = ntk.mutable_data();
-  {
-    py::gil_scoped_release release;
+  out_pair<T>(nngp, ntk, a.n1, a.n2, "fc_full", &a.nngp, &a.ntk, &a.ldo);
+  need(backend == "emulate" || backend == "cuda", "fc_full: backend must be 'emulate' or 'cuda'");
+  PyInterrupt interrupt(progress);
+  run_released([&] {
     if (backend == "emulate")
-      ntkx::fc_emulate_cuda<T>(a, reverse);
-    else if (backend == "cuda")
-      ntkx::fc_cuda<T>(a, device);
+      ntkx::fc_emulate_cuda<T>(a, reverse, &interrupt);
     else
-      throw std::invalid_argument("fc_full: backend must be 'emulate' or 'cuda'");
-  }
-  return py::make_tuple(want_nngp ? py::object(nngp) : py::none(), want_ntk ? py::object(ntk) : py::none());
+      ntkx::fc_cuda<T>(a, device, &interrupt);
+  });
 }
 
 bool is_f32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
 
-using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-/// CntkParams from per-conv-layer lists (checked by ntkx::check_cntk_params).
-ntkx::CntkParams make_cntk_params(int P, int Q, int C, const std::vector<double>& w_std,
-                                  const std::vector<double>& b_std, const std::vector<int>& filt, bool final_act,
-                                  Act act, double a, double b, double c, ntkx::Readout readout, double out_w_std,
-                                  double out_b_std, bool train_first, bool train_last) {
-  ntkx::CntkParams p;
-  need(w_std.size() == b_std.size() && w_std.size() == filt.size(),
-       "CntkParams: w_std, b_std and filt need one entry per conv layer");
-  need(!w_std.empty() && w_std.size() <= size_t(ntkx::kMaxConv),
-       "CntkParams: 1 to " + std::to_string(ntkx::kMaxConv) + " conv layers");
-  p.P = P, p.Q = Q, p.C = C;
-  p.n_conv = int(w_std.size());
-  for (size_t l = 0; l < w_std.size(); ++l) {
-    p.w2[l] = w_std[l] * w_std[l], p.b2[l] = b_std[l] * b_std[l], p.filt[l] = filt[l];
-  }
-  p.final_act = final_act, p.act = act, p.a = a, p.b = b, p.c = c, p.readout = readout;
-  p.out_w2 = out_w_std * out_w_std, p.out_b2 = out_b_std * out_b_std;
-  p.train_first = train_first, p.train_last = train_last;
-  ntkx::check_cntk_params(p);
-  return p;
+/// f(float{}) when `a` is float32, else f(double{}): the entry points' dtype dispatch.
+template <class F>
+void by_dtype(const py::array& a, F f) {
+  if (is_f32(a))
+    f(float{});
+  else
+    f(double{});
 }
+
+using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 /// One CNTK matrix: nngp/ntk outputs (or None) of shape [rows, >= n2], written in place.
 template <typename T>
@@ -219,41 +224,18 @@ void cntk_t(const ntkx::CntkParams& p, DArray x1, DArray x2, py::object nngp, py
   need(!symmetric || a.n1 <= a.n2, "cntk: symmetric rows must be a prefix of x2");
   a.x1 = x1.data(), a.x2 = x2.data();
   a.symmetric = symmetric, a.threads = threads;
-  int64_t ldo = -1;
-  for (py::object* o : {&nngp, &ntk}) {
-    if (o->is_none()) continue;
-    py::array out = o->cast<py::array>();
-    need(out.writeable(), "cntk: output is read-only");
-    need(py::dtype::of<T>().is(out.dtype()), "cntk: nngp and ntk outputs need the same dtype");
-    const int64_t ld = lead(out, "out");
-    need(ldo < 0 || ld == ldo, "cntk: nngp and ntk outputs need the same row stride");
-    ldo = ld;
-    need(out.shape(0) >= (symmetric ? a.n2 : a.n1) && out.shape(1) >= a.n2, "cntk: output too small");
-    (o == &nngp ? a.nngp : a.ntk) = static_cast<T*>(out.mutable_data());
-  }
-  need(ldo >= 0, "cntk: no output requested");
-  a.ldo = ldo;
+  out_pair<T>(nngp, ntk, symmetric ? a.n2 : a.n1, a.n2, "cntk", &a.nngp, &a.ntk, &a.ldo);
   PyInterrupt interrupt(progress);
-  bool stopped = false;
-  {
-    py::gil_scoped_release release;
-    try {
-      if (backend == "cpu")
-        ntkx::cntk_cpu<T>(a, &interrupt);
-      else if (backend == "emulate")
-        ntkx::cntk_emulate_cuda<T>(a, reverse);
-      else if (backend == "cuda")
-        ntkx::cntk_cuda<T>(a, device);
-      else
-        throw std::invalid_argument("cntk: backend must be 'cpu', 'emulate' or 'cuda'");
-    } catch (const ntkx::Interrupted&) {
-      stopped = true;
-    }
-  }
-  if (stopped) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw py::value_error("ntkx: interrupted");
-  }
+  run_released([&] {
+    if (backend == "cpu")
+      ntkx::cntk_cpu<T>(a, &interrupt);
+    else if (backend == "emulate")
+      ntkx::cntk_emulate_cuda<T>(a, reverse);
+    else if (backend == "cuda")
+      ntkx::cntk_cuda<T>(a, device);
+    else
+      throw std::invalid_argument("cntk: backend must be 'cpu', 'emulate' or 'cuda'");
+  });
 }
 
 }  // namespace
@@ -285,12 +267,10 @@ PYBIND11_MODULE(_core, m) {
          py::object lsc1, py::object lsc2) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "fc_panel: no output requested");
-        if (is_f32(first.cast<py::array>()))
-          fc_panel_t<float>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                            logq2, dgemm, dsyrk, lsc1, lsc2);
-        else
-          fc_panel_t<double>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1, pts2,
-                             logq2, dgemm, dsyrk, lsc1, lsc2);
+        by_dtype(first.cast<py::array>(), [&](auto t) {
+          fc_panel_t<decltype(t)>(p, x1, x2, sq1, sq2, gram, nngp, ntk, rows, symmetric, threads, pts1, logq1,
+                                  pts2, logq2, dgemm, dsyrk, lsc1, lsc2);
+        });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("gram"),
       py::arg("nngp"), py::arg("ntk"), py::arg("rows"), py::arg("symmetric"), py::arg("threads") = 0,
@@ -301,18 +281,19 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "fc_full",
-      [](const FcParams& p, py::array x1, py::object x2, bool want_nngp, bool want_ntk, const std::string& backend,
-         int device, bool reverse, py::object lsc1, py::object lsc2) {
-        if (is_f32(x1))
-          return fc_full_t<float>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
-        if (py::dtype::of<double>().is(x1.dtype()))
-          return fc_full_t<double>(p, x1, x2, want_nngp, want_ntk, backend, device, reverse, lsc1, lsc2);
-        throw std::invalid_argument("ntkx._core: fc_full needs float32 or float64");
+      [](const FcParams& p, py::array x1, py::object x2, py::object nngp, py::object ntk,
+         const std::string& backend, int device, bool reverse, py::object lsc1, py::object lsc2, int64_t budget,
+         py::object progress) {
+        need(progress.is_none() || PyCallable_Check(progress.ptr()), "fc_full: progress must be None or callable");
+        by_dtype(x1, [&](auto t) {
+          fc_full_t<decltype(t)>(p, x1, x2, nngp, ntk, backend, device, reverse, lsc1, lsc2, budget, progress);
+        });
       },
-      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("want_nngp"), py::arg("want_ntk"),
-      py::arg("backend"), py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
-      py::arg("lsc2") = py::none(),
-      "Whole FC kernel by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate').");
+      py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("backend"),
+      py::arg("device") = 0, py::arg("reverse") = false, py::arg("lsc1") = py::none(),
+      py::arg("lsc2") = py::none(), py::arg("budget") = 0, py::arg("progress") = py::none(),
+      "Fill FC outputs by the fused CUDA kernel ('cuda') or its CPU emulator ('emulate'), in row panels of\n"
+      "`budget` bytes of outputs (<= 0: one); progress(pairs done so far), if given, after each panel.");
 
   m.def(
       "fc_points",
@@ -337,7 +318,7 @@ PYBIND11_MODULE(_core, m) {
       .value("Gap", ntkx::Readout::kGap);
 
   py::class_<ntkx::CntkParams>(m, "CntkParams", "A conv stack, readout and Dense (mirrors ntkx::CntkParams).")
-      .def(py::init(&make_cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
+      .def(py::init(&ntkx::host::cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
            py::arg("b_std"), py::arg("filt"), py::arg("final_act"), py::arg("act"), py::arg("a"), py::arg("b"),
            py::arg("c"), py::arg("readout"), py::arg("out_w_std"), py::arg("out_b_std"),
            py::arg("train_first") = true, py::arg("train_last") = true)
@@ -355,10 +336,9 @@ PYBIND11_MODULE(_core, m) {
         py::object first = nngp.is_none() ? ntk : nngp;
         need(!first.is_none(), "cntk: no output requested");
         need(progress.is_none() || PyCallable_Check(progress.ptr()), "cntk: progress must be None or callable");
-        if (is_f32(first.cast<py::array>()))
-          cntk_t<float>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
-        else
-          cntk_t<double>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
+        by_dtype(first.cast<py::array>(), [&](auto t) {
+          cntk_t<decltype(t)>(p, x1, x2, nngp, ntk, symmetric, threads, backend, device, reverse, progress);
+        });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("nngp"), py::arg("ntk"), py::arg("symmetric"),
       py::arg("threads") = 0, py::arg("backend") = "cpu", py::arg("device") = 0, py::arg("reverse") = false,

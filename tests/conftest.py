@@ -7,6 +7,12 @@ import importlib.util
 import numpy as np
 import pytest
 
+from ntkx._src import backend
+
+# The suite runs the CUDA kernels' phase bodies on the CPU (device='emulate'),
+# which ntkx refuses outside its tests.
+backend.ALLOW_EMULATE = True
+
 #: Relative tolerances by what is compared; each with its reason.
 TOL = {
     # neural-tangents float64 on inputs in general position (the issue's bar).

@@ -37,10 +37,79 @@ def test_emulated_cuda_equals_openmp(rng, name, bias, symmetric):
     spec = ntkx.FcSpec(4, 1.3, bias, ACTS[name])
     cpu = ntkx.fc_kernels(x1, x2, spec, device="cpu")
     for reverse in (False, True):
-        nngp, ntk = _core.fc_full(spec.to_core(), np.ascontiguousarray(x1), None if x2 is None else x2,
-                                  True, True, "emulate", 0, reverse)
+        nngp, ntk = np.empty_like(cpu.nngp), np.empty_like(cpu.ntk)
+        _core.fc_full(spec.to_core(), np.ascontiguousarray(x1), None if x2 is None else x2, nngp, ntk,
+                      "emulate", 0, reverse)
         assert rel_err(nngp, cpu.nngp) <= TOL["emulator"]
         assert rel_err(ntk, cpu.ntk) <= TOL["emulator"]
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_emulated_cuda_tiles_to_the_budget_into_out(rng, tmp_path, symmetric, dtype):
+    """A small memory_budget splits the CUDA path into row panels (one progress call
+    each) that are written in place into `out` (a memmap and a strided view here);
+    the values equal the one-panel result bit for bit and the CPU backend within
+    TOL['emulator']."""
+    x1 = _points(rng, 53, 11)
+    x2 = None if symmetric else _points(rng, 29, 11)
+    n2 = 53 if symmetric else 29
+    spec = ntkx.FcSpec(3, 1.2, 0.2, ACTS["erf"])
+    whole_calls = []
+    whole = ntkx.fc_kernels(x1, x2, spec, device="emulate", dtype=dtype, memory_budget=2**40,
+                            progress=lambda d, t: whole_calls.append((d, t)))
+    assert len(whole_calls) == 1
+    cpu = ntkx.fc_kernels(x1, x2, spec, device="cpu", dtype=dtype)
+    tol = TOL["emulator"] if dtype == np.float64 else 1e-6
+    assert rel_err(whole.nngp, cpu.nngp) <= tol and rel_err(whole.ntk, cpu.ntk) <= tol
+    # Rows with a longer stride than n2 (the outputs must share it): an array and a memmap.
+    wide = np.full((53, n2 + 7), np.nan, dtype)
+    mm = np.lib.format.open_memmap(tmp_path / "ntk.npy", mode="w+", dtype=dtype, shape=(53, n2 + 7))
+    mm[...] = np.nan
+    out = {"nngp": wide[:, :n2], "ntk": mm[:, :n2]}
+    calls = []
+    # 2 outputs x n2 entries per row: the budget holds 16 rows (one block side), so
+    # 53 rows take 4 panels.
+    budget = 2 * n2 * np.dtype(dtype).itemsize * 16
+    tiled = ntkx.fc_kernels(x1, x2, spec, device="emulate", dtype=dtype, out=out, memory_budget=budget,
+                            progress=lambda d, t: calls.append((d, t)))
+    assert tiled.nngp is out["nngp"] and tiled.ntk is out["ntk"]
+    assert len(calls) == 4 and calls[-1][0] == calls[-1][1]
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    np.testing.assert_array_equal(wide[:, :n2], whole.nngp)
+    mm.flush()
+    on_disk = np.load(tmp_path / "ntk.npy")
+    np.testing.assert_array_equal(on_disk[:, :n2], whole.ntk)
+    assert np.isnan(wide[:, n2:]).all() and np.isnan(on_disk[:, n2:]).all()  # nothing past n2 written
+
+
+def test_emulated_cuda_out_makes_no_full_size_copy(rng):
+    """With `out` given, the CUDA path allocates nothing of the outputs' size on the
+    host (numpy allocations are traced by tracemalloc)."""
+    import tracemalloc
+
+    x = _points(rng, 160, 4)
+    spec = ntkx.FcSpec(1)
+    out = {"nngp": np.empty((160, 160)), "ntk": np.empty((160, 160))}
+    fc_kernels = getattr(ntkx.fc_kernels, "__wrapped__", ntkx.fc_kernels)  # not the snapshot recorder's copy
+    fc_kernels(x, None, spec, device="emulate", out=out)  # warm-up (imports, caches)
+    tracemalloc.start()
+    try:
+        fc_kernels(x, None, spec, device="emulate", out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < out["ntk"].nbytes // 4, peak
+
+
+def test_emulate_device_needs_the_test_switch(rng, monkeypatch):
+    from ntkx._src import backend
+
+    monkeypatch.setattr(backend, "ALLOW_EMULATE", False)
+    with pytest.raises(ValueError, match="reserved to ntkx's test suite"):
+        ntkx.fc_kernels(rng.standard_normal((4, 3)), device="emulate")
+    with pytest.raises(ValueError, match="reserved to ntkx's test suite"):
+        ntkx.cntk_kernels(rng.standard_normal((2, 4, 4, 1)), device="emulate")
 
 
 def test_device_emulate_path_and_float32(rng):

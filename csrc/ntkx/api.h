@@ -93,15 +93,20 @@ void fc_points(const FcParams& p, const double* sq, const double* lsc, int64_t n
                double* logq);
 
 /// A whole FC kernel matrix on a CUDA device (or its CPU emulator): the Gram
-/// products are computed inside the fused kernel.
+/// products are computed inside the fused kernel, one row panel per launch, and
+/// each panel is written straight into the outputs.
 template <typename T>
 struct FcFullArgs {
   FcParams params;
   int64_t n1 = 0, n2 = 0, d = 0;
   const T* x1 = nullptr;    ///< [n1, d] contiguous
   const T* x2 = nullptr;    ///< [n2, d] contiguous (== x1 when symmetric)
-  T* nngp = nullptr;        ///< [n1, n2] contiguous, or null
-  T* ntk = nullptr;         ///< [n1, n2] contiguous, or null
+  T* nngp = nullptr;        ///< [n1, ldo] rows of n2 entries, or null
+  T* ntk = nullptr;         ///< [n1, ldo] rows of n2 entries, or null
+  int64_t ldo = 0;          ///< row stride of nngp / ntk (>= n2)
+  /// Bytes of the outputs' row panel held per launch (on the device; the
+  /// emulator writes in place but tiles alike); <= 0: one panel.
+  int64_t budget = 0;
   bool symmetric = false;   ///< x2 is x1: compute the upper triangle, mirror it
   /// Optional [n1] / [n2] log-scales of the rows (math::point_layer0); null: 0.
   const double* lsc1 = nullptr;
@@ -111,13 +116,15 @@ struct FcFullArgs {
 /// Runs the fused FC CUDA kernel's phase bodies on the CPU with the kernel's grid
 /// and block geometry (DESIGN.md section 3). `reverse` runs the threads of each
 /// phase in reverse order, which exposes races on shared memory.
+/// `interrupt` (may be null) is told the pairs done and asked to stop after each
+/// panel (Interrupted is then thrown).
 template <typename T>
-void fc_emulate_cuda(const FcFullArgs<T>& args, bool reverse);
+void fc_emulate_cuda(const FcFullArgs<T>& args, bool reverse, Interrupt* interrupt);
 
 /// The real CUDA launch (throws std::runtime_error when not built with CUDA or
-/// when no device is usable).
+/// when no device is usable); `interrupt` as for fc_emulate_cuda.
 template <typename T>
-void fc_cuda(const FcFullArgs<T>& args, int device);
+void fc_cuda(const FcFullArgs<T>& args, int device, Interrupt* interrupt);
 
 /// A CNTK kernel matrix (math/cntk.h) of images x1 against images x2, both
 /// [n, P, Q, C] C-contiguous float64 (NHWC). T is the output type; everything

@@ -1,5 +1,5 @@
-"""Type stub of the compiled core (csrc/bindings.cpp)."""
-from typing import Any, Optional, Tuple
+"""Type stub of the compiled core (csrc/bindings.cpp); tests/test_core_stub.py keeps it in step."""
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -8,6 +8,10 @@ class Act:
     ArcCos0: "Act"
     ArcCos2: "Act"
     Erf: "Act"
+
+class Readout:
+    Vanilla: "Readout"
+    Gap: "Readout"
 
 class FcParams:
     depth: int
@@ -19,6 +23,24 @@ class FcParams:
     c: float
     def __init__(self) -> None: ...
 
+class CntkParams:
+    @property
+    def P(self) -> int: ...
+    @property
+    def Q(self) -> int: ...
+    @property
+    def C(self) -> int: ...
+    @property
+    def n_conv(self) -> int: ...
+    @property
+    def n_act(self) -> int: ...
+    @property
+    def n_fields(self) -> int: ...
+    def __init__(self, P: int, Q: int, C: int, w_std: Sequence[float], b_std: Sequence[float],
+                 filt: Sequence[int], final_act: bool, act: Act, a: float, b: float, c: float,
+                 readout: Readout, out_w_std: float, out_b_std: float, train_first: bool = True,
+                 train_last: bool = True) -> None: ...
+
 has_openmp: bool
 
 def fc_panel(params: FcParams, x1: np.ndarray, x2: np.ndarray, sq1: np.ndarray, sq2: np.ndarray,
@@ -27,11 +49,16 @@ def fc_panel(params: FcParams, x1: np.ndarray, x2: np.ndarray, sq1: np.ndarray, 
              logq1: Optional[np.ndarray] = None, pts2: Optional[np.ndarray] = None,
              logq2: Optional[np.ndarray] = None, dgemm: Any = None, dsyrk: Any = None,
              lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None) -> None: ...
+def fc_full(params: FcParams, x1: np.ndarray, x2: Optional[np.ndarray], nngp: Optional[np.ndarray],
+            ntk: Optional[np.ndarray], backend: str, device: int = 0, reverse: bool = False,
+            lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None, budget: int = 0,
+            progress: Optional[Callable[[int], None]] = None) -> None: ...
 def fc_points(params: FcParams, sq: np.ndarray, d: int,
               lsc: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]: ...
-def fc_full(params: FcParams, x1: np.ndarray, x2: Optional[np.ndarray], want_nngp: bool, want_ntk: bool,
-            backend: str, device: int = 0, reverse: bool = False, lsc1: Optional[np.ndarray] = None,
-            lsc2: Optional[np.ndarray] = None) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]: ...
+def cntk(params: CntkParams, x1: np.ndarray, x2: np.ndarray, nngp: Optional[np.ndarray],
+         ntk: Optional[np.ndarray], symmetric: bool, threads: int = 0, backend: str = "cpu", device: int = 0,
+         reverse: bool = False, progress: Optional[Callable[[int], None]] = None) -> None: ...
+def cntk_maps(params: CntkParams, x: np.ndarray) -> np.ndarray: ...
 def has_cuda() -> bool: ...
 def cuda_device_count() -> int: ...
 def openmp_threads() -> int: ...

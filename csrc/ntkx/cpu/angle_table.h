@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ntkx/cpu/poll.h"
+#include "ntkx/host/poll.h"
 #include "ntkx/math/fc.h"
 
 #if defined(__AVX2__) && defined(__FMA__)

@@ -18,7 +18,8 @@
 #endif
 
 #include "ntkx/api.h"
-#include "ntkx/cpu/poll.h"
+#include "ntkx/host/dispatch.h"
+#include "ntkx/host/poll.h"
 #include "ntkx/cpu/simd8.h"
 #include "ntkx/math/cntk.h"
 
@@ -667,12 +668,7 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
 
 template <typename T, bool kNtk>
 void dispatch(const CntkArgs<T>& a, Interrupt* interrupt) {
-  switch (a.params.act) {
-    case Act::kABRelu: return run<T, Act::kABRelu, kNtk>(a, interrupt);
-    case Act::kArcCos0: return run<T, Act::kArcCos0, kNtk>(a, interrupt);
-    case Act::kArcCos2: return run<T, Act::kArcCos2, kNtk>(a, interrupt);
-    case Act::kErf: return run<T, Act::kErf, kNtk>(a, interrupt);
-  }
+  with_act(a.params.act, [&](auto k) { run<T, decltype(k)::value, kNtk>(a, interrupt); });
 }
 
 }  // namespace
@@ -692,12 +688,7 @@ void cntk_maps(const CntkParams& p, const double* x, int64_t n, double* out, int
   Poll poll(nullptr);
   const math::ActConst k = math::cntk_act_const(p);
   threads = threads > 0 ? threads : openmp_threads();
-  switch (p.act) {
-    case Act::kABRelu: fill_maps<Act::kABRelu>(p, k, set, threads, poll); break;
-    case Act::kArcCos0: fill_maps<Act::kArcCos0>(p, k, set, threads, poll); break;
-    case Act::kArcCos2: fill_maps<Act::kArcCos2>(p, k, set, threads, poll); break;
-    case Act::kErf: fill_maps<Act::kErf>(p, k, set, threads, poll); break;
-  }
+  with_act(p.act, [&](auto kind) { fill_maps<decltype(kind)::value>(p, k, set, threads, poll); });
   const int64_t per = set.map_stride / kLanes;  // n_act * n_fields * P Q
   for (int64_t i = 0; i < n; ++i) {
     const double* src = set.map(i);

@@ -17,8 +17,9 @@
 
 #include "ntkx/api.h"
 #include "ntkx/cpu/angle_table.h"
-#include "ntkx/cpu/points.h"
-#include "ntkx/cpu/poll.h"
+#include "ntkx/host/dispatch.h"
+#include "ntkx/host/points.h"
+#include "ntkx/host/poll.h"
 
 namespace ntkx {
 namespace {
@@ -326,12 +327,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 
 template <typename T, bool kNoBias>
 void dispatch(const FcPanelArgs<T>& a, Interrupt* interrupt) {
-  switch (a.params.act) {
-    case Act::kABRelu: return panel<T, Act::kABRelu, kNoBias>(a, interrupt);
-    case Act::kArcCos0: return panel<T, Act::kArcCos0, kNoBias>(a, interrupt);
-    case Act::kArcCos2: return panel<T, Act::kArcCos2, kNoBias>(a, interrupt);
-    case Act::kErf: return panel<T, Act::kErf, kNoBias>(a, interrupt);
-  }
+  with_act(a.params.act, [&](auto k) { panel<T, decltype(k)::value, kNoBias>(a, interrupt); });
 }
 
 }  // namespace

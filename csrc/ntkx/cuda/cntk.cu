@@ -9,13 +9,14 @@
 #include "ntkx/api.h"
 #include "ntkx/cuda/cntk_host.h"
 #include "ntkx/cuda/cntk_tile.h"
+#include "ntkx/cuda/device.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("ntkx CUDA: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::Buf;
+using cuda::check;
 
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads) cntk_kernel(typename Tile::Args args) {
@@ -44,16 +45,6 @@ __global__ void cntk_reduce(CntkParams p, const double* part, int64_t groups, in
   if (upper && col0 + j < row0 + i) return;
   cuda::reduce_pair<T>(p, part, groups, i, j, cols, want_ntk, nngp, ntk, cols);
 }
-
-template <typename V>
-struct Buf {
-  V* p = nullptr;
-  explicit Buf(size_t n) { check(cudaMalloc(&p, (n ? n : 1) * sizeof(V)), "cudaMalloc"); }
-  Buf(const V* host, size_t n) : Buf(n) {
-    if (n) check(cudaMemcpy(p, host, n * sizeof(V), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~Buf() { cudaFree(p); }
-};
 
 template <typename T, Act K>
 void launch(const CntkArgs<T>& a, int device) {
@@ -99,12 +90,7 @@ void launch(const CntkArgs<T>& a, int device) {
 template <typename T>
 void cntk_cuda(const CntkArgs<T>& a, int device) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return launch<T, Act::kABRelu>(a, device);
-    case Act::kArcCos0: return launch<T, Act::kArcCos0>(a, device);
-    case Act::kArcCos2: return launch<T, Act::kArcCos2>(a, device);
-    case Act::kErf: return launch<T, Act::kErf>(a, device);
-  }
+  with_act(a.params.act, [&](auto k) { launch<T, decltype(k)::value>(a, device); });
 }
 
 template void cntk_cuda<float>(const CntkArgs<float>&, int);

@@ -11,6 +11,7 @@
 
 #include "ntkx/api.h"
 #include "ntkx/cuda/cntk_tile.h"
+#include "ntkx/host/mirror.h"
 
 namespace ntkx {
 namespace cuda {
@@ -51,12 +52,8 @@ void cntk_tiles(const CntkArgs<T>& a, Run run) {
     for (int64_t c0 = a.symmetric ? r0 : 0; c0 < a.n2; c0 += kPairTile)
       run(r0, c0, std::min(kPairTile, a.n1 - r0), std::min(kPairTile, a.n2 - c0), a.symmetric);
   if (!a.symmetric) return;
-  T* const outs[2] = {a.nngp, a.ntk};
-  for (T* out : outs) {
-    if (!out) continue;
-    for (int64_t i = 0; i < a.n1; ++i)
-      for (int64_t j = i + 1; j < a.n2; ++j) out[j * a.ldo + i] = out[i * a.ldo + j];
-  }
+  host::mirror_upper(a.nngp, a.n1, a.n2, a.ldo);
+  host::mirror_upper(a.ntk, a.n1, a.n2, a.ldo);
 }
 
 }  // namespace cuda

@@ -7,15 +7,16 @@
 #include <string>
 
 #include "ntkx/api.h"
+#include "ntkx/cuda/device.h"
 #include "ntkx/cuda/fc_host.h"
 #include "ntkx/cuda/fc_tile.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("ntkx CUDA: ") + what + ": " + cudaGetErrorString(e));
-}
+using cuda::Buf;
+using cuda::check;
 
 template <class Tile>
 __global__ void fc_kernel(typename Tile::Args args) {
@@ -33,53 +34,49 @@ __global__ void fc_kernel(typename Tile::Args args) {
   Tile::finish(x, sh, th, args);
 }
 
-/// Device buffer freed on scope exit.
-template <typename V>
-struct Buf {
-  V* p = nullptr;
-  explicit Buf(size_t n) { check(cudaMalloc(&p, (n ? n : 1) * sizeof(V)), "cudaMalloc"); }
-  Buf(const V* host, size_t n) : Buf(n) {
-    if (n) check(cudaMemcpy(p, host, n * sizeof(V), cudaMemcpyHostToDevice), "copy to device");
-  }
-  ~Buf() { cudaFree(p); }
-};
-
 template <typename T, Act K>
-void launch(const FcFullArgs<T>& a, int device) {
+void launch(const FcFullArgs<T>& a, int device, Interrupt* interrupt) {
   check(cudaSetDevice(device), "cudaSetDevice");
   cuda::FcHostData h = cuda::prepare(a);
   const size_t n1 = a.n1, n2 = a.n2, d = a.d;
   Buf<T> x1(a.x1, n1 * d), x2(a.x2, n2 * d);
   Buf<double> sq1(h.sq1.data(), n1), sq2(h.sq2.data(), n2), pt1(h.pt1.data(), h.pt1.size()),
       pt2(h.pt2.data(), h.pt2.size()), lq1(h.lq1.data(), n1), lq2(h.lq2.data(), n2);
-  Buf<T> nngp(a.nngp ? n1 * n2 : 0), ntk(a.ntk ? n1 * n2 : 0);
-  auto args = cuda::tile_args<T, K>(a, x1.p, x2.p, sq1.p, sq2.p, pt1.p, pt2.p, lq1.p, lq2.p,
-                                    a.nngp ? nngp.p : nullptr, a.ntk ? ntk.p : nullptr);
-  int64_t gx, gy;
-  cuda::grid_of<T, K>(a, &gx, &gy);
+  // One panel's outputs on the device (a.budget bounds them), copied into the
+  // caller's rows (any row stride) after each launch.
+  const size_t panel = size_t(cuda::panel_rows<T, K>(a)) * n2;
+  Buf<T> nngp(a.nngp ? panel : 0), ntk(a.ntk ? panel : 0);
   using Tile = cuda::FcTile<T, K>;
-  fc_kernel<Tile><<<dim3(unsigned(gx), unsigned(gy)), dim3(Tile::kB, Tile::kB)>>>(args);
-  check(cudaGetLastError(), "kernel launch");
-  check(cudaDeviceSynchronize(), "kernel run");
-  if (a.nngp) check(cudaMemcpy(a.nngp, nngp.p, n1 * n2 * sizeof(T), cudaMemcpyDeviceToHost), "copy nngp");
-  if (a.ntk) check(cudaMemcpy(a.ntk, ntk.p, n1 * n2 * sizeof(T), cudaMemcpyDeviceToHost), "copy ntk");
+  cuda::fc_panels<T, K>(a, interrupt, [&](const cuda::FcPanel& pn) {
+    const int64_t cols = a.n2 - pn.c0;
+    auto args = cuda::tile_args<T, K>(a, pn, x1.p, x2.p, sq1.p, sq2.p, pt1.p, pt2.p, lq1.p, lq2.p,
+                                      a.nngp ? nngp.p : nullptr, a.ntk ? ntk.p : nullptr, cols);
+    int64_t gx, gy;
+    cuda::grid_of<T, K>(a, pn, &gx, &gy);
+    fc_kernel<Tile><<<dim3(unsigned(gx), unsigned(gy)), dim3(Tile::kB, Tile::kB)>>>(args);
+    check(cudaGetLastError(), "kernel launch");
+    check(cudaDeviceSynchronize(), "kernel run");
+    // Entries below the diagonal of a symmetric panel are not computed; the
+    // mirror after the last panel overwrites what this copies there.
+    const size_t pitch = a.ldo * sizeof(T), width = cols * sizeof(T);
+    const int64_t at = pn.r0 * a.ldo + pn.c0;
+    if (a.nngp)
+      check(cudaMemcpy2D(a.nngp + at, pitch, nngp.p, width, width, pn.rows, cudaMemcpyDeviceToHost), "copy nngp");
+    if (a.ntk)
+      check(cudaMemcpy2D(a.ntk + at, pitch, ntk.p, width, width, pn.rows, cudaMemcpyDeviceToHost), "copy ntk");
+  });
 }
 
 }  // namespace
 
 template <typename T>
-void fc_cuda(const FcFullArgs<T>& a, int device) {
+void fc_cuda(const FcFullArgs<T>& a, int device, Interrupt* interrupt) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return launch<T, Act::kABRelu>(a, device);
-    case Act::kArcCos0: return launch<T, Act::kArcCos0>(a, device);
-    case Act::kArcCos2: return launch<T, Act::kArcCos2>(a, device);
-    case Act::kErf: return launch<T, Act::kErf>(a, device);
-  }
+  with_act(a.params.act, [&](auto k) { launch<T, decltype(k)::value>(a, device, interrupt); });
 }
 
-template void fc_cuda<float>(const FcFullArgs<float>&, int);
-template void fc_cuda<double>(const FcFullArgs<double>&, int);
+template void fc_cuda<float>(const FcFullArgs<float>&, int, Interrupt*);
+template void fc_cuda<double>(const FcFullArgs<double>&, int, Interrupt*);
 
 bool built_with_cuda() { return true; }
 

@@ -1,15 +1,18 @@
-// Host-side preparation shared by the CUDA launcher and its CPU emulator:
-// squared norms and per-point layer arrays in the [layer, 4, n] layout that
-// FcTile reads. Compiles with g++ alone.
+// Host-side driver shared by the CUDA launcher and its CPU emulator: squared
+// norms and per-point layer arrays in the [layer, 4, n] layout that FcTile
+// reads, and the walk over row panels sized to the memory budget. Compiles with
+// g++ alone.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
 #include "ntkx/api.h"
-#include "ntkx/cpu/points.h"
+#include "ntkx/host/points.h"
 #include "ntkx/cuda/fc_tile.h"
+#include "ntkx/host/mirror.h"
 
 namespace ntkx {
 namespace cuda {
@@ -57,25 +60,66 @@ FcHostData prepare(const FcFullArgs<T>& a) {
   return h;
 }
 
-/// Tile arguments pointing at the given (host or device) buffers.
+/// One row panel of a launch: rows [r0, r0 + rows) against columns [c0, n2).
+struct FcPanel {
+  int64_t r0, rows, c0;
+};
+
+/// Rows per panel: the largest multiple of the kernel's block side whose output
+/// rows (every requested output, n2 entries of T each) fit a.budget, at least one
+/// block side; all rows when a.budget <= 0.
 template <typename T, Act K>
-typename FcTile<T, K>::Args tile_args(const FcFullArgs<T>& a, const T* x1, const T* x2, const double* sq1,
-                                      const double* sq2, const double* pt1, const double* pt2,
-                                      const double* lq1, const double* lq2, T* nngp, T* ntk) {
+int64_t panel_rows(const FcFullArgs<T>& a) {
+  const int64_t b = FcTile<T, K>::kB;
+  const int64_t all = (a.n1 + b - 1) / b * b;
+  if (a.budget <= 0) return all;
+  const int64_t per_row = a.n2 * int64_t(sizeof(T)) * ((a.nngp ? 1 : 0) + (a.ntk ? 1 : 0));
+  return std::min(all, std::max(b, a.budget / std::max<int64_t>(per_row, 1) / b * b));
+}
+
+/// Calls run(FcPanel) for each row panel of a launch (symmetric: the columns from
+/// the panel's first row on), tells `interrupt` (may be null) the pairs done after
+/// each and stops (Interrupted) when it asks to; then mirrors a symmetric matrix.
+template <typename T, Act K, class Run>
+void fc_panels(const FcFullArgs<T>& a, Interrupt* interrupt, Run run) {
+  const int64_t step = panel_rows<T, K>(a);
+  int64_t done = 0;
+  for (int64_t r0 = 0; r0 < a.n1; r0 += step) {
+    const int64_t r = std::min(step, a.n1 - r0);
+    run(FcPanel{r0, r, a.symmetric ? r0 : 0});
+    done += a.symmetric ? r * (a.n1 - r0) - r * (r - 1) / 2 : r * a.n2;
+    if (interrupt) {
+      interrupt->progress(done);
+      if (interrupt->requested()) throw Interrupted();
+    }
+  }
+  if (!a.symmetric) return;
+  host::mirror_upper(a.nngp, a.n1, a.n2, a.ldo);
+  host::mirror_upper(a.ntk, a.n1, a.n2, a.ldo);
+}
+
+/// Tile arguments of panel `pn` pointing at the given (host or device) buffers;
+/// nngp / ntk (row stride ldo) receive the panel's entry (r0, c0) first.
+template <typename T, Act K>
+typename FcTile<T, K>::Args tile_args(const FcFullArgs<T>& a, const FcPanel& pn, const T* x1, const T* x2,
+                                      const double* sq1, const double* sq2, const double* pt1, const double* pt2,
+                                      const double* lq1, const double* lq2, T* nngp, T* ntk, int64_t ldo) {
+  constexpr int64_t b = FcTile<T, K>::kB;
   typename FcTile<T, K>::Args t;
   t.p = a.params;
   t.k = math::act_const(a.params);
   t.n1 = a.n1, t.n2 = a.n2, t.d = a.d, t.layers = a.params.depth + 1;
   t.x1 = x1, t.x2 = x2, t.sq1 = sq1, t.sq2 = sq2, t.pt1 = pt1, t.pt2 = pt2, t.lq1 = lq1, t.lq2 = lq2;
-  t.nngp = nngp, t.ntk = ntk, t.symmetric = a.symmetric;
+  t.by0 = pn.r0 / b, t.bx0 = pn.c0 / b;
+  t.nngp = nngp, t.ntk = ntk, t.ldo = ldo, t.symmetric = a.symmetric;
   return t;
 }
 
-/// Grid of the fused kernel: (ceil(n2 / kB), ceil(n1 / kB)) blocks of kB x kB threads.
+/// Grid of panel `pn`: (ceil((n2 - c0) / kB), ceil(rows / kB)) blocks of kB x kB threads.
 template <typename T, Act K>
-void grid_of(const FcFullArgs<T>& a, int64_t* gx, int64_t* gy) {
+void grid_of(const FcFullArgs<T>& a, const FcPanel& pn, int64_t* gx, int64_t* gy) {
   const int64_t b = FcTile<T, K>::kB;
-  *gx = (a.n2 + b - 1) / b, *gy = (a.n1 + b - 1) / b;
+  *gx = (a.n2 - pn.c0 + b - 1) / b, *gy = (pn.rows + b - 1) / b;
 }
 
 }  // namespace cuda

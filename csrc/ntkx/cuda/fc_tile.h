@@ -3,7 +3,9 @@
 // emulator of the test build. One block computes a kB x kB tile of the kernel
 // matrix, one thread per entry: the Gram product accumulates over d in kKT-wide
 // slices staged in shared memory (load / step), then each thread runs the layer
-// recursion in registers and writes its entry once (finish).
+// recursion in registers and writes its entry once (finish). A launch covers one
+// row panel (blocks by0.. of rows, bx0.. of columns) and writes it to a panel
+// buffer; the host walks the panels and mirrors a symmetric matrix afterwards.
 //
 // Compiles with g++ alone; nothing here is CUDA-specific but NTKX_HD.
 #pragma once
@@ -37,9 +39,11 @@ struct FcTile {
     const double* pt2;            ///< [layers, 4, n2]
     const double* lq1;            ///< [n1] log Q_L
     const double* lq2;            ///< [n2]
-    T* nngp;                      ///< [n1, n2] or null
-    T* ntk;                       ///< [n1, n2] or null
-    bool symmetric;               ///< upper-triangle blocks only, mirrored
+    int64_t by0, bx0;             ///< first block row / column of this panel
+    T* nngp;                      ///< panel output (row by0 kB, column bx0 kB first), or null
+    T* ntk;                       ///< same layout as nngp, or null
+    int64_t ldo;                  ///< row stride of nngp / ntk
+    bool symmetric;               ///< upper-triangle entries only (the host mirrors)
   };
 
   struct Shared {
@@ -56,16 +60,16 @@ struct FcTile {
   NTKX_HD static int64_t slices(const Args& a) { return (a.d + kKT - 1) / kKT; }
 
   NTKX_HD static void init(Idx x, Thread& th, const Args& a) {
-    th.i = int64_t(x.by) * kB + x.ty;
-    th.j = int64_t(x.bx) * kB + x.tx;
+    th.i = (a.by0 + x.by) * kB + x.ty;
+    th.j = (a.bx0 + x.bx) * kB + x.tx;
     th.acc = 0.0;
-    th.active = !(a.symmetric && x.bx < x.by);
+    th.active = !(a.symmetric && a.bx0 + x.bx < a.by0 + x.by);
   }
 
   NTKX_HD static void load(Idx x, int64_t s, Shared& sh, Thread& th, const Args& a) {
     if (!th.active) return;
     const int64_t col = s * kKT + x.tx;
-    const int64_t r1 = int64_t(x.by) * kB + x.ty, r2 = int64_t(x.bx) * kB + x.ty;
+    const int64_t r1 = (a.by0 + x.by) * kB + x.ty, r2 = (a.bx0 + x.bx) * kB + x.ty;
     sh.a[x.ty][x.tx] = (r1 < a.n1 && col < a.d) ? double(a.x1[r1 * a.d + col]) : 0.0;
     sh.b[x.ty][x.tx] = (r2 < a.n2 && col < a.d) ? double(a.x2[r2 * a.d + col]) : 0.0;
   }
@@ -93,14 +97,9 @@ struct FcTile {
     }
     const double s = math::pair_scale(a.lq1[i], a.lq2[j]);
     const T nngp = T(math::scaled(s, st.rho)), ntk = T(math::scaled(s, st.tau));
-    if (a.nngp) {
-      a.nngp[i * a.n2 + j] = nngp;
-      if (a.symmetric) a.nngp[j * a.n2 + i] = nngp;
-    }
-    if (a.ntk) {
-      a.ntk[i * a.n2 + j] = ntk;
-      if (a.symmetric) a.ntk[j * a.n2 + i] = ntk;
-    }
+    const int64_t o = (i - a.by0 * kB) * a.ldo + (j - a.bx0 * kB);
+    if (a.nngp) a.nngp[o] = nngp;
+    if (a.ntk) a.ntk[o] = ntk;
   }
 };
 

@@ -6,12 +6,12 @@
 namespace ntkx {
 
 template <typename T>
-void fc_cuda(const FcFullArgs<T>&, int) {
+void fc_cuda(const FcFullArgs<T>&, int, Interrupt*) {
   throw std::runtime_error("ntkx was built without CUDA (no CUDA compiler found, or NTKX_CUDA=OFF)");
 }
 
-template void fc_cuda<float>(const FcFullArgs<float>&, int);
-template void fc_cuda<double>(const FcFullArgs<double>&, int);
+template void fc_cuda<float>(const FcFullArgs<float>&, int, Interrupt*);
+template void fc_cuda<double>(const FcFullArgs<double>&, int, Interrupt*);
 
 template <typename T>
 void cntk_cuda(const CntkArgs<T>&, int) {

@@ -16,11 +16,12 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from ntkx import _core
 from ntkx._src.activations import relu
-from ntkx._src import validate
-from ntkx._src.fc import (Activation, Get, Kernels, _device, _outputs, _parse_get, check_erf_ntk, finish_work,
-                          float64_work, homogeneous_degree, pow2_normalize, rescale, result)
+from ntkx._src.backend import core as _core
+from ntkx._src import backend, validate
+from ntkx._src.backend import finish_work, float64_work
+from ntkx._src.fc import (Activation, Get, Kernels, check_erf_ntk, homogeneous_degree, pow2_normalize, rescale,
+                          result)
 from ntkx._src.progress import Progress, ProgressArg
 
 #: Default bound on the working memory of one call besides inputs and outputs
@@ -156,7 +157,7 @@ def cntk_kernels(
     spec = CntkSpec((ConvLayer(),)) if spec is None else spec
     if not isinstance(spec, CntkSpec):
         raise TypeError(f"spec must be an ntkx.CntkSpec, got {type(spec).__name__}")
-    names, single = _parse_get(get)
+    names, single = validate.check_get(get)
     dtype = validate.check_dtype(dtype)
     threads = validate.check_threads(threads)
     progress = validate.check_progress(progress)
@@ -168,9 +169,9 @@ def cntk_kernels(
     N1, P, Q, C = a1.shape
     N2 = a2.shape[0]
     params = spec.to_core(P, Q, C)
-    dev = _device(device)
+    dev = backend.device(device)
     memory_budget = validate.check_memory_budget(memory_budget)
-    outs = _outputs(out, names, single, N1, N2, dtype, (a1, a2))
+    outs = backend.outputs(out, names, single, N1, N2, dtype, (a1, a2))
     # Scale: a homogeneous network is computed on images divided by powers of two and
     # the result multiplied back exactly; any other must keep its variances in range.
     degree = spec.homogeneous_degree()

@@ -15,9 +15,10 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ntkx import _core
-from ntkx._src import validate
 from ntkx._src.activations import Activation, ActivationKind, relu
+from ntkx._src.backend import core as _core
+from ntkx._src import backend, validate
+from ntkx._src.backend import finish_work, float64_work
 from ntkx._src.progress import Progress, ProgressArg
 
 _FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
@@ -44,7 +45,6 @@ def _blas_controller():
 
 
 Get = Union[None, str, Sequence[str]]
-_KINDS = validate.KINDS
 
 #: Default bound on the working memory of one call besides inputs and outputs.
 DEFAULT_MEMORY_BUDGET = 128 * 2**20
@@ -173,27 +173,6 @@ def rescale(outs: Sequence[Optional[np.ndarray]], k1: Optional[np.ndarray], k2: 
                 o[r] = np.ldexp(o[r], np.clip(e1[r] + e2, -4000, 4000).astype(np.int32))
 
 
-def float64_work(outs: Mapping[str, np.ndarray], needed: bool) -> dict:
-    """The arrays a call computes into before `rescale`: `outs` themselves, or float64
-    temporaries when `needed` and the outputs are float32 (a normalized float32 value
-    could over- or underflow before the exact rescaling brings it back in range).
-    Copy back with `finish_work`."""
-    if not needed or all(o.dtype == np.float64 for o in outs.values()):
-        return dict(outs)
-    o = next(iter(outs.values()))
-    validate.check_output_fits(o.shape[0], o.shape[1], len(outs), 8)
-    return {g: _empty_aligned(o.shape, np.dtype(np.float64)) for g in outs}
-
-
-def finish_work(outs: Mapping[str, np.ndarray], work: Mapping[str, np.ndarray]) -> None:
-    """Rounds float64_work's temporaries into the outputs (row by row)."""
-    with np.errstate(over="ignore"):  # a value beyond float32 is inf, as the exact one rounds
-        for g, o in outs.items():
-            if work[g] is not o:
-                for r in range(o.shape[0]):
-                    o[r] = work[g][r]
-
-
 def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """log of the squared factors 2^(2k) that pow2_normalize divided out (math::point_layer0's lsc)."""
     return None if k is None else k * (2.0 * math.log(2.0))
@@ -221,52 +200,6 @@ class FcSpec:
         return p
 
 
-_parse_get = validate.check_get
-
-
-def _device(device: str) -> str:
-    if not isinstance(device, str) or device not in validate.DEVICES:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' ('emulate' for tests), got {device!r}")
-    if device == "auto":
-        return "cuda" if _core.cuda_device_count() > 0 else "cpu"
-    if device == "cuda":
-        if not _core.has_cuda():
-            raise RuntimeError("device='cuda': this ntkx build has no CUDA backend (no nvcc at build time)")
-        if _core.cuda_device_count() == 0:
-            raise RuntimeError("device='cuda': no CUDA device is available; use device='cpu' or 'auto'")
-    return device
-
-
-#: Alignment of the outputs ntkx allocates: one cache line, so that the CPU
-#: backend's streaming stores cover whole lines (numpy's own large arrays start
-#: 16 bytes into a line).
-_OUT_ALIGN = 64
-
-
-def _empty_aligned(shape: Tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """An uninitialized C-contiguous array whose data starts on a cache line."""
-    nbytes = shape[0] * shape[1] * dtype.itemsize
-    raw = np.empty(nbytes + _OUT_ALIGN, dtype=np.uint8)
-    skip = -raw.ctypes.data % _OUT_ALIGN
-    return raw[skip : skip + nbytes].view(dtype).reshape(shape)
-
-
-def _outputs(out: Any, names: Sequence[str], single: bool, n1: int, n2: int, dtype: np.dtype,
-             inputs: Tuple[np.ndarray, ...] = ()) -> dict:
-    """The output arrays: fresh cache-line-aligned ones, or the user's `out` checked by
-    validate.check_out_arrays (against each other and the `inputs` read)."""
-    if out is None:
-        validate.check_output_fits(n1, n2, len(names), dtype.itemsize)
-        return {g: _empty_aligned((n1, n2), dtype) for g in names}
-    if single and not isinstance(out, Mapping):
-        out = {names[0]: out}
-    if not isinstance(out, Mapping) or set(out) != set(names):
-        raise ValueError(f"out must map each requested kernel {tuple(names)} to an array")
-    res = {g: out[g] for g in names}
-    validate.check_out_arrays(res, n1, n2, dtype, inputs)
-    return res
-
-
 def fc_kernels(
     x1: Any,
     x2: Any = None,
@@ -289,7 +222,8 @@ def fc_kernels(
       spec: the architecture.
       get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
       device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``
-        (``'emulate'``, for tests: the CUDA kernel's phase bodies run on the CPU).
+        (``'emulate'``, the CPU emulator of the CUDA kernel, is reserved to ntkx's
+        test suite and refused otherwise).
       dtype: ``float64`` (default) or ``float32``. float32 halves the outputs'
         memory; on the CPU the Gram and the recursion stay float64 (only the
         outputs are rounded), on CUDA the inputs are float32 and the Gram is
@@ -297,7 +231,8 @@ def fc_kernels(
       out: preallocated outputs (`(N1, N2)`, rows contiguous), e.g. numpy memmaps,
         as an array when `get` is one name or a dict ``{'nngp': .., 'ntk': ..}``.
         Lets a 50,000 x 50,000 Gram be written without a second copy.
-      memory_budget: bytes of working memory (Gram panel and state) per call.
+      memory_budget: bytes of working memory per call: on the CPU the Gram panel
+        and state, on CUDA the row panel of outputs held on the device.
       threads: OpenMP threads (default: all).
       progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
 
@@ -309,12 +244,12 @@ def fc_kernels(
     two first and the scale is carried in logs, so an entry is inf (or 0) only where
     the exact kernel overflows (or underflows) float64, never NaN.
     """
-    names, single = _parse_get(get)
+    names, single = validate.check_get(get)
     dtype = validate.check_dtype(dtype)
     if not isinstance(spec, FcSpec):
         raise TypeError(f"spec must be an ntkx.FcSpec, got {type(spec).__name__}")
     params = spec.to_core()
-    dev = _device(device)
+    dev = backend.device(device)
     memory_budget = validate.check_memory_budget(memory_budget)
     threads = validate.check_threads(threads)
     progress = validate.check_progress(progress)
@@ -324,7 +259,7 @@ def fc_kernels(
     if a2.shape[1] != a1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same feature size, got {a1.shape[1]} and {a2.shape[1]}")
     n1, n2 = a1.shape[0], a2.shape[0]
-    outs = _outputs(out, names, single, n1, n2, dtype, (a1, a2))
+    outs = backend.outputs(out, names, single, n1, n2, dtype, (a1, a2))
     a1, k1 = pow2_normalize(a1)
     a2, k2 = (a1, k1) if symmetric else pow2_normalize(a2)
     # Scale: a homogeneous network runs on the normalized rows and is multiplied back
@@ -348,11 +283,11 @@ def fc_kernels(
         wdt = work[names[0]].dtype
         b1 = np.ascontiguousarray(a1, dtype=wdt)
         b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=wdt)
-        res = _core.fc_full(params, b1, None if symmetric else b2, "nngp" in names, "ntk" in names, dev,
-                            lsc1=lsc1, lsc2=lsc2)
-        for g, r in zip(_KINDS, res):
-            if r is not None:
-                work[g][...] = r
+        # Row panels of at most memory_budget bytes of outputs (on the device) are
+        # written straight into `work` (the caller's `out` unless float64_work).
+        bar = Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress)
+        _core.fc_full(params, b1, None if symmetric else b2, work.get("nngp"), work.get("ntk"), dev,
+                      lsc1=lsc1, lsc2=lsc2, budget=memory_budget, progress=lambda done: bar.advance(done - bar.done))
     else:
         _cpu(params, a1, a2, symmetric, work, memory_budget, threads, progress, lsc1, lsc2)
     if degree is not None:

@@ -19,8 +19,7 @@ enum PointField : int { kU = 0, kV = 1, kG = 2, kS = 3 };
 /// layer and field is contiguous.
 struct PointArrays {
   int64_t n = 0;
-  int64_t nl = 0;             ///< layers held
-  std::vector<double> data;   ///< [nl, 4, n]
+  std::vector<double> data;   ///< [layers computed, 4, n]
   std::vector<double> logq;   ///< [n] log Q of the last layer computed so far
 
   explicit PointArrays(int64_t n_points) : n(n_points), logq(n_points, 0.0) {}
@@ -29,7 +28,6 @@ struct PointArrays {
   /// d-dimensional inputs and the optional log-scales `lsc` of math::point_layer0,
   /// null for none), continuing from `logq`.
   void compute(const FcParams& p, const double* sq, const double* lsc, int64_t d, int64_t l0, int64_t count) {
-    nl = count;
     data.resize(4 * count * n);
     fill_layers(p, sq, lsc, d, l0, count, n, data.data(), n, logq.data());
   }

@@ -6,6 +6,7 @@
 #include "ntkx/api.h"
 #include "ntkx/cuda/fc_host.h"
 #include "ntkx/cuda/fc_tile.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
@@ -35,29 +36,28 @@ void run_grid(int64_t gx, int64_t gy, const typename Tile::Args& args, bool reve
 }
 
 template <typename T, Act K>
-void emulate(const FcFullArgs<T>& a, bool reverse) {
+void emulate(const FcFullArgs<T>& a, bool reverse, Interrupt* interrupt) {
   cuda::FcHostData h = cuda::prepare(a);
-  auto args = cuda::tile_args<T, K>(a, a.x1, a.x2, h.sq1.data(), h.sq2.data(), h.pt1.data(), h.pt2.data(),
-                                    h.lq1.data(), h.lq2.data(), a.nngp, a.ntk);
-  int64_t gx, gy;
-  cuda::grid_of<T, K>(a, &gx, &gy);
-  run_grid<cuda::FcTile<T, K>>(gx, gy, args, reverse);
+  cuda::fc_panels<T, K>(a, interrupt, [&](const cuda::FcPanel& pn) {
+    const int64_t at = pn.r0 * a.ldo + pn.c0;
+    auto args = cuda::tile_args<T, K>(a, pn, a.x1, a.x2, h.sq1.data(), h.sq2.data(), h.pt1.data(), h.pt2.data(),
+                                      h.lq1.data(), h.lq2.data(), a.nngp ? a.nngp + at : nullptr,
+                                      a.ntk ? a.ntk + at : nullptr, a.ldo);
+    int64_t gx, gy;
+    cuda::grid_of<T, K>(a, pn, &gx, &gy);
+    run_grid<cuda::FcTile<T, K>>(gx, gy, args, reverse);
+  });
 }
 
 }  // namespace
 
 template <typename T>
-void fc_emulate_cuda(const FcFullArgs<T>& a, bool reverse) {
+void fc_emulate_cuda(const FcFullArgs<T>& a, bool reverse, Interrupt* interrupt) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return emulate<T, Act::kABRelu>(a, reverse);
-    case Act::kArcCos0: return emulate<T, Act::kArcCos0>(a, reverse);
-    case Act::kArcCos2: return emulate<T, Act::kArcCos2>(a, reverse);
-    case Act::kErf: return emulate<T, Act::kErf>(a, reverse);
-  }
+  with_act(a.params.act, [&](auto k) { emulate<T, decltype(k)::value>(a, reverse, interrupt); });
 }
 
-template void fc_emulate_cuda<float>(const FcFullArgs<float>&, bool);
-template void fc_emulate_cuda<double>(const FcFullArgs<double>&, bool);
+template void fc_emulate_cuda<float>(const FcFullArgs<float>&, bool, Interrupt*);
+template void fc_emulate_cuda<double>(const FcFullArgs<double>&, bool, Interrupt*);
 
 }  // namespace ntkx

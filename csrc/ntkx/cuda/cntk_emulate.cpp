@@ -8,6 +8,7 @@
 #include "ntkx/api.h"
 #include "ntkx/cuda/cntk_host.h"
 #include "ntkx/cuda/cntk_tile.h"
+#include "ntkx/host/dispatch.h"
 
 namespace ntkx {
 namespace {
@@ -57,12 +58,7 @@ void emulate(const CntkArgs<T>& a, bool reverse) {
 template <typename T>
 void cntk_emulate_cuda(const CntkArgs<T>& a, bool reverse) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  switch (a.params.act) {
-    case Act::kABRelu: return emulate<T, Act::kABRelu>(a, reverse);
-    case Act::kArcCos0: return emulate<T, Act::kArcCos0>(a, reverse);
-    case Act::kArcCos2: return emulate<T, Act::kArcCos2>(a, reverse);
-    case Act::kErf: return emulate<T, Act::kErf>(a, reverse);
-  }
+  with_act(a.params.act, [&](auto k) { emulate<T, decltype(k)::value>(a, reverse); });
 }
 
 template void cntk_emulate_cuda<float>(const CntkArgs<float>&, bool);

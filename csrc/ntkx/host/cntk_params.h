@@ -1,0 +1,43 @@
+// The CNTK's parameters from the per-layer lists the Python layer passes
+// (standard deviations, stored as variances). Compiles with g++ alone.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ntkx/api.h"
+
+namespace ntkx {
+namespace host {
+
+/// Throws std::invalid_argument("ntkx._core: " + msg) unless ok.
+inline void need_arg(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument("ntkx._core: " + msg);
+}
+
+/// CntkParams from per-conv-layer lists of standard deviations (stored as
+/// variances), checked by check_cntk_params; throws std::invalid_argument.
+inline CntkParams cntk_params(int P, int Q, int C, const std::vector<double>& w_std,
+                              const std::vector<double>& b_std, const std::vector<int>& filt, bool final_act, Act act,
+                              double a, double b, double c, Readout readout, double out_w_std, double out_b_std,
+                              bool train_first, bool train_last) {
+  CntkParams p;
+  need_arg(w_std.size() == b_std.size() && w_std.size() == filt.size(),
+           "CntkParams: w_std, b_std and filt need one entry per conv layer");
+  need_arg(!w_std.empty() && w_std.size() <= size_t(kMaxConv),
+           "CntkParams: 1 to " + std::to_string(kMaxConv) + " conv layers");
+  p.P = P, p.Q = Q, p.C = C;
+  p.n_conv = int(w_std.size());
+  for (size_t l = 0; l < w_std.size(); ++l) {
+    p.w2[l] = w_std[l] * w_std[l], p.b2[l] = b_std[l] * b_std[l], p.filt[l] = filt[l];
+  }
+  p.final_act = final_act, p.act = act, p.a = a, p.b = b, p.c = c, p.readout = readout;
+  p.out_w2 = out_w_std * out_w_std, p.out_b2 = out_b_std * out_b_std;
+  p.train_first = train_first, p.train_last = train_last;
+  check_cntk_params(p);
+  return p;
+}
+
+}  // namespace host
+}  // namespace ntkx
