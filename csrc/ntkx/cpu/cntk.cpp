@@ -428,7 +428,9 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
   auto row = [&](auto act_c, auto last_c, auto t0_c, auto first_c, int st, int r) NTKX_SIMD8 {
     constexpr bool kAct = decltype(act_c)::value, kLast = decltype(last_c)::value;
     constexpr bool kT0 = decltype(t0_c)::value, kFirst = decltype(first_c)::value;
-    const double scale = math::conv_scale(p, st), bias = p.b2[st];
+    // conv_scale(p, st) with fused3's q = 3 as a constant (else the row's code changes).
+    const double scale = st == 0 ? math::conv_scale(p.w2[0], 3, C) : math::conv_scale(p.w2[st], 3, 1);
+    const double bias = p.b2[st];
     const double tscale = p.train_first ? 1.0 : 0.0;  // layer 0: T = S or 0
     const int64_t base = int64_t(kAct ? st : 0) * nf * PQ * kLanes;
     const double* __restrict k0 = r > 0 ? hk + int64_t(r - 1) * rw : zero;

@@ -247,13 +247,13 @@ NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, do
 /// s2 = (a^2 + b^2) / 2 of an ABRelu (the scale of its duals; unused otherwise).
 NTKX_HD double abrelu_s2(const CntkParams& p) { return 0.5 * (p.a * p.a + p.b * p.b); }
 
-/// The scale w_l^2 / (q_l^2 C_l) of conv layer l's patch mean (Sigma^{l+1} =
-/// scale * (patch sum) + b_l^2): C_0 = C, the image channels (layer 0's channel
-/// products are summed, not averaged), and C_l = 1 after it.
-NTKX_HD double conv_scale(const CntkParams& p, int l) {
-  const int q = p.filt[l];
-  return p.w2[l] / (double(q) * q * (l == 0 ? p.C : 1));
-}
+/// The scale w^2 / (q^2 C) of a conv layer's patch mean over q x q positions and
+/// C channels (Sigma^{l+1} = scale * (patch sum) + b^2).
+NTKX_HD double conv_scale(double w2, int q, int channels) { return w2 / (double(q) * q * channels); }
+
+/// conv_scale of conv layer l: layer 0 sums the image's C channel products, the
+/// layers after it one channel (the dual of the activation).
+NTKX_HD double conv_scale(const CntkParams& p, int l) { return conv_scale(p.w2[l], p.filt[l], l == 0 ? p.C : 1); }
 
 /// The readout of one pair from its sums over positions (vanilla) or position pairs
 /// (GAP) of R and RT (see the file comment): NNGP and NTK.
