@@ -214,7 +214,7 @@ struct ReluRow {
     const v8 a1 = kLanesA ? load(x1 + e) : bcast(x1[e]);
     const v8 a2 = kLanesA ? load(x2 + e) : bcast(x2[e]);
     v8 rho, h;
-    abrelu_rho(c, aq, a2, load(yq + e), load(y2 + e), &rho, &h);
+    math::abrelu_rho(c, aq, a2, load(yq + e), load(y2 + e), &rho, &h);
     if (first && any((h > 0.0) & (h < math::kCntkColinear))) {
       alignas(64) double rr[kLanes], hh[kLanes];
       store(hh, h);
@@ -222,7 +222,7 @@ struct ReluRow {
       colinear_lanes<kLanesA ? 1 : 0>(p, sl, xa, xb, r, s, rr, hh);
       rho = load(rr), h = load(hh);
     }
-    abrelu_dual<kFold>(kappa, s2, c, rho, h, a1, load(y1 + e), kk, kd);
+    math::abrelu_dual<kFold>(kappa, s2, c, rho, h, a1, load(y1 + e), kk, kd);
   }
 };
 
@@ -259,7 +259,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
     }
   };
   const int q0 = p.filt[0];
-  conv_rows<kNtk>(sc, h, w, q0 / 2, p.w2[0] / (double(q0) * q0 * C), p.b2[0], p.train_first ? 1 : 2, products);
+  conv_rows<kNtk>(sc, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], p.train_first ? 1 : 2, products);
 
   const int nf = p.n_fields();
   const int nact = p.n_act();
@@ -339,7 +339,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
     };
     if (st + 1 < p.n_conv) {
       const int q = p.filt[st + 1];
-      conv_rows<kNtk>(sc, h, w, q / 2, p.w2[st + 1] / (double(q) * q), p.b2[st + 1], 0, dual_row);
+      conv_rows<kNtk>(sc, h, w, q / 2, math::conv_scale(p, st + 1), p.b2[st + 1], 0, dual_row);
     } else {
       for (int r = 0; r < h; ++r) dual_row(r, S + int64_t(r) * rw, T + int64_t(r) * rw);
     }
@@ -429,7 +429,9 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
   auto row = [&](auto act_c, auto last_c, auto t0_c, auto first_c, int st, int r) NTKX_SIMD8 {
     constexpr bool kAct = decltype(act_c)::value, kLast = decltype(last_c)::value;
     constexpr bool kT0 = decltype(t0_c)::value, kFirst = decltype(first_c)::value;
-    const double scale = st == 0 ? p.w2[0] / (9.0 * C) : p.w2[st] / 9.0, bias = p.b2[st];
+    // conv_scale(p, st) with fused3's q = 3 as a constant (else the row's code changes).
+    const double scale = st == 0 ? math::conv_scale(p.w2[0], 3, C) : math::conv_scale(p.w2[st], 3, 1);
+    const double bias = p.b2[st];
     const double tscale = p.train_first ? 1.0 : 0.0;  // layer 0: T = S or 0
     const int64_t base = int64_t(kAct ? st : 0) * nf * PQ * kLanes;
     const double* __restrict k0 = r > 0 ? hk + int64_t(r - 1) * rw : zero;
@@ -595,7 +597,6 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const CntkParams& p = a.params;
   const math::ActConst k = math::cntk_act_const(p);
   const int threads = a.threads > 0 ? a.threads : openmp_threads();
-  const int64_t PQ = int64_t(p.P) * p.Q;
   Poll poll(interrupt);
   LaneSet s2(p, a.x2, a.n2);
   fill_maps<K>(p, k, s2, threads, poll);
@@ -605,7 +606,6 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const LaneSet& rows = a.symmetric ? s2 : s1;
 
   const int64_t nb = s2.batches;
-  const double norm = p.readout == Readout::kGap ? 1.0 / (double(PQ) * double(PQ)) : 1.0 / double(PQ);
   // Pairs that would leave lanes idle (the diagonal blocks of a symmetric Gram:
   // 36 pairs of 64 lanes; a last, partial batch of columns) are packed kLanes to a
   // work item, both sides' images and maps gathered lane by lane, when a pair's
@@ -616,8 +616,8 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
   const int64_t cross = a.n1 * nb, packs = (int64_t(part.size()) + kLanes - 1) / kLanes;
   const int64_t items = cross + packs;
   auto write = [&](int64_t i, int64_t j, double sk, double st) {
-    const double nngp = p.out_w2 * (sk * norm) + p.out_b2;
-    const double ntk = p.out_w2 * (st * norm) + (p.train_last ? nngp : 0.0);
+    double nngp, ntk;
+    math::cntk_readout(p, sk, st, &nngp, &ntk);
     if (a.nngp) a.nngp[i * a.ldo + j] = T(nngp);
     if (a.ntk) a.ntk[i * a.ldo + j] = T(ntk);
     if (a.symmetric && j != i) {

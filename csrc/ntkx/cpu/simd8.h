@@ -1,8 +1,10 @@
 // Eight float64 lanes with GCC vector extensions, for the one hot loop GCC will not
 // if-convert on its own (the CNTK ABRelu dual: its selects around square roots make
 // the auto-vectorizer either give up or shuttle masks through general registers).
-// Every operation is the same IEEE operation, in the same order, as the scalar
-// function it mirrors in math/, so results are bitwise equal (tested).
+// Only the lane type and its elementary operations live here, each one IEEE
+// operation per lane (or none); the formulas are math/'s templates instantiated on
+// v8 through math::Lane<simd8::v8> (below), the same source as the scalar and CUDA
+// paths, so results are bitwise equal (csrc/tests/test_math_lanes.cpp).
 #pragma once
 
 #include <cstring>
@@ -125,54 +127,21 @@ NTKX_SIMD8 inline v8 operator-(v8 a) { return {-a.lo, -a.hi}; }
 NTKX_SIMD8 inline m8 operator&(m8 a, m8 b) { return {a.lo & b.lo, a.hi & b.hi}; }
 #endif
 
-NTKX_SIMD8 inline v8 horner(v8, double c) { return bcast(c); }
-template <typename... Rest>
-NTKX_SIMD8 inline v8 horner(v8 z, double c, Rest... rest) {
-  return fma(horner(z, rest...), z, bcast(c));
-}
-
-/// math::asin_small(x, z), lane-wise (z = x^2).
-NTKX_SIMD8 inline v8 asin_small(v8 x, v8 z) {
-  const v8 p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
-                      0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
-                      0.0078029494773533175, 0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
-  return fma(x * z, p, x);
-}
-
-/// math::cntk_rho<Act::kABRelu>, lane-wise.
-NTKX_SIMD8 inline void abrelu_rho(v8 c, v8 qa, v8 a2, v8 qb, v8 b2, v8* rho, v8* h) {
-  const v8 r = sel((c * c == qa * qb) & (c != 0.0), sel(c > 0.0, bcast(1.0), bcast(-1.0)), c * (a2 * b2));
-  *rho = r;
-  *h = pos(1.0 - abs(r));
-}
-
-/// math::cntk_dual<Act::kABRelu>, lane-wise (see there for the formulas), with the
-/// activation's fold flag a template argument: ReLU (no fold) drops the selects.
-template <bool kFold>
-NTKX_SIMD8 inline void abrelu_dual(double kappa, double s2, v8 c, v8 rho, v8 h, v8 a1, v8 b1, v8* kk, v8* kd) {
-  using math::kHalfPi;
-  using math::kInvPi;
-  using math::kPi;
-  const m8 hi = h <= 0.5;
-  // z = x^2 without the square root when |rho| >= 1/2: the polynomial starts
-  // while sqrt(h / 2) is in flight.
-  const v8 hh = 0.5 * h;
-  const v8 p = asin_small(sel(hi, sqrt(hh), abs(rho)), sel(hi, hh, rho * rho));
-  const v8 acos_abs = sel(hi, 2.0 * p, kHalfPi - p);
-  const m8 neg = rho < 0.0;
-  const v8 theta = sel(neg, kPi - acos_abs, acos_abs);
-  const v8 sin_t = sqrt(h * (2.0 - h));
-  const double kp = kappa * kInvPi;
-  if (kFold) {
-    const m8 flip = neg;
-    const v8 g = fma(-sel(flip, acos_abs, theta), sel(flip, -rho, rho), sin_t);
-    *kk = s2 * fma((a1 * b1) * kp, g, sel(flip, -c, c));
-  } else {
-    const v8 g = fma(-theta, rho, sin_t);
-    *kk = s2 * fma((a1 * b1) * kp, g, c);
-  }
-  *kd = s2 * fma(bcast(-kp), theta, bcast(1.0));
-}
-
 }  // namespace simd8
+
+namespace math {
+
+/// simd8's operations as a lane type of the formulas of math/ (see math::Lane).
+template <>
+struct Lane<simd8::v8> {
+  using Mask = simd8::m8;
+  static NTKX_SIMD8 inline simd8::v8 bcast(double x) { return simd8::bcast(x); }
+  static NTKX_SIMD8 inline simd8::v8 sel(simd8::m8 c, simd8::v8 a, simd8::v8 b) { return simd8::sel(c, a, b); }
+  static NTKX_SIMD8 inline simd8::v8 abs(simd8::v8 x) { return simd8::abs(x); }
+  static NTKX_SIMD8 inline simd8::v8 pos(simd8::v8 x) { return simd8::pos(x); }
+  static NTKX_SIMD8 inline simd8::v8 sqrt(simd8::v8 x) { return simd8::sqrt(x); }
+  static NTKX_SIMD8 inline simd8::v8 fma(simd8::v8 a, simd8::v8 b, simd8::v8 c) { return simd8::fma(a, b, c); }
+};
+
+}  // namespace math
 }  // namespace ntkx

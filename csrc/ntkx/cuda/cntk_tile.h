@@ -129,7 +129,7 @@ struct CntkTile {
     const int q0 = p.filt[0];
     if (k == 1) return hpass(tid, sh.s, sh.tmp, h, w, q0 / 2);
     if (k == 2) {
-      vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, p.w2[0] / (double(q0) * q0 * C), p.b2[0], nullptr);
+      vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], nullptr);
       if (a.want_ntk)
         for (int e = tid; e < n; e += kThreads) sh.t[e] = p.train_first ? sh.s[e] : 0.0;
       return;
@@ -171,7 +171,7 @@ struct CntkTile {
       return;
     }
     const int q = p.filt[stage + 1];
-    const double scale = p.w2[stage + 1] / (double(q) * q);
+    const double scale = math::conv_scale(p, stage + 1);
     if (sub == 1) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
     if (sub == 2) return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1], nullptr);
     if (sub == 3) return hpass(tid, sh.t, sh.tmp, h, w, q / 2);
@@ -202,11 +202,10 @@ NTKX_HD void reduce_pair(const CntkParams& p, const double* part, int64_t groups
   const double* g = part + (i * n2 + j) * groups * 2;
   double sk = 0.0, st = 0.0;
   for (int64_t u = 0; u < groups; ++u) sk += g[2 * u], st += g[2 * u + 1];
-  const double pq = double(p.P) * double(p.Q);
-  const double norm = p.readout == Readout::kGap ? 1.0 / (pq * pq) : 1.0 / pq;
-  const double v = p.out_w2 * (sk * norm) + p.out_b2;
-  if (nngp) nngp[i * ldo + j] = T(v);
-  if (ntk && want_ntk) ntk[i * ldo + j] = T(p.out_w2 * (st * norm) + (p.train_last ? v : 0.0));
+  double vk, vt;
+  math::cntk_readout(p, sk, st, &vk, &vt);
+  if (nngp) nngp[i * ldo + j] = T(vk);
+  if (ntk && want_ntk) ntk[i * ldo + j] = T(vt);
 }
 
 }  // namespace cuda

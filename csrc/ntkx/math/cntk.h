@@ -96,6 +96,16 @@ NTKX_HD void position_fields(Act act, double a, double b, double c, double q, do
   *f1 = std::sqrt(v > 0.0 ? v : 0.0);
 }
 
+/// cntk_rho (below) of ABRelu in any lane type V (see Lane; the OpenMP backend's hot loop
+/// runs it on simd8::v8): a2, b2 are the two positions' 1/sqrt q.
+template <typename V>
+NTKX_HD_HOT void abrelu_rho(V c, V qa, V a2, V qb, V b2, V* rho, V* h) {
+  using L = Lane<V>;
+  const V r = L::sel((c * c == qa * qb) & (c != 0.0), L::sel(c > 0.0, L::bcast(1.0), L::bcast(-1.0)), c * (a2 * b2));
+  *rho = r;
+  *h = L::pos(1.0 - L::abs(r));
+}
+
 /// The correlation of one position pair from its covariance c and the two
 /// positions' maps: rho, and h = 1 - |rho| >= 0.
 ///
@@ -110,20 +120,14 @@ NTKX_HD void position_fields(Act act, double a, double b, double c, double q, do
 /// c = 0 exactly, its patch being zero, and the 1e-300 keeps that 0 / 0 out),
 /// clamped to [-1, 1].
 /// No selects guard a division: GCC would sink it into a branch and then not
-/// vectorize the loop. Mirrored lane-wise in cpu/simd8.h: keep the two in step.
+/// vectorize the loop.
 template <Act K>
 NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, double* rho, double* h) {
-  double r;
-  if (K == Act::kABRelu) {
-    const bool same = (c * c == qa * qb) & (c != 0.0);
-    r = same ? (c > 0.0 ? 1.0 : -1.0) : c * (a2 * b2);
-  } else {
-    r = c / (std::sqrt(qa * qb) + 1e-300);
-    r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
-  }
-  const double h0 = 1.0 - std::fabs(r);
+  if (K == Act::kABRelu) return abrelu_rho(c, qa, a2, qb, b2, rho, h);
+  double r = c / (std::sqrt(qa * qb) + 1e-300);
+  r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
   *rho = r;
-  *h = h0 > 0.0 ? h0 : 0.0;
+  *h = Lane<double>::pos(1.0 - std::fabs(r));
 }
 
 /// 1 - |rho| below which a layer-0 correlation is recomputed from the patches.
@@ -181,37 +185,54 @@ NTKX_HD void cntk_patch_colinear(const CntkParams& p, const double* xa, const do
   *rho = anti ? small - 1.0 : 1.0 - small;
 }
 
+/// ABRelu's dual (see cntk_dual) in any lane type V (see Lane; the OpenMP
+/// backend's hot loop runs it on simd8::v8), given kappa and s2 = (a^2 + b^2) / 2:
+/// with theta = arccos rho and g = sin theta - theta rho >= 0,
+///   K = s2 (c + sqrt(q q') kappa g / pi),   Kd = s2 (1 - kappa theta / pi),
+/// a1, b1 the two positions' sqrt q. g is formed directly (one FMA, so theta rho is
+/// not rounded first): its cancellation near theta = 0 costs absolute, not
+/// relative, accuracy, and K ~ s2 c there. kFold (the activation's ActConst::fold,
+/// abs-like a = -b: K is even in rho) forms g of a negative rho at pi - theta,
+/// -rho and K from -c, accurate near rho = -1; without it the selects are left out.
+template <bool kFold, typename V>
+NTKX_HD_HOT void abrelu_dual(double kappa, double s2, V c, V rho, V h, V a1, V b1, V* kk, V* kd) {
+  using L = Lane<V>;
+  using M = typename L::Mask;
+  const M hi = h <= 0.5;  // |rho| >= 1/2
+  // z = x^2 without the square root when |rho| >= 1/2 (x = sin(theta/2) of |rho|,
+  // <= 1/2 there): the polynomial starts while sqrt(h / 2) is in flight.
+  const V hh = 0.5 * h;
+  const V p = asin_small(L::sel(hi, L::sqrt(hh), L::abs(rho)), L::sel(hi, hh, rho * rho));
+  const V acos_abs = L::sel(hi, 2.0 * p, kHalfPi - p);  // arccos |rho| (as math::angle)
+  const M neg = rho < 0.0;
+  const V theta = L::sel(neg, kPi - acos_abs, acos_abs);
+  const V sin_t = L::sqrt(h * (2.0 - h));  // (1 - |rho|)(1 + |rho|)
+  const double kp = kappa * kInvPi;
+  if (kFold) {  // flipped where rho < 0: pi - theta = arccos |rho|, -rho, -c
+    const V g = L::fma(-L::sel(neg, acos_abs, theta), L::sel(neg, -rho, rho), sin_t);
+    *kk = s2 * L::fma((a1 * b1) * kp, g, L::sel(neg, -c, c));
+  } else {
+    const V g = L::fma(-theta, rho, sin_t);
+    *kk = s2 * L::fma((a1 * b1) * kp, g, c);
+  }
+  *kd = s2 * L::fma(L::bcast(-kp), theta, L::bcast(1.0));
+}
+
 /// The dual activation of one position pair at correlation rho (h = 1 - |rho|,
 /// carried separately because near |rho| = 1 it, not rho, holds the information),
 /// from the covariance c and the positions' map fields (q, f1, f2, f3):
 /// K = E[phi phi] and Kd = E[phi' phi'].
-///
-/// ABRelu: with theta = arccos rho and g = sin theta - theta rho >= 0 (abs-like:
-/// theta -> pi - theta, rho -> -rho, c -> -c),
-///   K = s2 (c + sqrt(q q') kappa g / pi),   Kd = s2 (1 - kappa theta / pi),
-/// s2 = (a^2 + b^2) / 2. g is formed directly (one FMA, so tf cf is not rounded
-/// first): its cancellation near theta = 0 costs absolute, not relative,
-/// accuracy, and K ~ s2 c there.
+/// ABRelu: abrelu_dual (s2 = (a^2 + b^2) / 2, abrelu_s2).
 /// Others: the normalized duals of fc.h scaled by sqrt(V V').
 template <Act K>
 NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, double qa, double a1, double a2,
                        double a3, double qb, double b1, double b2, double b3, double* kk, double* kd) {
-  if (K == Act::kABRelu) {  // mirrored lane-wise in cpu/simd8.h: keep the two in step
-    const bool hi = h <= 0.5;                            // |rho| >= 1/2
-    const double hh = 0.5 * h;
-    const double xs = std::sqrt(hh);                     // sin(theta/2) of |rho| (<= 1/2 when hi)
-    const double p = asin_small(hi ? xs : std::fabs(rho), hi ? hh : rho * rho);  // z = x^2
-    const double acos_abs = hi ? 2.0 * p : kHalfPi - p; // arccos |rho| (as math::angle)
-    const bool neg = rho < 0.0;
-    const double theta = neg ? kPi - acos_abs : acos_abs;
-    const double sin_t = std::sqrt(h * (2.0 - h));      // (1 - |rho|)(1 + |rho|)
-    const bool flip = neg & k.fold;
-    const double tf = flip ? acos_abs : theta;           // pi - theta when flipped
-    const double cf = flip ? -rho : rho;
-    const double g = std::fma(-tf, cf, sin_t);
-    const double kp = k.kappa * kInvPi;
-    *kk = s2 * std::fma((a1 * b1) * kp, g, flip ? -c : c);
-    *kd = s2 * std::fma(-kp, theta, 1.0);
+  if (K == Act::kABRelu) {
+    if (k.fold) {
+      abrelu_dual<true>(k.kappa, s2, c, rho, h, a1, b1, kk, kd);
+    } else {
+      abrelu_dual<false>(k.kappa, s2, c, rho, h, a1, b1, kk, kd);
+    }
     return;
   }
   const double den = std::sqrt(qa * qb) + 1e-300;
@@ -225,6 +246,23 @@ NTKX_HD void cntk_dual(ActConst k, double s2, double c, double rho, double h, do
 
 /// s2 = (a^2 + b^2) / 2 of an ABRelu (the scale of its duals; unused otherwise).
 NTKX_HD double abrelu_s2(const CntkParams& p) { return 0.5 * (p.a * p.a + p.b * p.b); }
+
+/// The scale w^2 / (q^2 C) of a conv layer's patch mean over q x q positions and
+/// C channels (Sigma^{l+1} = scale * (patch sum) + b^2).
+NTKX_HD double conv_scale(double w2, int q, int channels) { return w2 / (double(q) * q * channels); }
+
+/// conv_scale of conv layer l: layer 0 sums the image's C channel products, the
+/// layers after it one channel (the dual of the activation).
+NTKX_HD double conv_scale(const CntkParams& p, int l) { return conv_scale(p.w2[l], p.filt[l], l == 0 ? p.C : 1); }
+
+/// The readout of one pair from its sums over positions (vanilla) or position pairs
+/// (GAP) of R and RT (see the file comment): NNGP and NTK.
+NTKX_HD void cntk_readout(const CntkParams& p, double sum_k, double sum_t, double* nngp, double* ntk) {
+  const double pq = double(p.P) * double(p.Q);
+  const double norm = p.readout == Readout::kGap ? 1.0 / (pq * pq) : 1.0 / pq;
+  *nngp = p.out_w2 * (sum_k * norm) + p.out_b2;
+  *ntk = p.out_w2 * (sum_t * norm) + (p.train_last ? *nngp : 0.0);
+}
 
 /// Geometry of one displacement slice (di, dj): positions (i, j) of x with
 /// i in [i0, i0 + h), j in [j0, j0 + w); x' at (i + di, j + dj).

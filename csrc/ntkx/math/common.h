@@ -34,26 +34,58 @@ constexpr double kInvPi = 0.31830988618379067154;
 NTKX_HD double sel(bool c, double a, double b) { return c ? a : b; }
 NTKX_HD double clamp01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
 
+/// The elementary operations of a lane type V, for the formulas written once for
+/// scalars and SIMD vectors (templates on V): Lane<double> here (the scalar and
+/// CUDA paths), Lane<simd8::v8> in cpu/simd8.h (eight lanes). A traits class, not
+/// overloads found by argument-dependent lookup, because a GCC vector type (simd8's
+/// v8 on AVX-512) has no associated namespace. Mask is the type of V's comparisons.
+/// Each operation is one IEEE operation (or none), the same in every lane type, so
+/// every instantiation of a formula rounds alike, bit for bit.
+template <typename V>
+struct Lane;
+
+template <>
+struct Lane<double> {
+  using Mask = bool;
+  static NTKX_HD_HOT double bcast(double x) { return x; }
+  static NTKX_HD_HOT double sel(bool c, double a, double b) { return math::sel(c, a, b); }
+  static NTKX_HD_HOT double abs(double x) { return std::fabs(x); }
+  /// x > 0 ? x : +0 (NaN gives +0).
+  static NTKX_HD_HOT double pos(double x) { return x > 0.0 ? x : 0.0; }
+  static NTKX_HD_HOT double sqrt(double x) { return std::sqrt(x); }
+  static NTKX_HD_HOT double fma(double a, double b, double c) { return std::fma(a, b, c); }
+};
+
 /// c0 + z (c1 + z (c2 + ...)) by Horner with explicit FMAs, coefficients from the
 /// constant term up (a variadic template rather than an array, so it needs no
-/// constant memory on the device).
+/// constant memory on the device). Two spellings of the one rule, for the inliner
+/// only: on double it is inlined at GCC's discretion (the FC loops are tuned with
+/// that); on other lane types always (a call would pass eight lanes through memory).
 NTKX_HD double horner(double, double c) { return c; }
 template <typename... Rest>
 NTKX_HD double horner(double z, double c, Rest... rest) {
   return std::fma(horner(z, rest...), z, c);
 }
+template <typename V>
+NTKX_HD_HOT V horner(V, double c) {
+  return Lane<V>::bcast(c);
+}
+template <typename V, typename... Rest>
+NTKX_HD_HOT V horner(V z, double c, Rest... rest) {
+  return Lane<V>::fma(horner(z, rest...), z, Lane<V>::bcast(c));
+}
 
 /// asin(x) for |x| <= 1/2 given z = x^2: x + x^3 P(z), P a degree-11 Chebyshev fit
 /// of (asin(sqrt z) - sqrt z) / z^{3/2} on z in [0, 1/4] (fit error 2.3e-16 relative,
-/// 1 ulp in float64 after rounding; fitted with mpmath.chebyfit at 50 digits).
-/// Callers that know z without x (x = sqrt(h/2), z = h/2) pass it, so the
-/// polynomial does not wait for the square root.
-NTKX_HD_HOT double asin_small(double x, double z) {
-  const double p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646,
-                          0.03038194736709848, 0.02237204763174451, 0.017355259955786323,
-                          0.013929652902326633, 0.011875494382636922, 0.0078029494773533175,
-                          0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
-  return std::fma(x * z, p, x);
+/// 1 ulp in float64 after rounding; fitted with mpmath.chebyfit at 50 digits), in
+/// any lane type. Callers that know z without x (x = sqrt(h/2), z = h/2) pass it, so
+/// the polynomial does not wait for the square root.
+template <typename V>
+NTKX_HD_HOT V asin_small(V x, V z) {
+  const V p = horner(z, 0.1666666666666665, 0.07500000000020764, 0.044642857103423646, 0.03038194736709848,
+                     0.02237204763174451, 0.017355259955786323, 0.013929652902326633, 0.011875494382636922,
+                     0.0078029494773533175, 0.01603551434914882, -0.010749050339697808, 0.028169218060881414);
+  return Lane<V>::fma(x * z, p, x);
 }
 NTKX_HD_HOT double asin_small(double x) { return asin_small(x, x * x); }
 

@@ -96,12 +96,13 @@ NTKX_HD double erf_gamma2(double b, double q) {
   return t < 1e300 ? t / (1.0 + t) : 1.0 / (1.0 + 0.5 / b / b / q);
 }
 
-/// V = E[phi(u)^2] = a^2 (2/pi) asin(gamma^2) + c^2 of phi = a erf(b u) + c from the
-/// stored gamma (squared here, as the pair code squares it, so an identical pair has
-/// 1 - r = 0 exactly).
-NTKX_HD double erf_variance(double a, double c, double gamma) {
-  return a * a * (2.0 * kInvPi) * std::asin(gamma * gamma) + c * c;
-}
+/// T = E[phi(u) phi(v)] = a^2 (2/pi) asin(x) + c^2 of phi = a erf(b u) + c, given
+/// a^2, c^2 and x = gamma gamma' cos(theta) of the pair (u, v).
+NTKX_HD double erf_moment(double a2, double c2, double x) { return a2 * (2.0 * kInvPi) * std::asin(x) + c2; }
+
+/// V = E[phi(u)^2] = erf_moment at x = gamma^2 from the stored gamma (squared here,
+/// as the pair code squares it, so an identical pair has 1 - r = 0 exactly).
+NTKX_HD double erf_variance(double a, double c, double gamma) { return erf_moment(a * a, c * c, gamma * gamma); }
 
 /// log V(Q) = log E[phi(u)^2], u ~ N(0, Q), from log Q (host only).
 /// A zero-variance input gives phi(0)^2 (zero except for erf with c != 0).
@@ -233,8 +234,8 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     // ulp-level rounding, which the chaotic phase (chi > 1) would amplify like chi^L.
     const double pp = gg, qq = st.rho > 0.5 ? gg - gg * st.delta : gg * st.rho;
     const double amp = k.a2 * (2.0 * kInvPi);
-    const double t0 = amp * std::asin(pp) + k.c2;
-    const double t = amp * std::asin(qq) + k.c2;
+    const double t0 = erf_moment(k.a2, k.c2, pp);
+    const double t = erf_moment(k.a2, k.c2, qq);
     const double sp = std::sqrt((1.0 - pp) * (1.0 + pp)), sq = std::sqrt((1.0 - qq) * (1.0 + qq));
     const double dsum = pp * sq + qq * sp;
     // The identity holds only while asin(p) - asin(q) <= pi/2, i.e. for q >= 0; for q < 0
