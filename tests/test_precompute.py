@@ -330,6 +330,28 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     assert tree(str(path)) == tree(str(ref))
 
 
+def test_a_creation_killed_midway_leaves_no_store_and_the_rerun_makes_it(tmp_path, monkeypatch, x):
+    """The store is made in a sibling directory and renamed into place: a kill during its
+    creation (here an error in its fsync) leaves no half-made group at the path, and the
+    leftovers of dead creators are removed by the next run."""
+    path = tmp_path / "K.zarr"
+    stale = tmp_path / "K.zarr.creating-999999999"  # a pid no process has
+    stale.mkdir()
+
+    def fail(paths):
+        raise OSError("killed here")
+
+    monkeypatch.setattr(store_mod.durable, "fsync_paths", fail)
+    with pytest.raises(OSError, match="killed here"):
+        run(SPEC, x, None, path, tile=8)
+    assert not path.exists() and not stale.exists()
+    monkeypatch.undo()
+    res = run(SPEC, x, None, path, tile=8)
+    assert res.skipped == 0 and res.computed > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["K.zarr"]
+    np.testing.assert_array_equal(P.open(path, "ntk")[:], ntkx.fc_kernels(x, None, SPEC, "ntk"))
+
+
 # ----------------------------------------------------------------------------- reader
 
 def test_reader_blocks_rows_diagonal_products(tmp_path, x, x2):

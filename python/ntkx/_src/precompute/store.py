@@ -14,7 +14,9 @@ For ``x2=None`` only chunks with ``j >= i`` are written; the reader mirrors.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
+import shutil
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -112,8 +114,8 @@ def read_meta(path: str) -> StoreMeta:
     attrs = dict(group.attrs)
     if ATTR not in attrs:
         raise ValueError(
-            f"{path!r} is a Zarr group but not an ntkx kernel store (no {ATTR!r} attribute; a creation "
-            f"interrupted before its attributes were written leaves this: delete the directory and rerun)")
+            f"{path!r} is a Zarr group but not an ntkx kernel store (no {ATTR!r} attribute); "
+            f"use another store path")
     d = attrs[ATTR]
     if d.get("format") != FORMAT:
         raise ValueError(f"{path!r} has store format {d.get('format')!r}; this ntkx reads format {FORMAT}")
@@ -146,18 +148,36 @@ def create_or_resume(path: str, meta: StoreMeta) -> bool:
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"the store's parent directory {parent!r} does not exist")
     durable.check_writable(path if os.path.isdir(path) else parent, "the store's directory")
-    group = zarr.open_group(path, mode="w", zarr_format=3)
+    # Made whole in a sibling directory and renamed into place, so a kill at any moment
+    # leaves either no store or a complete one (never a group a resume must refuse).
+    _remove_stale_creations(path)
+    tmp = f"{path}.creating-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    group = zarr.open_group(tmp, mode="w", zarr_format=3)
     for name in meta.get:
         group.create_array(
             name, shape=meta.shape, chunks=(meta.tile, meta.tile), dtype=meta.dtype, fill_value=np.nan,
             compressors=None, chunk_key_encoding={"name": "default", "separator": "/"})
-    os.makedirs(manifest.directory(path), exist_ok=True)
-    # The attributes go last: a store without them was never fully made and is refused, not resumed.
+    os.makedirs(manifest.directory(tmp), exist_ok=True)
     group.attrs[ATTR] = meta.to_attrs()
-    durable.fsync_paths([os.path.join(path, n, "zarr.json") for n in meta.get]
-                        + [os.path.join(path, n) for n in meta.get]
-                        + [manifest.directory(path), os.path.join(path, "zarr.json"), path, parent])
+    durable.fsync_paths([os.path.join(tmp, n, "zarr.json") for n in meta.get]
+                        + [os.path.join(tmp, n) for n in meta.get]
+                        + [manifest.directory(tmp), os.path.join(tmp, "zarr.json"), tmp])
+    os.rename(tmp, path)  # atomic; replaces an empty directory at `path`
+    durable.fsync_paths([path, parent])
     return False
+
+
+def _remove_stale_creations(path: str) -> None:
+    """Removes the ``PATH.creating-PID`` directories that killed creations left behind."""
+    for tmp in glob.glob(glob.escape(path) + ".creating-*"):
+        try:
+            pid = int(tmp.rsplit("-", 1)[1])
+            os.kill(pid, 0)  # still running: another process is making this store
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
 
 
 _arrays: Dict[Tuple[str, str, str], Any] = {}
