@@ -6,7 +6,7 @@ Every call computes the float64 NNGP and NTK of
 N(N+1)/2 over the median wall time), so a peer may run fewer images than ntkx when
 it would take minutes; both sizes are in the table.
 
-Work model (counted from csrc/ntkx/cpu/simd8.h and cpu/cntk.cpp, FMA = 2 flops,
+Work model (counted from csrc/ntkx/math/cntk.h (abrelu_dual) and cpu/cntk.cpp, FMA = 2 flops,
 sqrt = 1; selects, compares and the zero rows added at slice edges not counted):
 per position pair of every slice the readout needs, 2C - 1 (channel products) + 6
 (conv 0's box filter) + 50 per ReLU dual (correlation 5, angle and duals 44, Theta

@@ -6,6 +6,7 @@ import pytest
 import ntkx
 from ntkx import _core
 from conftest import TOL, rel_err
+from reference import fc as ref
 
 ACTS = {
     "relu": ntkx.Activation("abrelu", 0.0, 1.0),
@@ -177,15 +178,33 @@ def test_zero_vectors_give_zero_rows(rng):
     x[2] = 0.0
     k = ntkx.fc_kernels(x, None, ntkx.FcSpec(4))
     assert np.all(k.ntk[2] == 0.0) and np.all(k.nngp[:, 2] == 0.0)
+    nngp, ntk = ref.fc_kernels(x, None, 4, 1.0, 0.0, ref.Relu())
+    assert rel_err(k.nngp, nngp) <= TOL["reference"] and rel_err(k.ntk, ntk) <= TOL["reference"]
+    # With a bias the zero row is the kernel of the bias alone, against the literal recursion.
     kb = ntkx.fc_kernels(x, None, ntkx.FcSpec(4, 1.0, 0.5))
-    assert np.all(np.isfinite(kb.ntk)) and kb.ntk[2, 2] > 0
+    nngp, ntk = ref.fc_kernels(x, None, 4, 1.0, 0.5, ref.Relu())
+    assert rel_err(kb.nngp, nngp) <= TOL["reference"] and rel_err(kb.ntk, ntk) <= TOL["reference"]
+    assert kb.ntk[2, 2] > 0
 
 
 def test_build_info_reports_backends():
+    import os
+
     info = ntkx.build_info()
-    assert info["openmp_threads"] >= 1
-    assert isinstance(info["cuda_built"], bool)
-    assert info["cuda_devices"] >= 0
+    assert set(info) == {"openmp", "openmp_threads", "cuda_built", "cuda_devices"}
+    assert all(type(info[k]) is bool for k in ("openmp", "cuda_built"))
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if not info["openmp"]:
+        assert info["openmp_threads"] == 1
+    elif omp.isdigit():
+        assert info["openmp_threads"] == int(omp)
+    elif omp == "" and hasattr(os, "sched_getaffinity"):
+        # OpenMP's default team: the CPUs this process may run on.
+        assert info["openmp_threads"] == len(os.sched_getaffinity(0))
+    if not info["cuda_built"]:
+        assert info["cuda_devices"] == 0
+    else:
+        assert info["cuda_devices"] >= 0
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""Literal references for the depth checks (``ntkx._src.theory.checks_depth``).
+"""Literal references for the depth checks (``ntkx._src.theory.checks_depth_*``, helpers in ``depth``).
 
 Each formula is written here a second time, as directly as possible and without the
 checks' code:

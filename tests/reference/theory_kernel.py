@@ -1,4 +1,4 @@
-"""Naive references for the kernel theorem checks (`ntkx._src.theory.checks_kernel`).
+"""Naive references for the kernel theorem checks (`ntkx._src.theory.checks_kernel` and `checks_generalization`).
 
 Written to be obviously right, not fast:
 

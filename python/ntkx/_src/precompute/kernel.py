@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from ntkx._src.activations import NAMED
 from ntkx._src.cntk import CntkSpec, ConvLayer, cntk_kernels
 from ntkx._src.fc import Activation, FcSpec, fc_kernels
 
@@ -30,13 +31,7 @@ PASSTHROUGH = ("device", "memory_budget", "threads", "layout")
 
 
 #: The activations an architecture string (``act=``) and the estimators (``activation=``) name.
-ACTIVATIONS: Dict[str, Activation] = {
-    "relu": Activation("abrelu", 0.0, 1.0, 0.0, "Relu"),
-    "abs": Activation("abrelu", -1.0, 1.0, 0.0, "Abs"),
-    "step": Activation("arccos0", 0.0, 0.0, 0.0, "RectifiedMonomial(0)"),
-    "requ": Activation("arccos2", 0.0, 0.0, 0.0, "RectifiedMonomial(2)"),
-    "erf": Activation("erf", 1.0, 1.0, 0.0, "Erf"),
-}
+ACTIVATIONS: Dict[str, Activation] = NAMED
 
 #: Architecture families of a string, and the readout each CNN family means.
 FAMILIES: Dict[str, Optional[str]] = {"fc": None, "cnn-gap": "gap", "cnn-vanilla": "vanilla"}
