@@ -136,6 +136,23 @@ NTKX_HD void cntk_rho(double c, double qa, double a2, double qb, double b2, doub
 /// power-of-two related patches, see cntk_rho) needs no recomputation.
 constexpr double kCntkColinear = 1e-4;
 
+/// Calls f(x, y) for the pixels of the layer-0 patches of image a at (ia, ja) and of
+/// image b at (ib, jb), in one fixed order (offset, then channel); pixels outside
+/// an image are 0 (SAME padding). Pixel (pos, c) of an image is at x[(pos C + c) stride].
+template <class F>
+NTKX_HD void patch_pixels(const CntkParams& p, const double* xa, const double* xb, int64_t stride, int ia, int ja,
+                          int ib, int jb, F f) {
+  const int rad = p.filt[0] / 2, C = p.C;
+  for (int u = -rad; u <= rad; ++u)
+    for (int v = -rad; v <= rad; ++v) {
+      const bool ina = ia + u >= 0 && ia + u < p.P && ja + v >= 0 && ja + v < p.Q;
+      const bool inb = ib + u >= 0 && ib + u < p.P && jb + v >= 0 && jb + v < p.Q;
+      for (int c = 0; c < C; ++c)
+        f(ina ? xa[((int64_t(ia + u) * p.Q + ja + v) * C + c) * stride] : 0.0,
+          inb ? xb[((int64_t(ib + u) * p.Q + jb + v) * C + c) * stride] : 0.0);
+    }
+}
+
 /// Layer-0 correlations near +-1 recomputed from the patches (the cancellation in
 /// c / sqrt(q q') would leave ~1e-8 in the angle): with v = (patch of x at A,
 /// b / s) and v' likewise at B, s = w_0 / (q_0 sqrt C) (so that Sigma^0 = s^2 v.v'),
@@ -146,36 +163,20 @@ constexpr double kCntkColinear = 1e-4;
 /// (pos, c) of an image is at x[(pos C + c) stride]. Sets rho and h.
 NTKX_HD void cntk_patch_colinear(const CntkParams& p, const double* xa, const double* xb, int64_t stride, int ia,
                                  int ja, int ib, int jb, double* rho, double* h) {
-  const int rad = p.filt[0] / 2, C = p.C;
+  const int C = p.C;
   const double sw = std::sqrt(p.w2[0]) / (double(p.filt[0]) * std::sqrt(double(C)));
   if (!(sw > 0.0)) return;  // no weights: rho = 1 already exact (b^2 / b^2)
   const double beta = std::sqrt(p.b2[0]) / sw;
   double na2 = beta * beta, nb2 = beta * beta;
-  for (int u = -rad; u <= rad; ++u)
-    for (int v = -rad; v <= rad; ++v) {
-      const bool ina = ia + u >= 0 && ia + u < p.P && ja + v >= 0 && ja + v < p.Q;
-      const bool inb = ib + u >= 0 && ib + u < p.P && jb + v >= 0 && jb + v < p.Q;
-      for (int c = 0; c < C; ++c) {
-        const double x = ina ? xa[((int64_t(ia + u) * p.Q + ja + v) * C + c) * stride] : 0.0;
-        const double y = inb ? xb[((int64_t(ib + u) * p.Q + jb + v) * C + c) * stride] : 0.0;
-        na2 += x * x, nb2 += y * y;
-      }
-    }
+  patch_pixels(p, xa, xb, stride, ia, ja, ib, jb, [&](double x, double y) { na2 += x * x, nb2 += y * y; });
   if (!(na2 > 0.0 && nb2 > 0.0)) return;
   const bool anti = *rho < 0.0;
   const double na = std::sqrt(na2), nb = std::sqrt(nb2), nbs = anti ? -nb : nb;
   double e = 0.0;
-  for (int u = -rad; u <= rad; ++u)
-    for (int v = -rad; v <= rad; ++v) {
-      const bool ina = ia + u >= 0 && ia + u < p.P && ja + v >= 0 && ja + v < p.Q;
-      const bool inb = ib + u >= 0 && ib + u < p.P && jb + v >= 0 && jb + v < p.Q;
-      for (int c = 0; c < C; ++c) {
-        const double x = ina ? xa[((int64_t(ia + u) * p.Q + ja + v) * C + c) * stride] : 0.0;
-        const double y = inb ? xb[((int64_t(ib + u) * p.Q + jb + v) * C + c) * stride] : 0.0;
-        const double d = diff_of_products(x, nbs, y, na);
-        e += d * d;
-      }
-    }
+  patch_pixels(p, xa, xb, stride, ia, ja, ib, jb, [&](double x, double y) {
+    const double d = diff_of_products(x, nbs, y, na);
+    e += d * d;
+  });
   const double d = diff_of_products(beta, nbs, beta, na);
   e += d * d;
   const double nn = na * nb;
