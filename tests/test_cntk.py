@@ -10,15 +10,12 @@ from ntkx import _core, stax
 from ntkx._src.cntk import CntkSpec, ConvLayer
 from ntkx._src.fc import Activation
 
-from conftest import rel_err
+from conftest import TOL, rel_err
 from reference import cntk as ref
 
 #: literal [P,Q,P,Q] reference vs the slice recursion: the same formulas, other order
 #: of the patch sums and of the readout sum.
 TOL_REF = 1e-13
-#: emulated CUDA kernel vs OpenMP: identical per-slice arithmetic, readout sums in
-#: another order.
-TOL_EMU = 1e-13
 
 ACTS = {
     "relu": (Activation("abrelu", 0.0, 1.0, 0.0, "Relu"), "relu"),
@@ -131,11 +128,11 @@ def test_emulated_cuda_matches_openmp(act, readout, rng):
         n = np.empty((3, 2))
         t = np.empty((3, 2))
         _core.cntk(params, x1, x2, n, t, False, 0, "emulate", 0, reverse)
-        assert rel_err(n, cpu.nngp) <= TOL_EMU
-        assert rel_err(t, cpu.ntk) <= TOL_EMU
+        assert rel_err(n, cpu.nngp) <= TOL["emulator"]
+        assert rel_err(t, cpu.ntk) <= TOL["emulator"]
     sym = ntkx.cntk_kernels(x1, None, spec, device="emulate")
     cpu_sym = ntkx.cntk_kernels(x1, None, spec, device="cpu")
-    assert rel_err(sym.ntk, cpu_sym.ntk) <= TOL_EMU
+    assert rel_err(sym.ntk, cpu_sym.ntk) <= TOL["emulator"]
     assert np.array_equal(sym.ntk, sym.ntk.T)
 
 
@@ -150,8 +147,8 @@ def test_packed_pairs_match_the_emulator(rng):
     params = spec.to_core(4, 3, 2)
     emu = ntkx.cntk_kernels(x, None, spec, device="emulate")
     cpu = ntkx.cntk_kernels(x, None, spec, device="cpu")
-    assert rel_err(cpu.ntk, emu.ntk) <= TOL_EMU
-    assert rel_err(cpu.nngp, emu.nngp) <= TOL_EMU
+    assert rel_err(cpu.ntk, emu.ntk) <= TOL["emulator"]
+    assert rel_err(cpu.nngp, emu.nngp) <= TOL["emulator"]
     for r0, r1 in ((0, 11), (5, 13), (8, 19)):
         n = np.full((19 - r0, 19 - r0), np.nan)
         t = np.full((19 - r0, 19 - r0), np.nan)
@@ -160,12 +157,12 @@ def test_packed_pairs_match_the_emulator(rng):
         upper = np.triu(np.ones((rows, 19 - r0), dtype=bool))
         for got, want in ((t, emu.ntk), (n, emu.nngp)):
             want = want[r0:r1, r0:]
-            assert rel_err(np.where(upper, got[:rows], want), want) <= TOL_EMU
+            assert rel_err(np.where(upper, got[:rows], want), want) <= TOL["emulator"]
             assert np.array_equal(got[:, :rows].T[upper], got[:rows][upper])  # mirrored
     cross = np.empty((7, 19)), np.empty((7, 19))
     _core.cntk(params, x[3:10], x, cross[0], cross[1], False, 0, "cpu")
-    assert rel_err(cross[1], emu.ntk[3:10]) <= TOL_EMU
-    assert rel_err(cross[0], emu.nngp[3:10]) <= TOL_EMU
+    assert rel_err(cross[1], emu.ntk[3:10]) <= TOL["emulator"]
+    assert rel_err(cross[0], emu.nngp[3:10]) <= TOL["emulator"]
 
 
 def test_emulated_cuda_on_32x32_vanilla_and_tiles(rng):
@@ -175,7 +172,7 @@ def test_emulated_cuda_on_32x32_vanilla_and_tiles(rng):
     spec = make_spec("relu", "vanilla", depth=2)
     emu = ntkx.cntk_kernels(x, None, spec, device="emulate")
     cpu = ntkx.cntk_kernels(x, None, spec, device="cpu")
-    assert rel_err(emu.ntk, cpu.ntk) <= TOL_EMU
+    assert rel_err(emu.ntk, cpu.ntk) <= TOL["emulator"]
     with pytest.raises(Exception, match="1024 pixels"):
         ntkx.cntk_kernels(rng.standard_normal((1, 33, 32, 1)), None, spec, device="emulate")
 
