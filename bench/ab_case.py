@@ -2,7 +2,7 @@
 import sys, time
 import numpy as np
 import ntkx
-from ntkx import FcSpec, CntkSpec, Activation
+from ntkx import FcSpec
 
 name, reps = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
