@@ -45,6 +45,12 @@ TOL = {
     # a closed form of the dynamics or estimators (eigendecomposition, Cholesky) against a
     # direct dense solve or inverse of the same kernel: its conditioning (to ~1e6) times eps.
     "solve": 1e-10,
+    # a closed form of the dynamics against a numerical ODE integration of the same flow
+    # (solve_ivp DOP853 at rtol 1e-13, or RK4 with a small step): the integrator's error.
+    "ode": 1e-8,
+    # ntkx's dynamics against neural-tangents' predict functions on the same kernels: the
+    # same closed forms by another linear-algebra route (their eigh/solve, jax float64).
+    "nt_dynamics": 1e-10,
     # an iterative solver (CG, Lanczos, top eigenpairs) at its tolerance against a dense
     # direct solve (the dynamics' bar).
     "iterative": 1e-8,
