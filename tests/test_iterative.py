@@ -24,10 +24,6 @@ import ntkx
 from conftest import TOL
 from ntkx._src import iterative as it
 
-#: Relative Frobenius error allowed against the dense reference (the issue's bar).
-RTOL = 1e-8
-#: Different but exact evaluation orders of the same product (row blocks vs one GEMM).
-RTOL_FORMS = 1e-12
 
 SPEC = ntkx.FcSpec(depth=2, w_std=2**0.5, b_std=0.1, activation=ntkx.Activation("abrelu", 0.0, 1.0))
 N, N_TEST, D = 1000, 120, 32
@@ -116,17 +112,17 @@ def test_as_operator_forms_agree(prob, memmap_k):
     for name, form in all_forms(k, memmap_k).items():
         op = it.as_operator(form, n=N)
         assert op.shape == (N, N), name
-        assert rel(op.matmat(v), ref) < RTOL_FORMS, name
-        assert rel(op.matvec(v[:, 0]), ref[:, 0]) < RTOL_FORMS, name
+        assert rel(op.matmat(v), ref) < TOL["reference"], name
+        assert rel(op.matvec(v[:, 0]), ref[:, 0]) < TOL["reference"], name
     # The memmap and the ndarray are kept by reference, never copied.
     assert it.as_operator(memmap_k).matrix is memmap_k
     assert it.as_operator(k).matrix is k
     # float32 kernels are converted block by block.
     k32 = k.astype(np.float32)
-    assert rel(it.as_operator(k32).matmat(v), k32.astype(np.float64) @ v) < RTOL_FORMS
+    assert rel(it.as_operator(k32).matmat(v), k32.astype(np.float64) @ v) < TOL["reference"]
     # Rectangular adjoint through row blocks.
     op_t = it.as_operator(k, block_bytes=100 * 8 * N)
-    assert rel(op_t.rmatmat(v), k.T @ v) < RTOL_FORMS
+    assert rel(op_t.rmatmat(v), k.T @ v) < TOL["reference"]
 
 
 def test_memmap_product_memory_is_bounded(memmap_k):
@@ -156,7 +152,7 @@ def test_cg_matches_dense_solve(prob, preconditioner, with_ridge):
     res = it.cg_solve(k, y, ridge, tol=1e-12, preconditioner=preconditioner)
     assert res.converged and res.column_converged.all()
     assert res.x.shape == y.shape
-    assert rel(res.x, ref) < RTOL
+    assert rel(res.x, ref) < TOL["iterative"]
     # The reported residual is the true one (recomputed here independently).
     true = np.linalg.norm(y - k @ res.x - ridge * res.x, axis=0) / np.linalg.norm(y, axis=0)
     np.testing.assert_allclose(res.relative_residual, true, rtol=1e-3, atol=1e-15)
@@ -181,13 +177,13 @@ def test_cg_single_rhs_zero_column_x0_and_callable_preconditioner(prob):
     k, y = prob["k"], prob["y"]
     ref = scipy.linalg.solve(k, y, assume_a="pos")
     res = it.cg_solve(k, y[:, 0], tol=1e-12)
-    assert res.x.shape == (N,) and rel(res.x, ref[:, 0]) < RTOL
+    assert res.x.shape == (N,) and rel(res.x, ref[:, 0]) < TOL["iterative"]
     # A zero column is solved by zero and counts as converged; the others are unaffected.
     y0 = y.copy()
     y0[:, 1] = 0.0
     res = it.cg_solve(k, y0, tol=1e-12)
     assert res.converged and np.all(res.x[:, 1] == 0) and res.column_iterations[1] == 0
-    assert rel(res.x[:, [0, 2, 3]], ref[:, [0, 2, 3]]) < RTOL
+    assert rel(res.x[:, [0, 2, 3]], ref[:, [0, 2, 3]]) < TOL["iterative"]
     # A warm start at the solution needs no iteration; x0 is not modified.
     x0 = ref.copy()
     res = it.cg_solve(k, y, x0=x0, tol=1e-10, preconditioner="none")
@@ -201,7 +197,7 @@ def test_cg_single_rhs_zero_column_x0_and_callable_preconditioner(prob):
         return r / diag[:, None]
 
     res = it.cg_solve(k, y, tol=1e-12, preconditioner=jacobi)
-    assert res.converged and rel(res.x, ref) < RTOL and calls and res.preconditioner_rank == 0
+    assert res.converged and rel(res.x, ref) < TOL["iterative"] and calls and res.preconditioner_rank == 0
 
 
 def test_cg_not_converged_is_reported_and_progress_is_called(prob):
@@ -225,7 +221,7 @@ def test_cg_nystrom_full_rank_and_singular_kernel():
     ks = f @ f.T
     ref = scipy.linalg.solve(ks + 0.1 * np.eye(150), y, assume_a="pos")
     res = it.cg_solve(ks, y, 0.1, tol=1e-12, rank=40)
-    assert res.converged and rel(res.x, ref) < RTOL
+    assert res.converged and rel(res.x, ref) < TOL["iterative"]
     # No ridge and a consistent right-hand side: the zero Ritz values are dropped.
     res = it.cg_solve(ks, ks @ y, tol=1e-10, rank=40)
     assert res.converged
@@ -250,7 +246,7 @@ def test_expm_multiply_matches_dense(prob, eta, with_ridge):
     assert out.shape == (ts.size, N, 4)
     for i, t in enumerate(ts):
         ref = dense_fn(prob, lambda lam: np.exp(-eta * t * lam), y, ridge)
-        assert rel(out[i], ref) < RTOL, (t * eta * prob["w"][-1], rel(out[i], ref))
+        assert rel(out[i], ref) < TOL["iterative"], (t * eta * prob["w"][-1], rel(out[i], ref))
     # Scalar t and a 1-D vector drop those axes and give the same numbers.
     one = it.expm_multiply(k, y[:, 2], ts[2], learning_rate=eta, ridge=ridge)
     assert one.shape == (N,) and rel(one, out[2][:, 2]) < 1e-9
@@ -271,10 +267,10 @@ def test_phi_multiply_matches_dense(prob, eta, with_ridge):
             ref = scipy.linalg.solve(k + ridge * np.eye(N), y, assume_a="pos")
         else:
             ref = dense_fn(prob, lambda lam: -np.expm1(-eta * t * lam) / lam, y, ridge)
-        assert rel(out[i], ref) < RTOL, (t, rel(out[i], ref))
+        assert rel(out[i], ref) < TOL["iterative"], (t, rel(out[i], ref))
     # All times infinite: delegated to cg_solve, same answer.
     inf_only = it.phi_multiply(k, y, np.inf, learning_rate=eta, ridge=ridge)
-    assert inf_only.shape == (N, 4) and rel(inf_only, out[-1]) < RTOL
+    assert inf_only.shape == (N, 4) and rel(inf_only, out[-1]) < TOL["iterative"]
 
 
 def test_phi_multiply_singular_kernel_finite_t():
@@ -287,7 +283,7 @@ def test_phi_multiply_singular_kernel_finite_t():
     t = 0.3
     phi = np.where(w == 0, t, -np.expm1(-t * w) / np.where(w == 0, 1, w))
     ref = u @ (phi * (u.T @ v))
-    assert rel(it.phi_multiply(ks, v, t), ref) < RTOL
+    assert rel(it.phi_multiply(ks, v, t), ref) < TOL["iterative"]
 
 
 def test_mse_dynamics_iterative_matches_dense(prob):
@@ -307,15 +303,15 @@ def test_mse_dynamics_iterative_matches_dense(prob):
         phi = 1 / wr if np.isinf(t) else -np.expm1(-eta * t * wr) / wr
         ref_train = y + u @ (decay[:, None] * (u.T @ (f0 - y)))
         ref_test = f0_test + k_test @ (u @ (phi[:, None] * (u.T @ (y - f0))))
-        assert rel(train[i], ref_train) < RTOL, (i, rel(train[i], ref_train))
-        assert rel(test[i], ref_test) < RTOL, (i, rel(test[i], ref_test))
+        assert rel(train[i], ref_train) < TOL["iterative"], (i, rel(train[i], ref_train))
+        assert rel(test[i], ref_test) < TOL["iterative"], (i, rel(test[i], ref_test))
     # Scalar t, 1-D targets, no test points, t = inf only (the CG route).
     tr, te = it.mse_dynamics_iterative(k, y[:, 0], ts[2], learning_rate=eta, ridge=ridge)
     ref = y[:, 0] - u @ (np.exp(-eta * ts[2] * wr) * (u.T @ y[:, 0]))
-    assert te is None and tr.shape == (N,) and rel(tr, ref) < RTOL
+    assert te is None and tr.shape == (N,) and rel(tr, ref) < TOL["iterative"]
     tr, te = it.mse_dynamics_iterative(k, y, np.inf, k_test_train=k_test, ridge=ridge)
     ref = k_test @ scipy.linalg.solve(k + ridge * np.eye(N), y, assume_a="pos")
-    assert np.array_equal(tr, y) and rel(te, ref) < RTOL
+    assert np.array_equal(tr, y) and rel(te, ref) < TOL["iterative"]
 
 
 def test_lanczos_max_dim_warns(prob):
@@ -334,7 +330,7 @@ def test_top_eigenpairs_eigsh_matches_dense(prob):
     ref = w[::-1][:20]
     assert vals.shape == (20,) and vecs.shape == (N, 20)
     assert np.all(np.diff(vals) <= 0)
-    assert np.max(np.abs(vals - ref) / ref) < RTOL
+    assert np.max(np.abs(vals - ref) / ref) < TOL["iterative"]
     # Eigenvectors up to sign (the top 20 are simple here): |<u, u_ref>| = 1.
     overlap = np.abs(np.sum(vecs * u[:, ::-1][:, :20], axis=0))
     assert np.max(np.abs(overlap - 1)) < 1e-6
@@ -538,7 +534,7 @@ def _acceptance_n5000():
         f"\nN={n}: CG {res.iterations} it {t_cg:.1f}s err {err_cg:.1e} resid {res.relative_residual.max():.1e}; "
         f"expm {t_exp:.1f}s err {err_exp:.1e}; top-20 {t_top:.1f}s err {err_top:.1e}; dense eigh {t_eigh:.1f}s"
     )
-    assert res.converged and err_cg < RTOL and err_exp < RTOL and err_top < RTOL
+    assert res.converged and err_cg < TOL["iterative"] and err_exp < TOL["iterative"] and err_top < TOL["iterative"]
 
 
 def _vm_kb(field: str) -> int:
