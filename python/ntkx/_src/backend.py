@@ -3,14 +3,14 @@ FC engine (`_src/fc.py`) and the CNTK engine (`_src/cntk.py`)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ntkx import _core
 from ntkx._src import validate
 
-__all__ = ["ALLOW_EMULATE", "core", "device", "empty_aligned", "outputs", "float64_work", "finish_work"]
+__all__ = ["ALLOW_EMULATE", "core", "cuda_unavailable", "device", "empty_aligned", "outputs", "float64_work", "finish_work"]
 
 #: The compiled module (csrc/bindings.cpp), for the engines' calls.
 core = _core
@@ -38,11 +38,19 @@ def device(name: Any) -> str:
     if name == "auto":
         return "cuda" if _core.cuda_device_count() > 0 else "cpu"
     if name == "cuda":
-        if not _core.has_cuda():
-            raise RuntimeError("device='cuda': this ntkx build has no CUDA backend (no nvcc at build time)")
-        if _core.cuda_device_count() == 0:
-            raise RuntimeError("device='cuda': no CUDA device is available; use device='cpu' or 'auto'")
+        why = cuda_unavailable()
+        if why:
+            raise RuntimeError(f"device='cuda': {why}; use device='cpu' or 'auto'")
     return name
+
+
+def cuda_unavailable() -> Optional[str]:
+    """Why ``device='cuda'`` cannot run in this process, or None when it can."""
+    if not _core.has_cuda():
+        return "this ntkx build has no CUDA backend (no nvcc at build time)"
+    if _core.cuda_device_count() == 0:
+        return "no CUDA device is available"
+    return None
 
 
 #: Alignment of the outputs ntkx allocates: one cache line, so that the CPU

@@ -144,15 +144,11 @@ def check_device(parser: argparse.ArgumentParser, device: str) -> None:
     """
     if device != "cuda":
         return
-    import ntkx
+    from ntkx._src import backend
 
-    info = ntkx.build_info()
-    if not info["cuda_built"]:
-        parser.error("argument --device: 'cuda' was given but this ntkx build has no CUDA backend; "
-                     "use --device cpu or auto")
-    if info["cuda_devices"] == 0:
-        parser.error("argument --device: 'cuda' was given but no CUDA device is available; "
-                     "use --device cpu or auto")
+    why = backend.cuda_unavailable()
+    if why:
+        parser.error(f"argument --device: 'cuda' was given but {why}; use --device cpu or auto")
 
 
 def attach_negative_values(argv: List[str]) -> List[str]:
