@@ -18,6 +18,7 @@
 #include "ntkx/api.h"
 #include "ntkx/cpu/angle_table.h"
 #include "ntkx/host/dispatch.h"
+#include "ntkx/host/mirror.h"
 #include "ntkx/host/points.h"
 #include "ntkx/host/poll.h"
 
@@ -33,8 +34,6 @@ static_assert(kRowBlock == kChunk, "diagonal tiles must be square");
 /// Per-point arrays of one layer block are bounded by this many doubles (128 MB),
 /// so depth 10^6 runs in bounded memory.
 constexpr int64_t kPointBudget = int64_t(1) << 24;
-/// Side of the tiles of the mirror copy (i, j) -> (j, i).
-constexpr int64_t kMirrorTile = 64;
 /// Rows the fused path finishes before writing them out, and the length of the
 /// runs it writes transposed (8 doubles: one cache line).
 constexpr int64_t kMirrorRows = 8;
@@ -45,21 +44,6 @@ struct PointSource {
   int64_t ld;
   const double* logq;
 };
-
-/// Copies the strict upper triangle of out[0:rows, 0:cols] to its mirror, in tiles.
-template <typename T>
-void mirror(T* out, int64_t ldo, int64_t rows, int64_t cols, int threads) {
-  const int64_t nb = (cols + kMirrorTile - 1) / kMirrorTile;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (rows * cols > 65536)
-  for (int64_t jb = 0; jb < nb; ++jb) {
-    const int64_t j0 = jb * kMirrorTile, j1 = std::min(cols, j0 + kMirrorTile);
-    for (int64_t i0 = 0; i0 < std::min(rows, j1); i0 += kMirrorTile) {
-      const int64_t i1 = std::min({rows, i0 + kMirrorTile, j1});
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = i0; i < std::min(i1, j); ++i) out[j * ldo + i] = out[i * ldo + j];
-    }
-  }
-}
 
 /// Outputs at least this large (bytes, both kernels) are written with streaming stores.
 constexpr double kStreamBytes = 64.0 * (1 << 20);
@@ -320,8 +304,8 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
     if (poll.stop()) throw Interrupted();
   }
   if (a.symmetric && a.dgemm == nullptr) {
-    if (a.nngp) mirror(a.nngp, a.ldo, a.rows, a.cols, threads);
-    if (a.ntk) mirror(a.ntk, a.ldo, a.rows, a.cols, threads);
+    host::mirror_upper(a.nngp, a.rows, a.cols, a.ldo, threads);
+    host::mirror_upper(a.ntk, a.rows, a.cols, a.ldo, threads);
   }
 }
 

@@ -9,17 +9,24 @@ namespace ntkx {
 namespace host {
 
 /// out[j, i] = out[i, j] for i < rows and i < j < cols (row stride ldo), in
-/// cache-sized blocks; a null out is skipped. Copies bits: values are unchanged.
+/// 64 x 64 tiles, column-tile-parallel over `threads` OpenMP threads when the matrix
+/// is large (serial without OpenMP); a null out is skipped. Copies bits: values are
+/// unchanged.
 template <typename T>
-void mirror_upper(T* out, int64_t rows, int64_t cols, int64_t ldo) {
+void mirror_upper(T* out, int64_t rows, int64_t cols, int64_t ldo, int threads = 1) {
   if (!out) return;
-  constexpr int64_t kBlk = 64;
-  for (int64_t i0 = 0; i0 < rows; i0 += kBlk)
-    for (int64_t j0 = i0; j0 < cols; j0 += kBlk) {
-      const int64_t i1 = std::min(rows, i0 + kBlk), j1 = std::min(cols, j0 + kBlk);
+  constexpr int64_t kTile = 64;
+  const int64_t nb = (cols + kTile - 1) / kTile;
+  (void)threads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (rows * cols > 65536)
+  for (int64_t jb = 0; jb < nb; ++jb) {
+    const int64_t j0 = jb * kTile, j1 = std::min(cols, j0 + kTile);
+    for (int64_t i0 = 0; i0 < std::min(rows, j1); i0 += kTile) {
+      const int64_t i1 = std::min({rows, i0 + kTile, j1});
       for (int64_t j = j0; j < j1; ++j)
         for (int64_t i = i0; i < std::min(i1, j); ++i) out[j * ldo + i] = out[i * ldo + j];
     }
+  }
 }
 
 }  // namespace host
