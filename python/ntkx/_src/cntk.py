@@ -16,7 +16,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from ntkx._src.activations import relu
+from ntkx._src.activations import ActivationKind, relu
 from ntkx._src.backend import core as _core
 from ntkx._src import backend, validate
 from ntkx._src.backend import finish_work, float64_work
@@ -247,7 +247,7 @@ def _check_range(spec: CntkSpec, params: "_core.CntkParams", a1: np.ndarray, a2:
         raise ValueError(
             f"the CNTK's variances range over 2^{lo:.0f} .. 2^{hi:.0f} (from W_std, b_std and the images): beyond "
             f"2^+-{_LOG2_VAR_RANGE:.0f}, products of two variances leave float64's range; rescale W_std or the images")
-    if want_ntk and spec.activation.kind == "erf" and hi > -math.inf:
+    if want_ntk and spec.activation.kind == ActivationKind.ERF and hi > -math.inf:
         check_erf_ntk(spec.activation, [hi])
 
 

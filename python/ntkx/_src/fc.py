@@ -272,7 +272,7 @@ def fc_kernels(
         if (lsc1 is None) != (lsc2 is None):  # one side normalized: give the other its zeros
             lsc1 = np.zeros(n1) if lsc1 is None else lsc1
             lsc2 = np.zeros(n2) if lsc2 is None else lsc2
-    if spec.activation.kind == "erf" and params.depth > 0:
+    if spec.activation.kind == ActivationKind.ERF and params.depth > 0:
         _check_erf(spec.activation, params, (a1, k1), (a2, k2), "ntk" in names)
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 

@@ -103,7 +103,9 @@ def demo(args: argparse.Namespace) -> int:
     xtr, ytr, xte, yte = data
     common.print_build()
     print(f"digits: {len(xtr)} train / {len(xte)} test, 8x8 pixels / 16, targets one-hot")
-    relu = ntkx.Activation("abrelu", 0.0, 1.0, 0.0, "Relu")
+    from ntkx._src.activations import relu as make_relu
+
+    relu = make_relu()
     models = [(f"FC NTK, {args.fc_depth} hidden ReLU layers", "fc",
                ntkx.FcSpec(args.fc_depth, 2**0.5, 0.0, relu))]
     if args.cnn_depth > 0:

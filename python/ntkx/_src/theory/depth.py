@@ -45,13 +45,14 @@ from scipy import linalg, stats
 
 from ntkx import stax
 from ntkx._src import network
-from ntkx._src.fc import Activation, FcSpec, fc_kernels
+from ntkx._src.activations import relu
+from ntkx._src.fc import FcSpec, fc_kernels
 from ntkx._src.theory.result import CONFIDENCE
 from ntkx._src.theory.train import train
 
 SOURCE = ("St-Arnaud, Carvalho & Farnadi, 'Revisiting the Neural Tangent Kernel: the role of large width "
           "and depth', arXiv:2511.07272")
-RELU = Activation("abrelu", a=0.0, b=1.0, name="Relu")
+RELU = relu()
 W_HE = math.sqrt(2.0)  # the critical ReLU weight std (Sigma(x, x) constant in depth without bias)
 D_IN = 10  # input dimension of the sphere data
 ULP_HALF = 2.0 ** -53
