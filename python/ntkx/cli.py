@@ -1,4 +1,4 @@
-"""Command line: ``ntkx demo``, ``digits``, ``check`` and ``precompute`` (also ``python -m ntkx ...``).
+"""Command line: ``ntkx demo``, ``digits``, ``check``, ``precompute`` and ``bench`` (also ``python -m ntkx ...``).
 
 ``demo`` classifies scikit-learn's digits (shipped offline) with the NTK of a
 fully-connected ReLU network and of a convolutional network with global average
@@ -21,6 +21,11 @@ error is in the report), 2 on a bad argument (before any check runs), 130 on Ctr
 ``ntkx precompute --arch "cnn-gap depth=6" --x1 train.npy --out K.zarr``; rerunning it
 resumes. ``--status K.zarr`` prints how far a store is and what made it; ``--verify K.zarr``
 recomputes a random sample of its entries (exit 1 on a mismatch).
+
+``bench`` times ntkx and its peers (neural-tangents compiled, numpy) on the same inputs
+against a measured machine model and writes ``results.json``, ``report.md`` and PNG plots:
+``ntkx bench --scale small --out bench-out`` (``--only fc cntk`` for some suites);
+``ntkx bench compare A.json B.json [--fail-on-regression]`` compares two runs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import sys
 from typing import List, Optional
 
+from ntkx._src.cli import bench as bench_cli
 from ntkx._src.cli.demos import demo, digits
 from ntkx._src.cli.precompute import check_precompute_args, precompute_cmd
 from ntkx._src.cli.theory import check
@@ -121,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     q.add_argument("--samples", type=integer(1), default=200, help="entries --verify recomputes (default 200)")
     q.add_argument("--seed", type=integer(0), default=0, help="seed of --verify's sample (default 0)")
     q.set_defaults(func=precompute_cmd)
+    bench_cli.add_parser(sub)
     args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command in ("demo", "digits", "precompute"):
         check_device({"demo": d, "digits": p, "precompute": q}[args.command], args.device)
