@@ -1,7 +1,9 @@
-"""Scale checks of the CNTK that take minutes, not benchmark rounds.
+"""A scale check of the CNTK that takes minutes, not benchmark rounds: its peak memory.
 
     python bench/cntk_scale.py memory [--n 2000] [--seconds 30]
-    python bench/cntk_scale.py threads [--n 24]
+
+(The speed-up over threads, formerly ``threads`` here, is the ``threads`` suite of
+``ntkx bench``: ``ntkx bench --only threads --out DIR``.)
 
 ``memory``: the peak memory of an n x n CNN-GAP Gram (32x32x3 images,
 [Conv 3x3 -> Relu] x 6 -> GAP -> Dense, NNGP + NTK, default memory budget) through
@@ -9,9 +11,6 @@ the real driver. A full 2,000 x 2,000 Gram takes about 10 hours here, but every
 allocation of a tile happens when its backend call starts, so each call is stopped
 by its own progress callback after ``--seconds`` and the driver goes on to the next
 tile. Reports the peak RSS beyond the RSS before the call and the outputs.
-
-``threads``: the speed-up of 2 OpenMP threads over 1 on an n-image GAP Gram (times
-of 1, 2, 1, 2 threads; min over min).
 """
 
 from __future__ import annotations
@@ -20,18 +19,16 @@ import argparse
 import resource
 import time
 
-import numpy as np
 
 import ntkx
 from ntkx import stax
 from ntkx._src import cntk as engine
+from ntkx._src.bench.cases import cnn_images, cnn_kernel_fn
 
 
 def kernel_fn():
-    layers = []
-    for _ in range(6):
-        layers += [stax.Conv(1, (3, 3), padding="SAME", W_std=np.sqrt(2.0)), stax.Relu()]
-    return stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1, W_std=np.sqrt(2.0)))[2]
+    """The bench's CNN-GAP network (``ntkx._src.bench.cases``: [Conv 3x3 -> Relu] x 6 -> GAP -> Dense)."""
+    return cnn_kernel_fn(stax, "gap")
 
 
 def rss_mib() -> float:
@@ -47,7 +44,7 @@ class _StopTile(Exception):
 
 
 def memory(n: int, seconds: float) -> None:
-    x = np.random.default_rng(0).standard_normal((n, 32, 32, 3))
+    x = cnn_images("synth32", n)
     kfn = kernel_fn()
     base = rss_mib()
     tiles = []
@@ -81,33 +78,15 @@ def memory(n: int, seconds: float) -> None:
     print(f"peak RSS {peak:.1f} MiB: {peak - base - outs:.1f} MiB beyond the RSS before the call and the outputs")
 
 
-def threads(n: int) -> None:
-    x = np.random.default_rng(0).standard_normal((n, 32, 32, 3))
-    kfn = kernel_fn()
-    times = {1: [], 2: []}
-    for th in (1, 2, 1, 2):
-        t0 = time.perf_counter()
-        kfn(x, None, ("nngp", "ntk"), threads=th)
-        times[th].append(time.perf_counter() - t0)
-    t1, t2 = ([round(t, 2) for t in times[k]] for k in (1, 2))
-    print(f"{n}-image CNN-GAP Gram, 32x32x3: 1 thread {t1} s, 2 threads {t2} s")
-    print(f"2 threads over 1 (min over min): {min(times[1]) / min(times[2]):.2f}x")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     m = sub.add_parser("memory")
     m.add_argument("--n", type=int, default=2000)
     m.add_argument("--seconds", type=float, default=30.0)
-    t = sub.add_parser("threads")
-    t.add_argument("--n", type=int, default=24)
     args = ap.parse_args()
     print(ntkx.build_info())
-    if args.what == "memory":
-        memory(args.n, args.seconds)
-    else:
-        threads(args.n)
+    memory(args.n, args.seconds)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,20 @@
-"""The neural-tangents peers the benchmarks time are compiled (issue 12, defect 7).
+"""The neural-tangents peers the benchmarks time are compiled (issue 12, defect 7; issue 16).
 
 bench/test_cntk_bench.py used to time the bare, eager stax ``kernel_fn`` whenever its
 ``nt.batch`` block covered all the images (synth32-gap: 19.4 s per call eager against
-3.7 s jitted). Every neural-tangents peer is now built by ``bench.conftest.nt_compile``
-(``jax.jit(kernel_fn, static_argnames='get')``, or ``nt.batch``, which jits internally)
-and wrapped by ``bench.conftest.nt_peer``, which refuses anything else. These tests
-build each peer the benchmarks build (FC and CNTK, every case) on a handful of tiny
-inputs and check that it is compiled, and that the helpers refuse or catch an eager
-kernel_fn. (That the peers compute ntkx's kernel is checked by the benches' own
-test_peers_agree and test_neural_tangents_peer_matches_ntkx and by tests/test_*_nt.py.)
-Nothing here is timed.
+3.7 s jitted). Every neural-tangents peer of ``ntkx bench`` and ``pytest bench/`` is now
+built by ``ntkx._src.bench.cases.nt_compile`` (``jax.jit(kernel_fn, static_argnames='get')``,
+or ``nt.batch``, which jits internally) and wrapped by ``nt_peer`` / ``nt_timed``, which
+refuse anything else. These tests build each peer the harness builds (FC and CNTK, every
+case of every scale) on a handful of tiny inputs and check that it is compiled, and that
+the helpers refuse or catch an eager kernel_fn. (That the peers compute ntkx's kernel is
+the harness's own check before every timing, and tests/test_*_nt.py.) Nothing here is timed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,19 +23,18 @@ from conftest import HAS_NT
 
 pytestmark = [pytest.mark.nt, pytest.mark.skipif(not HAS_NT, reason="neural-tangents is not installed")]
 
-# bench/ is a package at the repository root; `python -m pytest` puts the working
-# directory on sys.path, plain `pytest` only tests/ (rootdir-relative "prepend" import).
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from ntkx._src.bench import cases as bconf
+from ntkx._src.bench import suites
 
-import bench.conftest as bconf  # noqa: E402
-import bench.test_cntk_bench as cntk_bench  # noqa: E402  (modules, so pytest collects none of their tests here)
-import bench.test_fc_bench as fc_bench  # noqa: E402
+
+def _all_cases(kind):
+    return [c for scale in suites.SCALES for name in ("fc", "cntk")
+            for c in suites.SUITES[name](scale) if isinstance(c, kind) and "neural_tangents" in c.peers
+            and "neural_tangents" not in dict(c.skip)]
+
 
 def _fc_kernel_fn(depth: int = 2):
-    nt = bconf.neural_tangents_stax()
-    return nt.serial(nt.Dense(1, W_std=1.0), *[nt.Relu(), nt.Dense(1, W_std=1.0)] * depth)[2]
+    return bconf.fc_kernel_fn(bconf.neural_tangents_stax(), depth)
 
 
 # --------------------------------------------------------------------------------------
@@ -45,45 +42,50 @@ def _fc_kernel_fn(depth: int = 2):
 # --------------------------------------------------------------------------------------
 
 
-#: test_fc_bench's cases by (d, L): its peer depends on N only through the points.
+#: The harness's FC cases by (d, L, w_std): its peer depends on N only through the points.
 _FC_DL = {}
-for _n, _d, _L in fc_bench.CASES:
-    _FC_DL.setdefault((_d, _L), []).append(f"N{_n}")
+for _c in _all_cases(bconf.FcCase):
+    _FC_DL.setdefault((_c.d, _c.depth, _c.w_std), set()).add(f"N{_c.n}")
 
 
-@pytest.mark.parametrize("d,depth", list(_FC_DL), ids=[f"d{d}-L{L}-{'-'.join(ns)}" for (d, L), ns in _FC_DL.items()])
-def test_fc_peer_is_compiled(d, depth):
-    """test_fc_bench's neural_tangents peer, for every case's (d, L), on 4 points."""
+@pytest.mark.parametrize("d,depth,w_std", list(_FC_DL),
+                         ids=[f"d{d}-L{L}-{'-'.join(sorted(ns))}" for (d, L, _), ns in _FC_DL.items()])
+def test_fc_peer_is_compiled(d, depth, w_std):
+    """The harness's neural_tangents FC peer, for every case's (d, L), on 4 points."""
     import jax
 
-    assert "neural_tangents" in bconf.PEERS
-    x = fc_bench.points(4, d, seed=3)
-    run = fc_bench.make_peer("neural_tangents", x, depth)  # compiles (its warm call) here
+    case = bconf.FcCase("fc", 4, d, depth, w_std=w_std)
+    run = case.build("neural_tangents", case.inputs())
     assert run.compiled_kind == "jax.jit"
     assert isinstance(run.compiled, jax.stages.Wrapped)
-    out = run()
+    out = run()  # compiles here
     assert out.ntk.dtype == np.float64 and out.ntk.shape == (4, 4)
     assert np.all(np.isfinite(out.nngp)) and np.all(np.isfinite(out.ntk))
 
 
 def _cntk_tiny(case):
-    """(images, block, batched): 2 or 4 Gaussian 4 x 4 images with the case's channels
-    (digits 1, synth32 3), and the bench's choice between nt.batch and jax.jit (block <
-    images at the bench's size) kept."""
-    n_bench = max(2, case.n_nt // bconf.SHRINK)  # what test_cntk gives nt_fn
-    batched = case.nt_batch < n_bench
-    n, block = (4, 2) if batched else (2, case.nt_batch)
-    channels = 1 if case.name.startswith("digits") else 3
-    x = np.random.default_rng(5).standard_normal((n, 4, 4, channels))
-    return x, block, batched
+    """(tiny case, batched): 2 or 4 Gaussian 4 x 4 images with the case's channels (digits 1,
+    synth 3), and the harness's choice between nt.batch and jax.jit (block < images) kept."""
+    batched = case.nt_batch is not None and case.nt_batch < case.n_nt
+    n, block = (4, 2) if batched else (2, None)
+    tiny = dataclasses.replace(case, dataset="synth4", n=n, n_nt=n, nt_batch=block)
+    x = tiny.inputs()
+    if case.dataset == "digits":
+        x = x[..., :1]
+    return tiny, x, batched
 
 
-@pytest.mark.parametrize("case", cntk_bench.CASES, ids=[c.name for c in cntk_bench.CASES])
+#: One harness CNTK case per (images, readout, compiled form): the peer depends on nothing else.
+_CNTK = list({(c.dataset[:5], c.readout, c.nt_batch is not None and c.nt_batch < c.n_nt): c
+              for c in _all_cases(bconf.CnnCase)}.values())
+
+
+@pytest.mark.parametrize("case", _CNTK, ids=[c.id for c in _CNTK])
 def test_cntk_peer_is_compiled(case):
-    """test_cntk_bench's nt_fn for every case's readout, nt.batch or jax.jit as the bench
-    chooses at its size (synth32-gap: 4 images in blocks of 4, so jax.jit), tiny images."""
-    x, block, batched = _cntk_tiny(case)
-    run = cntk_bench.nt_fn(x, case.readout, block)
+    """The harness's neural_tangents CNTK peer for every case's readout, nt.batch or jax.jit as the
+    case chooses (synth32-gap: jax.jit of the whole Gram), on tiny images."""
+    tiny, x, batched = _cntk_tiny(case)
+    run = tiny.build("neural_tangents", x)
     assert run.compiled_kind == ("nt.batch" if batched else "jax.jit")
     assert bconf.compiled_kind(run.compiled) == run.compiled_kind
     out = run()
@@ -93,9 +95,9 @@ def test_cntk_peer_is_compiled(case):
 
 
 def test_bench_cases_cover_both_compiled_forms():
-    """The synth32-gap case (the one that ran eagerly) takes the jax.jit path, the others nt.batch."""
-    kinds = {c.name: _cntk_tiny(c)[2] for c in cntk_bench.CASES}
-    assert kinds["synth32-gap"] is False
+    """The synth32-gap cases (the one that ran eagerly) take the jax.jit path, others nt.batch."""
+    kinds = {c.id: _cntk_tiny(c)[2] for c in _CNTK}
+    assert not any(v for k, v in kinds.items() if "synth32-gap" in k)
     assert any(kinds.values())
 
 
