@@ -17,7 +17,7 @@
 #include <omp.h>
 #endif
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/host/dispatch.h"
 #include "ntkx/host/poll.h"
 #include "ntkx/cpu/simd8.h"

@@ -186,7 +186,7 @@ def cntk_kernels(
     nngp, ntk = work.get("nngp"), work.get("ntk")
 
     if dev in ("cuda", "emulate"):
-        _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
+        _core.cntk(params, a1, a2, nngp, ntk, symmetric, backend.run_options(dev))
     else:
         _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads, progress)
     if degree is not None:
@@ -259,6 +259,7 @@ def _cpu(params, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> Non
     tile = max(8, int(budget // (2 * per_image)) // 8 * 8)
     total = N1 * (N1 + 1) // 2 if symmetric else N1 * N2
     bar = Progress("ntkx CNTK", total, progress)
+    run = backend.run_options("cpu", threads)
 
     def views(rows, cols):
         return tuple(None if o is None else o[rows, cols] for o in (nngp, ntk))
@@ -280,11 +281,11 @@ def _cpu(params, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> Non
             if symmetric and c0 == r0:
                 # The diagonal tile: pairs j >= i, mirrored by the backend.
                 o_n, o_t = views(slice(r0, r1), slice(r0, r1))
-                _core.cntk(params, a1[r0:r1], a1[r0:r1], o_n, o_t, True, threads, "cpu", progress=tick)
+                _core.cntk(params, a1[r0:r1], a1[r0:r1], o_n, o_t, True, run, progress=tick)
                 tick((r1 - r0) * (r1 - r0 + 1) // 2)
             else:
                 o_n, o_t = views(slice(r0, r1), slice(c0, c1))
-                _core.cntk(params, a1[r0:r1], a2[c0:c1], o_n, o_t, False, threads, "cpu", progress=tick)
+                _core.cntk(params, a1[r0:r1], a2[c0:c1], o_n, o_t, False, run, progress=tick)
                 if symmetric:  # the mirror tile
                     for o in (nngp, ntk):
                         if o is not None:
