@@ -60,6 +60,80 @@ TOL = {
     # a kernel against a value known in closed form (the diagonal q and (L + 1) q of a
     # scale-preserving ReLU net at any depth, its scale carried in logs): rounding only.
     "analytic": 1e-12,
+    # a few float64 operations more or fewer on O(1) values (a few ulps): a CPU call split by
+    # memory_budget into panels / layer blocks against one call (the same tiles' arithmetic),
+    # a formula restated in the test, an equicorrelated construction.
+    "ulp": 1e-15,
+    # ntkx outputs that differ only by the rounding of a short chain of operations (no
+    # ill-conditioned solve, no long recursion): the GP prior at t = 0, a mean with or without
+    # its covariance, a Cholesky fit's train outputs against the targets it interpolates,
+    # a bias-free kernel at exactly scaled inputs, a check's rounding-level self-consistency.
+    "roundoff": 1e-14,
+    # float32 outputs against float64, or two float32 routes (the CUDA path, emulated,
+    # also rounds its inputs to float32): 2^-24 per rounding, a few roundings.
+    "float32_outputs": 1e-6,
+    # the CPU backend's tabulated depth-L response of the input angle (cpu/angle_table.h, many
+    # bias-free pairs) against the exact recursion (the CUDA kernel, emulated): the table's error.
+    "angle_table": 1e-13,
+    # the CUDA kernel on a device against OpenMP: other summation order and the device's
+    # fused multiply-adds through the recursion.
+    "cuda": 1e-12,
+    # the smallest eigenvalue (or variance) of a computed PSD matrix relative to its largest:
+    # eigvalsh's backward error and cancellation, about N eps.
+    "psd_roundoff": 1e-12,
+    # a closed form of discrete gradient descent against literally iterating its update
+    # f <- f - a A (f - Y), 300 steps at 1.9 / lambda_max (the top mode oscillates).
+    "gd_iteration": 1e-8,
+    # a finite network's linearized GD run (train.py) against MSEDynamics' closed form with the
+    # same empirical NTK: one linear recursion in two summation orders, 30 steps with
+    # ||eta Theta|| <= 1 (rtol and atol).
+    "linearized": 1e-10,
+    # the same at output scale 100, where F = a f amplifies the rounding of f.
+    "linearized_scaled": 1e-9,
+    # one GD step against the step with finite-difference gradients: the 1e-10 gradient error
+    # per entry times the learning rate and the output's sensitivity (rtol).
+    "finite_diff_step": 1e-7,
+    # its absolute floor for outputs near 0 (the outputs are O(1)).
+    "finite_diff_step_abs": 1e-9,
+    # the t = inf limit by the eigendecomposition against a dense solve or inverse of the
+    # well-conditioned 24-point fixture kernel (no expm in the reference, unlike 'solve').
+    "eig_inf": 1e-11,
+    # the t = inf train outputs by the eigendecomposition against the targets they interpolate.
+    "interpolation": 1e-12,
+    # closed forms on an exactly singular kernel (duplicated points) at t = inf against the
+    # pseudo-inverse limit: the null space's rounding residue over the smallest kept eigenvalue.
+    "singular": 1e-9,
+    # a mode's time_to_residual(eps) played back through train_outputs: the residual against
+    # eps (relative): log / exp rounding amplified by a t lambda.
+    "time_to_residual": 1e-7,
+    # the cross-entropy flow's test rows against its train rows when the test points are
+    # training points (the test update integrated beside the flow).
+    "flow_test_rows": 1e-13,
+    # Proposition 5's recurrence in float64 (stable or literal, depth <= 1500) against mpmath:
+    # absolute, on correlations and normalized kernels in [-1, 1].
+    "mp_recurrence": 1e-13,
+    # ... and its 1 - rho, which the stable form carries directly (absolute).
+    "mp_one_minus_rho": 1e-15,
+    # the engine's normalized kernels against the recurrence in mpmath at depth <= 1500:
+    # absolute, rounding over the layers.
+    "mp_engine": 1e-12,
+    # Proposition 5's stable float64 form against the engine to depth 10^6: another evaluation
+    # of the same recurrence, roundings accumulating over the layers.
+    "deep_recurrence": 1e-10,
+    # eigvalsh of the engine's normalized equicorrelated Grams against Proposition 6's
+    # eigenvalue formula (of lambda_max), and the one-step map L -> L + 1 read from them.
+    "prop6_structure": 1e-13,
+    "prop6_step": 1e-12,
+    # a 2-norm of a gradient-flow operator projected off the mean (more cancellation than the
+    # full operator's, which meets 'solve') against the dense reference.
+    "solve_projected": 1e-9,
+    # scipy's multivariate_normal.cdf as a reference: Genz's integration at its default
+    # absolute error 1e-5.
+    "mvn_cdf": 1e-5,
+    # a least-squares fit on exact synthetic data recovers its limit (absolute) ...
+    "fit_exact": 1e-12,
+    # ... and its ln(L)/L coefficient, less well determined on L in [1e3, 1e6] (absolute).
+    "fit_exact_coef": 1e-8,
 }
 
 HAS_NT = importlib.util.find_spec("neural_tangents") is not None

@@ -324,7 +324,9 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         child.stdout.close()
         child.stderr.close()
     assert kills >= 1
-    done_before = P.status(path).done
+    # On a loaded machine every kill can land before the child made the store (its
+    # imports take longer than the sleep): the rerun then starts from nothing.
+    done_before = P.status(path).done if (path / "zarr.json").exists() else 0
     res = run(SPEC, xs, None, path, tile=4)
     assert res.skipped == done_before and res.computed + res.skipped == 136
     assert tree(str(path)) == tree(str(ref))

@@ -16,6 +16,7 @@ from ntkx._src.theory import depth as cd
 from ntkx._src.theory import data
 from ntkx.theory.checks import CHECKS  # importing registers every check
 from ntkx._src.theory.result import FAILS, HOLDS
+from conftest import TOL
 from reference import depth as ref
 
 matplotlib.use("Agg")
@@ -101,8 +102,8 @@ def test_ntk_normalization_map():
     for depth in (0, 1, 7, 1000):
         ker = ntkx.fc_kernels(x, None, cd.relu_spec(depth), get=("nngp", "ntk"))
         q0 = 2.0 * np.sum(x * x, axis=1) / cd.D_IN
-        np.testing.assert_allclose(np.diag(ker.ntk), (depth + 1) * q0, rtol=1e-12)  # scale carried in logs
-        np.testing.assert_allclose(np.diag(ker.nngp), q0, rtol=1e-12)
+        np.testing.assert_allclose(np.diag(ker.ntk), (depth + 1) * q0, rtol=TOL["analytic"])  # scale carried in logs
+        np.testing.assert_allclose(np.diag(ker.nngp), q0, rtol=TOL["analytic"])
 
 
 # ----------------------------------------------------------------------------- 3. with a bias
@@ -134,12 +135,12 @@ def test_prop5(results):
     res = results["depth_prop5_recurrence"]
     m = res.measured
     small = np.asarray(m["L_literal"]) <= 100
-    assert np.max(np.asarray(m["literal_k_err"])[small]) <= 1e-12
-    assert np.max(m["stable_k_err"]) <= 1e-10
+    assert np.max(np.asarray(m["literal_k_err"])[small]) <= TOL["reference"]  # literal recurrence vs engine
+    assert np.max(m["stable_k_err"]) <= TOL["deep_recurrence"]
     assert m["L_stable"][-1] == 10 ** 6
     assert m["stable_k"][-1] == pytest.approx(ref.NTK_LIMIT + ref.NTK_LOG_COEF * math.log(1e6) / 1e6, abs=5e-6)
     assert m["L_stable"][-1] ** 2 * m["stable_one_minus_rho"][-1] == pytest.approx(ref.NNGP_CONST, rel=1e-4)
-    assert m["diagonal_map_err"] <= 1e-14
+    assert m["diagonal_map_err"] <= TOL["roundoff"]
     assert res.verdict == HOLDS
 
 
@@ -152,12 +153,12 @@ def test_prop5_recurrences_against_mp_and_engine():
         mp = ref.prop5_mp(float(r), keep[-1], keep)
         st = cd.prop5_stable(float(r), keep[-1], keep)
         for big in keep:
-            assert abs(st[big][1] - mp[big][1]) <= 1e-13
-            assert abs((1.0 - st[big][0]) - mp[big][0]) <= 1e-15
+            assert abs(st[big][1] - mp[big][1]) <= TOL["mp_recurrence"]
+            assert abs((1.0 - st[big][0]) - mp[big][0]) <= TOL["mp_one_minus_rho"]
             if big <= 50:
-                assert abs(lit[big][1][j] - mp[big][1]) <= 1e-13
+                assert abs(lit[big][1][j] - mp[big][1]) <= TOL["mp_recurrence"]
             _, k = cd.normalized_kernels(x, big - 1)
-            assert abs(cd.offdiag(k)[j] - mp[big][1]) <= 1e-12
+            assert abs(cd.offdiag(k)[j] - mp[big][1]) <= TOL["mp_engine"]
     # the literal float64 form drifts with depth (cancellation in arccos near 1); the check must see it
     assert max(abs(lit[1500][1][j] - ref.prop5_mp(float(r), 1500, [1500])[1500][1]) for j, r in enumerate(rho1)) > 1e-14
 
@@ -167,13 +168,13 @@ def test_prop5_recurrences_against_mp_and_engine():
 
 def test_prop6(results):
     res = results["depth_prop6_eigenvalues"]
-    assert res.measured["worst_structure_err"] <= 1e-13
-    assert res.measured["worst_step_err"] <= 1e-12
+    assert res.measured["worst_structure_err"] <= TOL["prop6_structure"]
+    assert res.measured["worst_step_err"] <= TOL["prop6_step"]
     sx = res.measured["sets"]["simplex"]
     assert sx["L"][-1] == 10 ** 6
     assert sx["ntk_lambda_perp"][-1] == pytest.approx(1.0 - ref.NTK_LIMIT, abs=1e-3)
     assert sx["nngp_lambda_perp"][-1] < 1e-9
-    assert max(sx["offdiag_spread"]) <= 1e-14
+    assert max(sx["offdiag_spread"]) <= TOL["roundoff"]
     assert res.verdict == HOLDS
 
 
@@ -182,7 +183,7 @@ def test_equicorrelated_points():
         for c, want in (("simplex", -1.0 / (n - 1)), ("half", 0.5)):
             x = cd.equicorrelated(n, c)
             g = x @ x.T / np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(x, axis=1))
-            np.testing.assert_allclose(cd.offdiag(g), want, rtol=0, atol=1e-15)
+            np.testing.assert_allclose(cd.offdiag(g), want, rtol=0, atol=TOL["ulp"])
     with pytest.raises(ValueError):
         cd.equicorrelated(4, "other")
 
@@ -224,8 +225,8 @@ def test_projection_norms_against_reference():
         p = ref.gradient_flow_operator(kt, ks, t)
         pi = np.eye(6) - 1.0 / 6
         full, perp = cd.projection_norms(kt, ks, t)
-        assert full == pytest.approx(np.linalg.norm(p, 2), rel=1e-10)
-        assert perp == pytest.approx(np.linalg.norm(p @ pi, 2), rel=1e-9)
+        assert full == pytest.approx(np.linalg.norm(p, 2), rel=TOL["solve"])
+        assert perp == pytest.approx(np.linalg.norm(p @ pi, 2), rel=TOL["solve_projected"])
 
 
 # ----------------------------------------------------------------------------- 8. Proposition 7
@@ -244,7 +245,7 @@ def test_separation(results):
 
 def test_sheppard_and_pair_sampler():
     for rho in (-0.6, 0.0, 0.3, 0.9):
-        assert math.acos(rho) / math.pi == pytest.approx(ref.separation_probability(rho), abs=1e-5)
+        assert math.acos(rho) / math.pi == pytest.approx(ref.separation_probability(rho), abs=TOL["mvn_cdf"])
     x = data.sphere(2, cd.D_IN, 0)
     h = cd.relu_preacts_pair(x, 200_000, 2, np.random.default_rng(1))
     cov = h[0] @ h[0].T / h.shape[2]
@@ -271,10 +272,11 @@ def test_fit_limit_recovers_known_coefficients():
     b = np.array([0.3, -1.2])
     v = 0.25 + 0.375 * np.log(d)[:, None] / d[:, None] + b / d[:, None]
     lf = cd.fit_limit(d, v)
-    assert lf["limit"] == pytest.approx(0.25, abs=1e-12)
-    assert lf["coef"]["lnL/L"] == pytest.approx(0.375, abs=1e-8)
+    assert lf["limit"] == pytest.approx(0.25, abs=TOL["fit_exact"])
+    assert lf["coef"]["lnL/L"] == pytest.approx(0.375, abs=TOL["fit_exact_coef"])
     v2 = 4 / 7 + np.array([0.5, -0.2]) / np.sqrt(d)[:, None] + 2.0 / d[:, None]
-    assert cd.fit_limit(d, v2, shared=(), per_pair=("1/sqrtL", "1/L"))["limit"] == pytest.approx(4 / 7, abs=1e-12)
+    lf2 = cd.fit_limit(d, v2, shared=(), per_pair=("1/sqrtL", "1/L"))
+    assert lf2["limit"] == pytest.approx(4 / 7, abs=TOL["fit_exact"])
 
 
 def test_count_decreases_and_grid():

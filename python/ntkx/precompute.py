@@ -119,7 +119,7 @@ def precompute(
       scheduler: None to run here; a ``dask.distributed.Client`` or a scheduler
         address (``'tcp://host:8786'``) to run one task per tile on that cluster
         (the workers must see `store`, and any input given as a path, at the same path).
-      progress: True for a progress line on stderr, False, or ``f(done, total)``.
+      progress: True for a tqdm bar on stderr (tiles), False, or ``f(done, total)``.
       workers: local threads, one tile in flight each (default 2: the backend
         already uses every core for one tile, a second overlaps one tile's
         write and fsync with the next tile's compute;
@@ -177,9 +177,7 @@ def precompute(
             del done[t]
             recomputed += t in set(tiles)
     todo = [t for t in tiles if t not in done]
-    bar = Progress(f"precompute {os.path.basename(path)}", len(tiles), progress)
-    if done:
-        bar.advance(len(done))
+    bar = Progress(f"precompute {os.path.basename(path)}", len(tiles), progress, unit="tile")
     computed = [0]
 
     def on_done(record: manifest.TileRecord) -> None:
@@ -187,11 +185,14 @@ def precompute(
         computed[0] += 1
         bar.advance(1)
 
-    if todo:
-        if scheduler is None:
-            schedule.run_local(job, todo, on_done, workers=int(workers))
-        else:
-            schedule.run_dask(job, todo, on_done, scheduler, retries=retries)
+    with bar:
+        if done:
+            bar.advance(len(done))
+        if todo:
+            if scheduler is None:
+                schedule.run_local(job, todo, on_done, workers=int(workers))
+            else:
+                schedule.run_dask(job, todo, on_done, scheduler, retries=retries)
     return PrecomputeResult(path, len(tiles), computed[0], len(done), recomputed, resumed, time.perf_counter() - t0)
 
 

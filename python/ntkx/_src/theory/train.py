@@ -146,7 +146,7 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
         (Chizat et al. 2019's lazy scaling; Arora et al. 2019's small output scale kappa
         without centering). The function-space dynamics at initialization are then the
         same for every a (``dF/dt = -eta Theta dL/dF``); recorded outputs are F's.
-      progress: ``True`` for a stderr line, a callable ``f(done, total)``, or False.
+      progress: ``True`` for a tqdm bar on stderr, a callable ``f(done, total)``, or False.
 
     Returns:
       A `Trajectory`.
@@ -216,10 +216,9 @@ def train(layer: Any, params: Sequence[Any], x_train: Any, y_train: Any, *, lear
             out["lin_test"] = np.empty((T, xt.shape[0], y.shape[1]))
     ntks, aligns = [], []
     tr0: Optional[float] = None  # tr of the initial empirical NTK, for the alignment
-    bar = Progress("train", steps, progress)
     j = 0
     # a diverging run overflows on its way to the non-finite loss that stops it with a clear error
-    with np.errstate(over="ignore", invalid="ignore"):
+    with Progress("train", steps, progress, unit="step") as bar, np.errstate(over="ignore", invalid="ignore"):
         for s in range(steps + 1):
             run = run0 if s == 0 else network.forward(ops, theta, x)
             F = alpha * (run.out - c * run0.out)
