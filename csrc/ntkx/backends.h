@@ -53,6 +53,13 @@ void fc_cuda(const FcFullArgs<T>& args, int device, Interrupt* interrupt);
 template <typename T>
 void cntk_cpu(const CntkArgs<T>& args, Interrupt* interrupt);
 
+/// The OpenMP CNTK in tiles of rows x columns sized to `budget` bytes of lane sets
+/// (<= 0: one cntk_cpu call, whose symmetric rows may be a prefix of x2); a
+/// symmetric matrix computes its upper tiles and mirrors them.
+/// `interrupt` is told the pairs done; throws Interrupted.
+template <typename T>
+void cntk_cpu_tiles(const CntkArgs<T>& args, int64_t budget, Interrupt* interrupt);
+
 /// The CNTK CUDA kernel's phase bodies run on the CPU with the kernel's geometry
 /// (DESIGN.md section 3); `reverse` runs threads in reverse order within phases.
 template <typename T>

@@ -386,24 +386,6 @@ int64_t panel_pairs(int64_t p0, int64_t p1, int64_t n1, int64_t n2, bool symmetr
   return symmetric ? r * (n1 - p0) - r * (r - 1) / 2 : r * n2;
 }
 
-/// The caller's Interrupt as one panel sees it: its progress reports are offset by
-/// the pairs of the panels before it (a panel itself counts none).
-struct PanelInterrupt : Interrupt {
-  Interrupt* outer;
-  int64_t before = 0;
-  explicit PanelInterrupt(Interrupt* o) : outer(o) {}
-  bool requested() override { return outer->requested(); }
-  void progress(int64_t done) override { outer->progress(before + done); }
-};
-
-/// Ends a panel: reports the pairs done so far and stops when the caller asks.
-void panel_done(PanelInterrupt* pi, int64_t pairs) {
-  if (pi == nullptr) return;
-  pi->before += pairs;
-  pi->outer->progress(pi->before);
-  if (pi->outer->requested()) throw Interrupted();
-}
-
 }  // namespace
 
 template <typename T>
@@ -412,8 +394,8 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
   const int64_t n1 = a.n1, n2 = a.n2, layers = p.depth + 1, budget = a.run.budget;
   const bool sym = a.symmetric;
   if (n1 == 0 || n2 == 0) return;
-  PanelInterrupt pi_(interrupt);
-  PanelInterrupt* pi = interrupt ? &pi_ : nullptr;
+  OffsetInterrupt pi_(interrupt);
+  OffsetInterrupt* pi = interrupt ? &pi_ : nullptr;
   FcPanelArgs<T> pa;
   pa.params = p, pa.d = a.d, pa.ld1 = a.ld1, pa.ld2 = a.ld2, pa.ldo = a.ldo, pa.symmetric = sym;
   pa.threads = a.run.threads;
@@ -453,7 +435,7 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
       at(p0, p1, c0);
       points(p0, c0);
       fc_panel_cpu<T>(pa, pi);
-      panel_done(pi, panel_pairs(p0, p1, n1, n2, sym));
+      if (pi) pi->finished(panel_pairs(p0, p1, n1, n2, sym));
     }
     return;
   }
@@ -477,7 +459,7 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
       pa.lsc2 = a.lsc2 ? a.lsc2 + c0 : nullptr;
     }
     fc_panel_cpu<T>(pa, pi);
-    panel_done(pi, panel_pairs(p0, p1, n1, n2, sym));
+    if (pi) pi->finished(panel_pairs(p0, p1, n1, n2, sym));
   }
 }
 

@@ -50,7 +50,7 @@ void cntk(const CntkArgs<T>& args, const RunOptions& run, Interrupt* interrupt) 
   CntkArgs<T> a = args;
   a.threads = run.threads;
   switch (run.backend) {
-    case Backend::kCpu: return cntk_cpu<T>(a, interrupt);
+    case Backend::kCpu: return cntk_cpu_tiles<T>(a, run.budget, interrupt);
     case Backend::kEmulate: return cntk_emulate_cuda<T>(a, run.reverse);
     case Backend::kCuda: return cntk_cuda<T>(a, run.device);
   }

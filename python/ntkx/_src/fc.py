@@ -220,7 +220,7 @@ def fc_kernels(
       memory_budget: bytes of working memory per call: on the CPU the Gram panel
         and state, on CUDA the row panel of outputs held on the device.
       threads: OpenMP threads (default: all).
-      progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
+      progress: ``True`` for a progress bar on stderr (tqdm), or ``f(done, total)``.
 
     Returns:
       One `(N1, N2)` array when `get` is a string, else the kernels as a named tuple
@@ -265,28 +265,28 @@ def fc_kernels(
     sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
     sq2 = None if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
     run = backend.run_options(dev, threads, memory_budget)
-    bar = Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress)
-    call = functools.partial(
-        _core.fc, params, a1, None if symmetric else a2, sq1, sq2, work.get("nngp"), work.get("ntk"), run,
-        lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done))
-    if dev == "cpu":
-        # The fused tiles call scipy's BLAS from every OpenMP thread, held to one
-        # thread; the Gram panels of very deep nets are numpy's, with its own threads.
-        ctl = _blas_controller()
-        own = ctl.select(user_api="blas").info()
+    with Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress, unit="pair") as bar:
+        call = functools.partial(
+            _core.fc, params, a1, None if symmetric else a2, sq1, sq2, work.get("nngp"), work.get("ntk"), run,
+            lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done))
+        if dev == "cpu":
+            # The fused tiles call scipy's BLAS from every OpenMP thread, held to one
+            # thread; the Gram panels of very deep nets are numpy's, with its own threads.
+            ctl = _blas_controller()
+            own = ctl.select(user_api="blas").info()
 
-        def gram(r0: int, r1: int, c0: int, out: np.ndarray) -> None:
-            with ctl.limit(limits=own):
-                np.matmul(a1[r0:r1], a2[c0:].T, out=out)
+            def gram(r0: int, r1: int, c0: int, out: np.ndarray) -> None:
+                with ctl.limit(limits=own):
+                    np.matmul(a1[r0:r1], a2[c0:].T, out=out)
 
-        with ctl.limit(limits=1, user_api="blas"):
-            call(gram=gram)
-    else:
-        # CUDA reads the inputs in the outputs' dtype (float32 or float64) and
-        # accumulates the Gram in float64, in row panels of at most memory_budget
-        # bytes of outputs written straight into `work` (the caller's `out` unless
-        # float64_work).
-        call()
+            with ctl.limit(limits=1, user_api="blas"):
+                call(gram=gram)
+        else:
+            # CUDA reads the inputs in the outputs' dtype (float32 or float64) and
+            # accumulates the Gram in float64, in row panels of at most memory_budget
+            # bytes of outputs written straight into `work` (the caller's `out` unless
+            # float64_work).
+            call()
     if degree is not None:
         rescale([work[g] for g in names], k1, k2, degree)
     finish_work(outs, work)
