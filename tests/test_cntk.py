@@ -127,7 +127,7 @@ def test_emulated_cuda_matches_openmp(act, readout, rng):
     for reverse in (False, True):
         n = np.empty((3, 2))
         t = np.empty((3, 2))
-        _core.cntk(params, x1, x2, n, t, False, 0, "emulate", 0, reverse)
+        _core.cntk(params, x1, x2, n, t, False, _core.RunOptions(_core.Backend.emulate, reverse=reverse))
         assert rel_err(n, cpu.nngp) <= TOL["emulator"]
         assert rel_err(t, cpu.ntk) <= TOL["emulator"]
     sym = ntkx.cntk_kernels(x1, None, spec, device="emulate")
@@ -152,7 +152,7 @@ def test_packed_pairs_match_the_emulator(rng):
     for r0, r1 in ((0, 11), (5, 13), (8, 19)):
         n = np.full((19 - r0, 19 - r0), np.nan)
         t = np.full((19 - r0, 19 - r0), np.nan)
-        _core.cntk(params, x[r0:r1], x[r0:], n, t, True, 0, "cpu")
+        _core.cntk(params, x[r0:r1], x[r0:], n, t, True, _core.RunOptions())
         rows = r1 - r0
         upper = np.triu(np.ones((rows, 19 - r0), dtype=bool))
         for got, want in ((t, emu.ntk), (n, emu.nngp)):
@@ -160,7 +160,7 @@ def test_packed_pairs_match_the_emulator(rng):
             assert rel_err(np.where(upper, got[:rows], want), want) <= TOL["emulator"]
             assert np.array_equal(got[:, :rows].T[upper], got[:rows][upper])  # mirrored
     cross = np.empty((7, 19)), np.empty((7, 19))
-    _core.cntk(params, x[3:10], x, cross[0], cross[1], False, 0, "cpu")
+    _core.cntk(params, x[3:10], x, cross[0], cross[1], False, _core.RunOptions())
     assert rel_err(cross[1], emu.ntk[3:10]) <= TOL["emulator"]
     assert rel_err(cross[0], emu.nngp[3:10]) <= TOL["emulator"]
 
@@ -253,7 +253,8 @@ def test_progress_is_reported_inside_a_call_and_its_errors_stop_it(rng):
         ntkx.cntk_kernels(x, None, spec, "ntk", progress=fail)
     assert 0 < calls[-1] < 820 and time.perf_counter() - t0 < 0.5 * whole
     with pytest.raises(ValueError, match="progress must be None or callable"):
-        _core.cntk(spec.to_core(16, 16, 1), x[:2], x[:2], np.empty((2, 2)), None, True, 0, "cpu", progress=3)
+        _core.cntk(spec.to_core(16, 16, 1), x[:2], x[:2], np.empty((2, 2)), None, True, _core.RunOptions(),
+                   progress=3)
 
 
 def test_ctrl_c_interrupts_a_long_computation(rng):

@@ -39,8 +39,8 @@ def test_emulated_cuda_equals_openmp(rng, name, bias, symmetric):
     cpu = ntkx.fc_kernels(x1, x2, spec, device="cpu")
     for reverse in (False, True):
         nngp, ntk = np.empty_like(cpu.nngp), np.empty_like(cpu.ntk)
-        _core.fc_full(spec.to_core(), np.ascontiguousarray(x1), None if x2 is None else x2, nngp, ntk,
-                      "emulate", 0, reverse)
+        sq = [None if x is None else np.einsum("ij,ij->i", x, x) for x in (x1, x2)]
+        _core.fc(spec.to_core(), x1, x2, sq[0], sq[1], nngp, ntk, _core.RunOptions(_core.Backend.emulate, reverse=reverse))
         assert rel_err(nngp, cpu.nngp) <= TOL["emulator"]
         assert rel_err(ntk, cpu.ntk) <= TOL["emulator"]
 

@@ -33,98 +33,72 @@ using Dgemm = void (*)(char*, char*, int*, int*, int*, double*, double*, int*, d
 /// Fortran BLAS dsyrk (LP64), from the same BLAS as the Dgemm.
 using Dsyrk = void (*)(char*, char*, int*, int*, double*, double*, int*, double*, double*, int*);
 
-/// One row panel of an FC kernel matrix, given its Gram products (float64).
-/// T is the output type (float or double); inputs, Gram and recursion are float64,
-/// so float32 mode costs no accuracy beyond the final rounding.
-template <typename T>
-struct FcPanelArgs {
-  FcParams params;
-  int64_t rows = 0;            ///< panel rows (points of x1)
-  int64_t cols = 0;            ///< panel columns (points of x2)
-  int64_t d = 0;               ///< feature dimension
-  const double* x1 = nullptr;  ///< [rows, ld1] inputs of the rows
-  int64_t ld1 = 0;
-  const double* x2 = nullptr;  ///< [cols, ld2] inputs of the columns
-  int64_t ld2 = 0;
-  const double* sq1 = nullptr; ///< [rows] squared norms |x1_i|^2
-  const double* sq2 = nullptr; ///< [cols] squared norms |x2_j|^2
-  /// Optional [rows] / [cols] log-scales (math::point_layer0): the true squared norm
-  /// of a row is sq e^lsc when the caller divided it by a power of two; null: 0.
-  /// Only read where the panel computes its own point arrays.
-  const double* lsc1 = nullptr;
-  const double* lsc2 = nullptr;
-  const double* gram = nullptr;  ///< [rows, ldg] Gram products x1_i . x2_j
-  int64_t ldg = 0;
-  T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
-  T* ntk = nullptr;            ///< [rows, ldo] NTK output, or null
-  int64_t ldo = 0;
-  /// Optional per-point layer arrays for all depth + 1 layers (see PointArrays):
-  /// entry (l, f, i) at pts1[(4 l + f) ldp1 + i]; with them, log Q_L of each point.
-  /// When null, the panel computes them itself, in layer blocks of bounded memory.
-  const double* pts1 = nullptr;
-  int64_t ldp1 = 0;
-  const double* logq1 = nullptr;  ///< [rows]
-  const double* pts2 = nullptr;
-  int64_t ldp2 = 0;
-  const double* logq2 = nullptr;  ///< [cols]
-  /// Rows and columns start at the same point (a diagonal panel of a symmetric
-  /// Gram): only j >= i is computed, and (j, i) is then copied from (i, j)
-  /// (outputs then need `cols` rows).
-  bool symmetric = false;
-  /// OpenMP threads (<= 0: the OpenMP default).
-  int threads = 0;
-  /// When set, `gram` is ignored: each thread computes its Gram tiles with this
-  /// BLAS dgemm (which must then run single-threaded) right before using them.
-  /// Needs the per-point arrays (pts1, pts2).
-  Dgemm dgemm = nullptr;
-  /// Optional, with dgemm on a symmetric panel: tiles on the diagonal compute only
-  /// their upper triangle, by this dsyrk.
-  Dsyrk dsyrk = nullptr;
+/// The BLAS routines the fused OpenMP path calls from its threads (each call
+/// single-threaded: the caller holds the library to one thread for the call).
+struct Blas {
+  Dgemm dgemm = nullptr;  ///< null: the fused path is off (panels get their Gram from GramHook)
+  Dsyrk dsyrk = nullptr;  ///< optional: the diagonal tiles of a symmetric matrix
 };
 
-/// CPU (OpenMP) backend: fills the panel's outputs. Throws Interrupted.
-template <typename T>
-void fc_panel_cpu(const FcPanelArgs<T>& args, Interrupt* interrupt);
+/// Which implementation runs a kernel.
+enum class Backend : int { kCpu = 0, kEmulate = 1, kCuda = 2 };
 
-/// Per-point layer arrays of all depth + 1 layers for n points with squared
-/// norms sq of d-dimensional inputs and optional log-scales lsc (null: 0; see
-/// math::point_layer0): out [depth + 1, 4, n], logq [n].
-void fc_points(const FcParams& p, const double* sq, const double* lsc, int64_t n, int64_t d, double* out,
-               double* logq);
+/// How a kernel runs: the same options for every kernel and backend.
+struct RunOptions {
+  Backend backend = Backend::kCpu;
+  int device = 0;       ///< CUDA device ordinal
+  int threads = 0;      ///< OpenMP threads (<= 0: the OpenMP default)
+  /// Bytes of working memory besides inputs and outputs: on the CPU the Gram
+  /// panel and per-point arrays, on CUDA the row panel of outputs on the device
+  /// (<= 0 there: one panel).
+  int64_t budget = 0;
+  bool reverse = false; ///< emulator only: run each phase's threads in reverse order (exposes races)
+};
 
-/// A whole FC kernel matrix on a CUDA device (or its CPU emulator): the Gram
-/// products are computed inside the fused kernel, one row panel per launch, and
-/// each panel is written straight into the outputs.
+/// Gram products X1[r0:r1] . X2[c0:]^T of the OpenMP path that stores a panel's
+/// Gram (nets too deep for whole-depth per-point arrays in the budget): written
+/// row-major into out (row stride ldg) by the host's BLAS (the Python binding:
+/// numpy's matmul, multi-threaded, as before the driver moved to C++).
+struct GramHook {
+  virtual ~GramHook() = default;
+  /// out holds r1 - r0 rows of ldg = n2 - c0 entries (contiguous).
+  virtual void panel(int64_t r0, int64_t r1, int64_t c0, double* out, int64_t ldg) = 0;
+};
+
+/// A whole FC kernel matrix, NNGP and/or NTK, of x1 against x2 (DESIGN.md
+/// section 3). T is the output type. On the CPU the inputs, Gram and recursion
+/// are float64 (float32 costs only the final rounding); CUDA reads the inputs
+/// as T and accumulates the Gram in float64.
 template <typename T>
-struct FcFullArgs {
+struct FcArgs {
   FcParams params;
   int64_t n1 = 0, n2 = 0, d = 0;
-  const T* x1 = nullptr;    ///< [n1, d] contiguous
-  const T* x2 = nullptr;    ///< [n2, d] contiguous (== x1 when symmetric)
-  T* nngp = nullptr;        ///< [n1, ldo] rows of n2 entries, or null
-  T* ntk = nullptr;         ///< [n1, ldo] rows of n2 entries, or null
-  int64_t ldo = 0;          ///< row stride of nngp / ntk (>= n2)
-  /// Bytes of the outputs' row panel held per launch (on the device; the
-  /// emulator writes in place but tiles alike); <= 0: one panel.
-  int64_t budget = 0;
-  bool symmetric = false;   ///< x2 is x1: compute the upper triangle, mirror it
-  /// Optional [n1] / [n2] log-scales of the rows (math::point_layer0); null: 0.
+  const double* x1 = nullptr;  ///< [n1, ld1] (rows with unit stride)
+  int64_t ld1 = 0;
+  const double* x2 = nullptr;  ///< [n2, ld2]; the same rows as x1 when symmetric
+  int64_t ld2 = 0;
+  /// [n1] / [n2] squared norms |x_i|^2 (CPU; the caller's summation order is kept).
+  const double* sq1 = nullptr;
+  const double* sq2 = nullptr;
+  /// Optional [n1] / [n2] log-scales (math::point_layer0): the true squared norm
+  /// of a row is sq e^lsc when the caller divided it by a power of two; null: 0.
   const double* lsc1 = nullptr;
   const double* lsc2 = nullptr;
+  T* nngp = nullptr;  ///< [n1, ldo] rows of n2 entries, or null
+  T* ntk = nullptr;   ///< [n1, ldo] rows of n2 entries, or null
+  int64_t ldo = 0;
+  /// x2 is x1: the upper triangle is computed and mirrored (exactly symmetric).
+  bool symmetric = false;
+  RunOptions run;
+  Blas blas;                   ///< CPU: the fused path's BLAS
+  GramHook* gram = nullptr;    ///< CPU: panel Grams where the fused path does not fit
 };
 
-/// Runs the fused FC CUDA kernel's phase bodies on the CPU with the kernel's grid
-/// and block geometry (DESIGN.md section 3). `reverse` runs the threads of each
-/// phase in reverse order, which exposes races on shared memory.
-/// `interrupt` (may be null) is told the pairs done and asked to stop after each
-/// panel (Interrupted is then thrown).
+/// Fills args' outputs on args.run.backend. `interrupt` (may be null) is told the
+/// pairs done (upper triangle for symmetric calls) after each row panel and asked
+/// whether to stop; Interrupted is then thrown and the outputs are partial.
 template <typename T>
-void fc_emulate_cuda(const FcFullArgs<T>& args, bool reverse, Interrupt* interrupt);
-
-/// The real CUDA launch (throws std::runtime_error when not built with CUDA or
-/// when no device is usable); `interrupt` as for fc_emulate_cuda.
-template <typename T>
-void fc_cuda(const FcFullArgs<T>& args, int device, Interrupt* interrupt);
+void fc(const FcArgs<T>& args, Interrupt* interrupt);
 
 /// A CNTK kernel matrix (math/cntk.h) of images x1 against images x2, both
 /// [n, P, Q, C] C-contiguous float64 (NHWC). T is the output type; everything
@@ -151,19 +125,10 @@ void check_cntk_params(const CntkParams& p);
 /// out [n, n_act, n_fields, P Q] (math/cntk.h MapField order).
 void cntk_maps(const CntkParams& p, const double* x, int64_t n, double* out, int threads);
 
-/// CPU (OpenMP) backend of the CNTK. Throws Interrupted.
+/// Fills args' outputs on run.backend (run.threads overrides args.threads; the
+/// CPU backend tells `interrupt` the pairs done and may throw Interrupted).
 template <typename T>
-void cntk_cpu(const CntkArgs<T>& args, Interrupt* interrupt);
-
-/// The CNTK CUDA kernel's phase bodies run on the CPU with the kernel's geometry
-/// (DESIGN.md section 3); `reverse` runs threads in reverse order within phases.
-template <typename T>
-void cntk_emulate_cuda(const CntkArgs<T>& args, bool reverse);
-
-/// The real CUDA launch of the CNTK kernel (throws when not built with CUDA or
-/// no device is usable).
-template <typename T>
-void cntk_cuda(const CntkArgs<T>& args, int device);
+void cntk(const CntkArgs<T>& args, const RunOptions& run, Interrupt* interrupt);
 
 /// Whether this build contains the CUDA backend.
 bool built_with_cuda();

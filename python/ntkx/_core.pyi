@@ -1,5 +1,5 @@
 """Type stub of the compiled core (csrc/bindings.cpp); tests/test_core_stub.py keeps it in step."""
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -12,6 +12,20 @@ class Act:
 class Readout:
     Vanilla: "Readout"
     Gap: "Readout"
+
+class Backend:
+    cpu: "Backend"
+    emulate: "Backend"
+    cuda: "Backend"
+
+class RunOptions:
+    backend: Backend
+    device: int
+    threads: int
+    budget: int
+    reverse: bool
+    def __init__(self, backend: Backend = ..., device: int = 0, threads: int = 0, budget: int = 0,
+                 reverse: bool = False) -> None: ...
 
 class FcParams:
     depth: int
@@ -43,21 +57,14 @@ class CntkParams:
 
 has_openmp: bool
 
-def fc_panel(params: FcParams, x1: np.ndarray, x2: np.ndarray, sq1: np.ndarray, sq2: np.ndarray,
-             gram: np.ndarray, nngp: Optional[np.ndarray], ntk: Optional[np.ndarray], rows: int,
-             symmetric: bool, threads: int = 0, pts1: Optional[np.ndarray] = None,
-             logq1: Optional[np.ndarray] = None, pts2: Optional[np.ndarray] = None,
-             logq2: Optional[np.ndarray] = None, dgemm: Any = None, dsyrk: Any = None,
-             lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None) -> None: ...
-def fc_full(params: FcParams, x1: np.ndarray, x2: Optional[np.ndarray], nngp: Optional[np.ndarray],
-            ntk: Optional[np.ndarray], backend: str, device: int = 0, reverse: bool = False,
-            lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None, budget: int = 0,
-            progress: Optional[Callable[[int], None]] = None) -> None: ...
-def fc_points(params: FcParams, sq: np.ndarray, d: int,
-              lsc: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]: ...
+def fc(params: FcParams, x1: np.ndarray, x2: Optional[np.ndarray], sq1: np.ndarray, sq2: Optional[np.ndarray],
+       nngp: Optional[np.ndarray], ntk: Optional[np.ndarray], run: RunOptions,
+       lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None,
+       gram: Optional[Callable[[int, int, int, np.ndarray], None]] = None,
+       progress: Optional[Callable[[int], None]] = None) -> None: ...
 def cntk(params: CntkParams, x1: np.ndarray, x2: np.ndarray, nngp: Optional[np.ndarray],
-         ntk: Optional[np.ndarray], symmetric: bool, threads: int = 0, backend: str = "cpu", device: int = 0,
-         reverse: bool = False, progress: Optional[Callable[[int], None]] = None) -> None: ...
+         ntk: Optional[np.ndarray], symmetric: bool, run: RunOptions,
+         progress: Optional[Callable[[int], None]] = None) -> None: ...
 def cntk_maps(params: CntkParams, x: np.ndarray) -> np.ndarray: ...
 def has_cuda() -> bool: ...
 def cuda_device_count() -> int: ...

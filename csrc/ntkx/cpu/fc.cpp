@@ -15,7 +15,7 @@
 #include <immintrin.h>
 #endif
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/cpu/angle_table.h"
 #include "ntkx/host/dispatch.h"
 #include "ntkx/host/mirror.h"
@@ -24,6 +24,56 @@
 
 namespace ntkx {
 namespace {
+
+/// One row panel of an FC kernel matrix (fc_cpu cuts the matrix into these), given
+/// its Gram products or the BLAS to compute them. T is the output type; inputs, Gram
+/// and recursion are float64.
+template <typename T>
+struct FcPanelArgs {
+  FcParams params;
+  int64_t rows = 0;            ///< panel rows (points of x1)
+  int64_t cols = 0;            ///< panel columns (points of x2)
+  int64_t d = 0;               ///< feature dimension
+  const double* x1 = nullptr;  ///< [rows, ld1] inputs of the rows
+  int64_t ld1 = 0;
+  const double* x2 = nullptr;  ///< [cols, ld2] inputs of the columns
+  int64_t ld2 = 0;
+  const double* sq1 = nullptr; ///< [rows] squared norms |x1_i|^2
+  const double* sq2 = nullptr; ///< [cols] squared norms |x2_j|^2
+  /// Optional [rows] / [cols] log-scales (math::point_layer0): the true squared norm
+  /// of a row is sq e^lsc when the caller divided it by a power of two; null: 0.
+  /// Only read where the panel computes its own point arrays.
+  const double* lsc1 = nullptr;
+  const double* lsc2 = nullptr;
+  const double* gram = nullptr;  ///< [rows, ldg] Gram products x1_i . x2_j
+  int64_t ldg = 0;
+  T* nngp = nullptr;           ///< [rows, ldo] NNGP output, or null
+  T* ntk = nullptr;            ///< [rows, ldo] NTK output, or null
+  int64_t ldo = 0;
+  /// Optional per-point layer arrays for all depth + 1 layers (see PointArrays):
+  /// entry (l, f, i) at pts1[(4 l + f) ldp1 + i]; with them, log Q_L of each point.
+  /// When null, the panel computes them itself, in layer blocks of bounded memory.
+  const double* pts1 = nullptr;
+  int64_t ldp1 = 0;
+  const double* logq1 = nullptr;  ///< [rows]
+  const double* pts2 = nullptr;
+  int64_t ldp2 = 0;
+  const double* logq2 = nullptr;  ///< [cols]
+  /// Rows and columns start at the same point (a diagonal panel of a symmetric
+  /// Gram): only j >= i is computed, and (j, i) is then copied from (i, j)
+  /// (outputs then need `cols` rows).
+  bool symmetric = false;
+  /// OpenMP threads (<= 0: the OpenMP default).
+  int threads = 0;
+  /// When set, `gram` is ignored: each thread computes its Gram tiles with this
+  /// BLAS dgemm (which must then run single-threaded) right before using them.
+  /// Needs the per-point arrays (pts1, pts2).
+  Dgemm dgemm = nullptr;
+  /// Optional, with dgemm on a symmetric panel: tiles on the diagonal compute only
+  /// their upper triangle, by this dsyrk.
+  Dsyrk dsyrk = nullptr;
+};
+
 
 constexpr int64_t kChunk = 256;
 /// Rows per fused Gram tile (kRowBlock x kChunk doubles = 512 KB per thread). Equal
@@ -314,8 +364,6 @@ void dispatch(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   with_act(a.params.act, [&](auto k) { panel<T, decltype(k)::value, kNoBias>(a, interrupt); });
 }
 
-}  // namespace
-
 template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   if (a.rows == 0 || a.cols == 0) return;
@@ -323,14 +371,100 @@ void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   return dispatch<T, false>(a, interrupt);
 }
 
-template void fc_panel_cpu<float>(const FcPanelArgs<float>&, Interrupt*);
-template void fc_panel_cpu<double>(const FcPanelArgs<double>&, Interrupt*);
+/// Rows per call on the fused path: the granularity of progress reports and of
+/// Ctrl-C between panels (a multiple of kRowBlock, so tiles start on one grid).
+constexpr int64_t kFusedRows = 2048;
+static_assert(kFusedRows % kRowBlock == 0, "fused panels must hold whole tiles");
+/// Gram panels of the stored-Gram path are sized to stay in the last-level cache
+/// between the BLAS product and the recursion that reads them (and to avoid
+/// page-faulting a large buffer per call); the memory budget only lowers this.
+constexpr int64_t kPanelBytes = int64_t(8) << 20;
 
-void fc_points(const FcParams& p, const double* sq, const double* lsc, int64_t n, int64_t d, double* out,
-               double* logq) {
-  for (int64_t i = 0; i < n; ++i) logq[i] = 0.0;
-  PointArrays::fill_layers(p, sq, lsc, d, 0, p.depth + 1, n, out, n, logq);
+/// Pairs of rows [p0, p1) of an n1 x n2 matrix (upper triangle when symmetric).
+int64_t panel_pairs(int64_t p0, int64_t p1, int64_t n1, int64_t n2, bool symmetric) {
+  const int64_t r = p1 - p0;
+  return symmetric ? r * (n1 - p0) - r * (r - 1) / 2 : r * n2;
 }
+
+}  // namespace
+
+template <typename T>
+void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
+  const FcParams& p = a.params;
+  const int64_t n1 = a.n1, n2 = a.n2, layers = p.depth + 1, budget = a.run.budget;
+  const bool sym = a.symmetric;
+  if (n1 == 0 || n2 == 0) return;
+  OffsetInterrupt pi_(interrupt);
+  OffsetInterrupt* pi = interrupt ? &pi_ : nullptr;
+  FcPanelArgs<T> pa;
+  pa.params = p, pa.d = a.d, pa.ld1 = a.ld1, pa.ld2 = a.ld2, pa.ldo = a.ldo, pa.symmetric = sym;
+  pa.threads = a.run.threads;
+  // A panel: rows [p0, p1) against columns [c0, n2) (symmetric panels start on the diagonal).
+  auto at = [&](int64_t p0, int64_t p1, int64_t c0) {
+    pa.rows = p1 - p0, pa.cols = n2 - c0;
+    pa.x1 = a.x1 + p0 * a.ld1, pa.x2 = a.x2 + c0 * a.ld2;
+    pa.sq1 = a.sq1 + p0, pa.sq2 = a.sq2 + c0;
+    pa.nngp = a.nngp ? a.nngp + p0 * a.ldo + c0 : nullptr;
+    pa.ntk = a.ntk ? a.ntk + p0 * a.ldo + c0 : nullptr;
+  };
+  // Per-point layer arrays once per call when small against the budget; otherwise
+  // (very deep nets) each panel computes them in layer blocks.
+  const bool whole = 4 * 8 * layers * (n1 + (sym ? 0 : n2)) <= budget / 2;
+  std::vector<double> pts1, lq1, pts2, lq2;
+  if (whole) {
+    pts1.resize(4 * layers * n1), lq1.assign(n1, 0.0);
+    PointArrays::fill_layers(p, a.sq1, a.lsc1, a.d, 0, layers, n1, pts1.data(), n1, lq1.data());
+    if (!sym) {
+      pts2.resize(4 * layers * n2), lq2.assign(n2, 0.0);
+      PointArrays::fill_layers(p, a.sq2, a.lsc2, a.d, 0, layers, n2, pts2.data(), n2, lq2.data());
+    }
+  }
+  const double* pt2 = sym ? pts1.data() : pts2.data();
+  const double* q2 = sym ? lq1.data() : lq2.data();
+  auto points = [&](int64_t p0, int64_t c0) {
+    pa.pts1 = pts1.data() + p0, pa.ldp1 = n1, pa.logq1 = lq1.data() + p0;
+    pa.pts2 = pt2 + c0, pa.ldp2 = sym ? n1 : n2, pa.logq2 = q2 + c0;
+  };
+  if (whole && a.blas.dgemm != nullptr) {
+    // Fused path: each OpenMP thread computes its Gram tiles with single-threaded
+    // BLAS and consumes them from cache; no Gram matrix is ever stored.
+    pa.dgemm = a.blas.dgemm;
+    pa.dsyrk = sym ? a.blas.dsyrk : nullptr;
+    for (int64_t p0 = 0; p0 < n1; p0 += kFusedRows) {
+      const int64_t p1 = std::min(n1, p0 + kFusedRows), c0 = sym ? p0 : 0;
+      at(p0, p1, c0);
+      points(p0, c0);
+      fc_panel_cpu<T>(pa, pi);
+      if (pi) pi->finished(panel_pairs(p0, p1, n1, n2, sym));
+    }
+    return;
+  }
+  if (a.gram == nullptr) throw std::invalid_argument("ntkx: fc_cpu needs a GramHook where the fused path does not run");
+  const bool deep = !whole && layers > (int64_t(1) << 22) / (n1 + n2 + 1);
+  // A panel holds its Gram block (reused between panels); very deep nets also keep
+  // 4 float64 of recursion state per pair.
+  const int64_t per_row = n2 * (8 + (deep ? 32 : 0));
+  const int64_t rows =
+      std::max<int64_t>(1, std::min(n1, std::min(budget, kPanelBytes) / std::max<int64_t>(per_row, 1)));
+  std::vector<double> gram(rows * n2);
+  for (int64_t p0 = 0; p0 < n1; p0 += rows) {
+    const int64_t p1 = std::min(n1, p0 + rows), c0 = sym ? p0 : 0;
+    at(p0, p1, c0);
+    a.gram->panel(p0, p1, c0, gram.data(), pa.cols);
+    pa.gram = gram.data(), pa.ldg = pa.cols;
+    if (whole) {
+      points(p0, c0);
+    } else {
+      pa.lsc1 = a.lsc1 ? a.lsc1 + p0 : nullptr;
+      pa.lsc2 = a.lsc2 ? a.lsc2 + c0 : nullptr;
+    }
+    fc_panel_cpu<T>(pa, pi);
+    if (pi) pi->finished(panel_pairs(p0, p1, n1, n2, sym));
+  }
+}
+
+template void fc_cpu<float>(const FcArgs<float>&, Interrupt*);
+template void fc_cpu<double>(const FcArgs<double>&, Interrupt*);
 
 int openmp_threads() {
 #ifdef _OPENMP

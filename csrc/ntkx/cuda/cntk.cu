@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/cuda/cntk_host.h"
 #include "ntkx/cuda/cntk_tile.h"
 #include "ntkx/cuda/device.h"

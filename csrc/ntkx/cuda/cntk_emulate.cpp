@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/cuda/cntk_host.h"
 #include "ntkx/cuda/cntk_tile.h"
 #include "ntkx/host/dispatch.h"

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/cuda/cntk_tile.h"
 #include "ntkx/host/mirror.h"
 

@@ -3,7 +3,7 @@
 // before any thread's next phase, exactly as __syncthreads() orders them.
 #include <vector>
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 #include "ntkx/cuda/fc_host.h"
 #include "ntkx/cuda/fc_tile.h"
 #include "ntkx/host/dispatch.h"

@@ -1,7 +1,7 @@
 // Stands in for fc.cu when the build has no CUDA compiler (or NTKX_CUDA=OFF).
 #include <stdexcept>
 
-#include "ntkx/api.h"
+#include "ntkx/backends.h"
 
 namespace ntkx {
 

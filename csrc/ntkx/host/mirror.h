@@ -29,5 +29,15 @@ void mirror_upper(T* out, int64_t rows, int64_t cols, int64_t ldo, int threads =
   }
 }
 
+/// out[j, i] = out[i, j] for rows i in [r0, r1) and columns j in [c0, c1), the
+/// block below the diagonal that mirrors an upper one (row stride ldo); a null out
+/// is skipped.
+template <typename T>
+void mirror_block(T* out, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t ldo) {
+  if (!out) return;
+  for (int64_t j = c0; j < c1; ++j)
+    for (int64_t i = r0; i < r1; ++i) out[j * ldo + i] = out[i * ldo + j];
+}
+
 }  // namespace host
 }  // namespace ntkx

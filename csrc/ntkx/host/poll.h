@@ -40,4 +40,21 @@ class Poll {
   std::atomic<int64_t> done_{0};
 };
 
+/// The caller's Interrupt as one piece of a driver's work (a row panel, a tile)
+/// sees it: its progress reports are offset by the work of the pieces before it.
+struct OffsetInterrupt : Interrupt {
+  Interrupt* outer;
+  int64_t before = 0;
+  explicit OffsetInterrupt(Interrupt* o) : outer(o) {}
+  bool requested() override { return outer->requested(); }
+  void progress(int64_t done) override { outer->progress(before + done); }
+  /// Ends a piece of `units` work: reports the total so far and throws Interrupted
+  /// when the caller asks to stop.
+  void finished(int64_t units) {
+    before += units;
+    outer->progress(before);
+    if (outer->requested()) throw Interrupted();
+  }
+};
+
 }  // namespace ntkx

@@ -10,7 +10,7 @@ import numpy as np
 from ntkx import _core
 from ntkx._src import validate
 
-__all__ = ["ALLOW_EMULATE", "core", "cuda_unavailable", "device", "empty_aligned", "outputs", "float64_work", "finish_work"]
+__all__ = ["ALLOW_EMULATE", "core", "cuda_unavailable", "device", "run_options", "empty_aligned", "outputs", "float64_work", "finish_work"]
 
 #: The compiled module (csrc/bindings.cpp), for the engines' calls.
 core = _core
@@ -42,6 +42,12 @@ def device(name: Any) -> str:
         if why:
             raise RuntimeError(f"device='cuda': {why}; use device='cpu' or 'auto'")
     return name
+
+
+def run_options(dev: str, threads: int = 0, budget: int = 0) -> "_core.RunOptions":
+    """The compiled core's options for backend `dev` (a `device()` result), OpenMP
+    `threads` (0: all) and a working-memory `budget` in bytes."""
+    return _core.RunOptions(getattr(_core.Backend, dev), threads=threads, budget=budget)
 
 
 def cuda_unavailable() -> Optional[str]:

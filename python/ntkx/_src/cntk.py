@@ -2,10 +2,10 @@
 
 The math lives in ``csrc/ntkx/math/cntk.h`` (DESIGN.md section 2): every
 displacement slice of a pair runs the whole layer recursion in a buffer of at most
-P x Q entries, so nothing of size (PQ)^2 is stored. This module checks the images,
-splits the kernel matrix into tiles whose per-image diagonal maps fit
-``memory_budget`` and hands each tile to the compiled backend with the GIL
-released; the backend reports progress and honours Ctrl-C as it goes.
+P x Q entries, so nothing of size (PQ)^2 is stored. This module checks the images
+and their scale and hands the whole matrix to the compiled driver (``ntkx::cntk``)
+with the GIL released; the driver splits it into tiles whose per-image diagonal
+maps fit ``memory_budget``, reports progress and honours Ctrl-C as it goes.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def cntk_kernels(
         array when `get` is one name, else a dict ``{'nngp': .., 'ntk': ..}``.
       memory_budget: bytes of working memory for the per-image maps of a tile.
       threads: OpenMP threads (default: all).
-      progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
+      progress: ``True`` for a progress bar on stderr (tqdm), or ``f(done, total)``.
 
     Returns:
       One `(N1, N2)` array when `get` is a string, else a `Kernels` tuple.
@@ -185,10 +185,11 @@ def cntk_kernels(
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
     nngp, ntk = work.get("nngp"), work.get("ntk")
 
-    if dev in ("cuda", "emulate"):
-        _core.cntk(params, a1, a2, nngp, ntk, symmetric, 0, dev)
-    else:
-        _cpu(params, a1, a2, symmetric, nngp, ntk, memory_budget, threads, progress)
+    # The OpenMP backend works in tiles of rows x columns sized to memory_budget (its
+    # per-image maps and lane-interleaved copies) and reports the pairs it finished.
+    with Progress("ntkx CNTK", N1 * (N1 + 1) // 2 if symmetric else N1 * N2, progress, unit="pair") as bar:
+        _core.cntk(params, a1, a2, nngp, ntk, symmetric, backend.run_options(dev, threads, memory_budget),
+                   progress=lambda done: bar.advance(done - bar.done))
     if degree is not None:
         rescale([nngp, ntk], k1, k2, degree)
     finish_work(outs, work)
@@ -249,47 +250,6 @@ def _check_range(spec: CntkSpec, params: "_core.CntkParams", a1: np.ndarray, a2:
             f"2^+-{_LOG2_VAR_RANGE:.0f}, products of two variances leave float64's range; rescale W_std or the images")
     if want_ntk and spec.activation.kind == ActivationKind.ERF and hi > -math.inf:
         check_erf_ntk(spec.activation, [hi])
-
-
-def _cpu(params, a1, a2, symmetric, nngp, ntk, budget, threads, progress) -> None:
-    N1, P, Q, C = a1.shape
-    N2 = a2.shape[0]
-    # Per image: its diagonal maps and a lane-interleaved copy (8 pairs per SIMD row).
-    per_image = 8 * P * Q * (params.n_act * params.n_fields + C)
-    tile = max(8, int(budget // (2 * per_image)) // 8 * 8)
-    total = N1 * (N1 + 1) // 2 if symmetric else N1 * N2
-    bar = Progress("ntkx CNTK", total, progress)
-
-    def views(rows, cols):
-        return tuple(None if o is None else o[rows, cols] for o in (nngp, ntk))
-
-    # One call per tile: the backend balances its work items over the threads and
-    # reports the pairs it has finished. (Calls of a few rows each waited for their
-    # slowest thread at every end: 8% of a 48-image 32x32x3 GAP Gram.)
-    for r0 in range(0, N1, tile):
-        r1 = min(N1, r0 + tile)
-        for c0 in range(r0 if symmetric else 0, N2, tile):
-            c1 = min(N2, c0 + tile)
-            told = 0
-
-            def tick(done: int) -> None:
-                nonlocal told
-                bar.advance(done - told)
-                told = done
-
-            if symmetric and c0 == r0:
-                # The diagonal tile: pairs j >= i, mirrored by the backend.
-                o_n, o_t = views(slice(r0, r1), slice(r0, r1))
-                _core.cntk(params, a1[r0:r1], a1[r0:r1], o_n, o_t, True, threads, "cpu", progress=tick)
-                tick((r1 - r0) * (r1 - r0 + 1) // 2)
-            else:
-                o_n, o_t = views(slice(r0, r1), slice(c0, c1))
-                _core.cntk(params, a1[r0:r1], a2[c0:c1], o_n, o_t, False, threads, "cpu", progress=tick)
-                if symmetric:  # the mirror tile
-                    for o in (nngp, ntk):
-                        if o is not None:
-                            o[c0:c1, r0:r1] = o[r0:r1, c0:c1].T
-                tick((r1 - r0) * (c1 - c0))
 
 
 def arora_cntk(

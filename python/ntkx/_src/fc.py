@@ -1,9 +1,11 @@
-"""The fully-connected NNGP/NTK engine: tiling, dispatch and output handling.
+"""The fully-connected NNGP/NTK engine: validation, input scaling and output handling.
 
-The math lives in ``csrc/ntkx/math/fc.h``; this module decides panel sizes (so
-memory is bounded by ``memory_budget`` plus the outputs), runs the Gram products
-through numpy's BLAS, hands each panel to the compiled OpenMP recursion with the
-GIL released, and honours Ctrl-C between and inside panels.
+The math lives in ``csrc/ntkx/math/fc.h`` and the driver in C++ (``ntkx::fc``,
+``csrc/ntkx/cpu/fc.cpp``): it sizes row panels to ``memory_budget``, computes the
+per-point layer arrays, runs the Gram tiles through BLAS and the recursion with the
+GIL released, and honours Ctrl-C and progress between and inside panels. This module
+checks the inputs, divides out extreme scales, holds the BLAS to the threads each
+path needs and multiplies the scales back.
 """
 
 from __future__ import annotations
@@ -21,24 +23,12 @@ from ntkx._src import backend, validate
 from ntkx._src.backend import finish_work, float64_work
 from ntkx._src.progress import Progress, ProgressArg
 
-_FUSED_ROWS = 2048  # rows per call on the fused path (progress and Ctrl-C granularity)
-
-
-def _blas_capsule(name: str):
-    """scipy's Fortran BLAS routine `name` (a PyCapsule) for the fused path, or None."""
-    try:
-        from scipy.linalg import cython_blas
-
-        return cython_blas.__pyx_capi__[name]
-    except (ImportError, AttributeError, KeyError):  # pragma: no cover - scipy always has them
-        return None
-
-
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
     """One threadpoolctl controller for the process (building one scans every loaded
     library, ~1.5 ms); made after scipy's BLAS is loaded, which is the one the fused
     path calls and has to hold to one thread."""
+    from scipy.linalg import cython_blas  # noqa: F401  (loads scipy's BLAS first)
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -48,10 +38,6 @@ Get = Union[None, str, Sequence[str]]
 
 #: Default bound on the working memory of one call besides inputs and outputs.
 DEFAULT_MEMORY_BUDGET = 128 * 2**20
-#: Gram panels are sized to stay in the last-level cache between the BLAS product
-#: and the recursion that consumes them (and to avoid page-faulting a large
-#: buffer per call); the memory budget only lowers this.
-PANEL_BYTES = 8 * 2**20
 
 
 class Kernels(NamedTuple):
@@ -234,7 +220,7 @@ def fc_kernels(
       memory_budget: bytes of working memory per call: on the CPU the Gram panel
         and state, on CUDA the row panel of outputs held on the device.
       threads: OpenMP threads (default: all).
-      progress: ``True`` for a progress line on stderr, or ``f(done, total)``.
+      progress: ``True`` for a progress bar on stderr (tqdm), or ``f(done, total)``.
 
     Returns:
       One `(N1, N2)` array when `get` is a string, else the kernels as a named tuple
@@ -276,20 +262,31 @@ def fc_kernels(
         _check_erf(spec.activation, params, (a1, k1), (a2, k2), "ntk" in names)
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 
-    if dev in ("cuda", "emulate"):
-        # The CUDA kernel takes inputs of the output dtype (float32 or float64) and
-        # accumulates the Gram in float64; the CPU backend always reads float64
-        # (float32 mode rounds only the outputs).
-        wdt = work[names[0]].dtype
-        b1 = np.ascontiguousarray(a1, dtype=wdt)
-        b2 = b1 if symmetric else np.ascontiguousarray(a2, dtype=wdt)
-        # Row panels of at most memory_budget bytes of outputs (on the device) are
-        # written straight into `work` (the caller's `out` unless float64_work).
-        bar = Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress)
-        _core.fc_full(params, b1, None if symmetric else b2, work.get("nngp"), work.get("ntk"), dev,
-                      lsc1=lsc1, lsc2=lsc2, budget=memory_budget, progress=lambda done: bar.advance(done - bar.done))
-    else:
-        _cpu(params, a1, a2, symmetric, work, memory_budget, threads, progress, lsc1, lsc2)
+    sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
+    sq2 = None if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
+    run = backend.run_options(dev, threads, memory_budget)
+    with Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress, unit="pair") as bar:
+        call = functools.partial(
+            _core.fc, params, a1, None if symmetric else a2, sq1, sq2, work.get("nngp"), work.get("ntk"), run,
+            lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done))
+        if dev == "cpu":
+            # The fused tiles call scipy's BLAS from every OpenMP thread, held to one
+            # thread; the Gram panels of very deep nets are numpy's, with its own threads.
+            ctl = _blas_controller()
+            own = ctl.select(user_api="blas").info()
+
+            def gram(r0: int, r1: int, c0: int, out: np.ndarray) -> None:
+                with ctl.limit(limits=own):
+                    np.matmul(a1[r0:r1], a2[c0:].T, out=out)
+
+            with ctl.limit(limits=1, user_api="blas"):
+                call(gram=gram)
+        else:
+            # CUDA reads the inputs in the outputs' dtype (float32 or float64) and
+            # accumulates the Gram in float64, in row panels of at most memory_budget
+            # bytes of outputs written straight into `work` (the caller's `out` unless
+            # float64_work).
+            call()
     if degree is not None:
         rescale([work[g] for g in names], k1, k2, degree)
     finish_work(outs, work)
@@ -325,68 +322,3 @@ def _check_erf(act: Activation, params, *sides) -> None:
         later = lw2 + math.log2(act.a ** 2 + act.c ** 2)
         bounds = [float(np.logaddexp2(hi, lb2))] + ([float(np.logaddexp2(later, lb2))] if params.depth > 1 else [])
         check_erf_ntk(act, bounds)
-
-
-def _cpu(params, a1, a2, symmetric, outs, budget, threads, progress, lsc1=None, lsc2=None) -> None:
-    n1, n2 = a1.shape[0], a2.shape[0]
-    sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
-    sq2 = sq1 if symmetric else np.einsum("ij,ij->i", a2, a2, dtype=np.float64)
-    # Per-point layer arrays once per call when they are small against the budget;
-    # otherwise (very deep nets) each panel computes them in layer blocks.
-    layers = params.depth + 1
-    pts1 = pts2 = lq1 = lq2 = None
-    if 4 * 8 * layers * (n1 + (0 if symmetric else n2)) <= budget // 2:
-        pts1, lq1 = _core.fc_points(params, sq1, a1.shape[1], lsc1)
-        pts2, lq2 = (pts1, lq1) if symmetric else _core.fc_points(params, sq2, a1.shape[1], lsc2)
-    nngp, ntk = outs.get("nngp"), outs.get("ntk")
-    total = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
-    bar = Progress("ntkx FC kernel", total, progress)
-    dgemm = _blas_capsule("dgemm") if pts1 is not None else None
-    if dgemm is not None:
-        # Fused path: each OpenMP thread computes its Gram tiles with single-threaded
-        # BLAS and consumes them from cache; no Gram matrix is ever stored.
-        dsyrk = _blas_capsule("dsyrk") if symmetric else None  # diagonal tiles
-        empty = np.empty((0, 0))
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            for p0 in range(0, n1, _FUSED_ROWS):
-                p1 = min(n1, p0 + _FUSED_ROWS)
-                c0 = p0 if symmetric else 0
-                rsl = (slice(p0, None), slice(p0, None)) if symmetric else (slice(p0, p1), slice(None))
-                _core.fc_panel(
-                    params, a1[p0:p1], a2[c0:], sq1[p0:p1], sq2[c0:], empty,
-                    None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
-                    p1 - p0, symmetric, threads,
-                    pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:],
-                    dgemm=dgemm, dsyrk=dsyrk,
-                )
-                bar.advance(_panel_pairs(p0, p1, n1, n2, symmetric))
-        return
-    deep = pts1 is None and layers > (1 << 22) // (n1 + n2 + 1)
-    # A panel holds its Gram block (reused between panels); very deep nets also keep
-    # 4 float64 of recursion state per pair.
-    per_row = n2 * (8 + (32 if deep else 0))
-    rows = int(max(1, min(n1, min(budget, PANEL_BYTES) // max(per_row, 1))))
-    buf = np.empty(rows * n2, dtype=a1.dtype)
-    for p0 in range(0, n1, rows):
-        p1 = min(n1, p0 + rows)
-        c0 = p0 if symmetric else 0
-        cols = a2[c0:]
-        gram = buf[: (p1 - p0) * cols.shape[0]].reshape(p1 - p0, cols.shape[0])
-        np.matmul(a1[p0:p1], cols.T, out=gram)
-        rsl = (slice(p0, None), slice(p0, None)) if symmetric else (slice(p0, p1), slice(None))
-        extra = {}
-        if pts1 is not None:
-            extra = dict(pts1=pts1[:, :, p0:p1], logq1=lq1[p0:p1], pts2=pts2[:, :, c0:], logq2=lq2[c0:])
-        elif lsc1 is not None:
-            extra = dict(lsc1=lsc1[p0:p1], lsc2=lsc2[c0:])
-        _core.fc_panel(
-            params, a1[p0:p1], cols, sq1[p0:p1], sq2[c0:], gram,
-            None if nngp is None else nngp[rsl], None if ntk is None else ntk[rsl],
-            p1 - p0, symmetric, threads, **extra,
-        )
-        bar.advance(_panel_pairs(p0, p1, n1, n2, symmetric))
-
-
-def _panel_pairs(p0: int, p1: int, n1: int, n2: int, symmetric: bool) -> int:
-    r = p1 - p0
-    return r * (n1 - p0) - r * (r - 1) // 2 if symmetric else r * n2
