@@ -22,7 +22,6 @@ import time
 
 import ntkx
 from ntkx import stax
-from ntkx._src import cntk as engine
 from ntkx._src.bench.cases import cnn_images, cnn_kernel_fn
 
 
@@ -44,37 +43,27 @@ class _StopTile(Exception):
 
 
 def memory(n: int, seconds: float) -> None:
+    """RSS of a CNN-GAP Gram call stopped after `seconds` (the driver tiles it to the
+    memory budget in C++; its progress callback stops it)."""
     x = cnn_images("synth32", n)
     kfn = kernel_fn()
     base = rss_mib()
-    tiles = []
-    backend = engine._core.cntk
+    t0 = time.perf_counter()
+    grown = []
 
-    def stopped_after(params, x1, x2, nngp, ntk, symmetric, threads, dev, progress=None):
-        t0 = time.perf_counter()
+    def stop(done, total):
+        grown.append((done, rss_mib() - base))
+        if time.perf_counter() - t0 > seconds:
+            raise _StopTile
 
-        def tick(done):
-            progress(done)
-            if time.perf_counter() - t0 > seconds:
-                raise _StopTile
-
-        try:
-            backend(params, x1, x2, nngp, ntk, symmetric, threads, dev, progress=tick)
-        except _StopTile:
-            pass
-        tiles.append((len(x1), len(x2), symmetric, rss_mib() - base))
-
-    engine._core.cntk = stopped_after
     try:
-        k = kfn(x, None, ("nngp", "ntk"), device="cpu")
-    finally:
-        engine._core.cntk = backend
+        kfn(x, None, ("nngp", "ntk"), device="cpu", progress=stop)
+    except _StopTile:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    outs = (k.nngp.nbytes + k.ntk.nbytes) / 2**20
-    print(f"{n} x {n} CNN-GAP Gram of 32x32x3 images, each tile stopped after {seconds:g} s")
+    outs = 2 * n * n * 8 / 2**20
+    print(f"{n} x {n} CNN-GAP Gram of 32x32x3 images, stopped after {seconds:g} s ({grown[-1][0] if grown else 0} pairs)")
     print(f"inputs {x.nbytes / 2**20:.1f} MiB, outputs {outs:.1f} MiB, RSS before the call {base:.1f} MiB")
-    for rows, cols, sym, grown in tiles:
-        print(f"  tile {rows} x {cols}{' (diagonal)' if sym else ''}: RSS {grown:+.1f} MiB after it")
     print(f"peak RSS {peak:.1f} MiB: {peak - base - outs:.1f} MiB beyond the RSS before the call and the outputs")
 
 
