@@ -48,11 +48,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.out is None:
         print("ntkx bench: error: the following arguments are required: --out", file=sys.stderr)
         return 2
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        print(f"ntkx bench: error: argument --out: cannot create the folder {args.out!r}: {exc.strerror or exc}",
-              file=sys.stderr)
+    if not common.make_out_dir("ntkx bench", args.out):
         return 2
     command = " ".join(["ntkx bench", "--scale", args.scale] + (["--only", *args.only] if args.only else [])
                        + ["--out", shlex.quote(args.out)])

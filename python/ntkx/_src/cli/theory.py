@@ -22,11 +22,7 @@ def check(args: argparse.Namespace) -> int:
     """
     from ntkx._src.theory.report import CheckRunError, run_checks, verdict_table
 
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        print(f"ntkx check: error: argument --out: cannot create the folder {args.out!r}: {exc.strerror or exc}",
-              file=sys.stderr)
+    if not common.make_out_dir("ntkx check", args.out):
         return 2
     # The canonical form of this command line, for the report's header.
     command = " ".join(["ntkx check"] + (["--quick"] if args.quick else [])
