@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ntkx._src.bench import suites
-from ntkx._src.bench.cases import PeerSkipped
+from ntkx._src.bench.peers import PeerSkipped
 
 from .conftest import ONLY, SCALE
 

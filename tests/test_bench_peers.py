@@ -3,7 +3,7 @@
 bench/test_cntk_bench.py used to time the bare, eager stax ``kernel_fn`` whenever its
 ``nt.batch`` block covered all the images (synth32-gap: 19.4 s per call eager against
 3.7 s jitted). Every neural-tangents peer of ``ntkx bench`` and ``pytest bench/`` is now
-built by ``ntkx._src.bench.cases.nt_compile`` (``jax.jit(kernel_fn, static_argnames='get')``,
+built by ``ntkx._src.bench.peers.nt_compile`` (``jax.jit(kernel_fn, static_argnames='get')``,
 or ``nt.batch``, which jits internally) and wrapped by ``nt_peer`` / ``nt_timed``, which
 refuse anything else. These tests build each peer the harness builds (FC and CNTK, every
 case of every scale) on a handful of tiny inputs and check that it is compiled, and that
@@ -24,6 +24,7 @@ from conftest import HAS_NT
 pytestmark = [pytest.mark.nt, pytest.mark.skipif(not HAS_NT, reason="neural-tangents is not installed")]
 
 from ntkx._src.bench import cases as bconf
+from ntkx._src.bench import peers
 from ntkx._src.bench import suites
 
 
@@ -34,7 +35,7 @@ def _all_cases(kind):
 
 
 def _fc_kernel_fn(depth: int = 2):
-    return bconf.fc_kernel_fn(bconf.neural_tangents_stax(), depth)
+    return bconf.fc_kernel_fn(peers.neural_tangents_stax(), depth)
 
 
 # --------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def test_cntk_peer_is_compiled(case):
     tiny, x, batched = _cntk_tiny(case)
     run = tiny.build("neural_tangents", x)
     assert run.compiled_kind == ("nt.batch" if batched else "jax.jit")
-    assert bconf.compiled_kind(run.compiled) == run.compiled_kind
+    assert peers.compiled_kind(run.compiled) == run.compiled_kind
     out = run()
     ntk = np.asarray(out.ntk)
     assert ntk.dtype == np.float64 and ntk.shape == (len(x), len(x))
@@ -109,20 +110,20 @@ def test_bench_cases_cover_both_compiled_forms():
 def test_nt_peer_refuses_an_eager_kernel_fn():
     kfn = _fc_kernel_fn()
     x = np.random.default_rng(0).standard_normal((4, 3))
-    assert bconf.compiled_kind(kfn) is None
+    assert peers.compiled_kind(kfn) is None
     with pytest.raises(TypeError, match="not compiled"):
-        bconf.nt_peer(kfn, x)
+        peers.nt_peer(kfn, x)
     # A closure that only calls a compiled function is not accepted either: nt_peer has to
     # see the compiled object itself.
-    jitted = bconf.nt_compile(kfn, len(x))
+    jitted = peers.nt_compile(kfn, len(x))
     with pytest.raises(TypeError, match="not compiled"):
-        bconf.nt_peer(lambda *a, **k: jitted(*a, **k), x)
+        peers.nt_peer(lambda *a, **k: jitted(*a, **k), x)
     # nt.batch's output is recognised by identity, not by an attribute that wrappers copy.
-    batched = bconf.nt_compile(kfn, len(x), batch_size=2)
-    assert bconf.compiled_kind(batched) == "nt.batch"
-    assert bconf.compiled_kind(functools.wraps(batched)(lambda *a, **k: None)) is None
+    batched = peers.nt_compile(kfn, len(x), batch_size=2)
+    assert peers.compiled_kind(batched) == "nt.batch"
+    assert peers.compiled_kind(functools.wraps(batched)(lambda *a, **k: None)) is None
     with pytest.raises(ValueError):
-        bconf.nt_compile(kfn, len(x), batch_size=0)
+        peers.nt_compile(kfn, len(x), batch_size=0)
 
 
 @pytest.mark.parametrize("block", [None, 4, 2], ids=["jit", "jit-block-covers-all", "nt.batch"])
@@ -140,7 +141,7 @@ def test_compiled_peer_runs_kernel_fn_only_while_tracing(block):
         return kfn(*args, **kwargs)
 
     x = np.random.default_rng(1).standard_normal((4, 3))
-    run = bconf.nt_peer(bconf.nt_compile(counted, len(x), block), x)
+    run = peers.nt_peer(peers.nt_compile(counted, len(x), block), x)
     assert run.compiled_kind == ("nt.batch" if block == 2 else "jax.jit")
     run()
     traced = len(calls)
@@ -149,7 +150,7 @@ def test_compiled_peer_runs_kernel_fn_only_while_tracing(block):
     run()
     assert len(calls) == traced
 
-    eager = bconf.nt_peer(bconf.nt_compile(counted, len(x), block), x)
+    eager = peers.nt_peer(peers.nt_compile(counted, len(x), block), x)
     with jax.disable_jit():
-        with pytest.raises(bconf.EagerPeerError):
+        with pytest.raises(peers.EagerPeerError):
             eager()

@@ -20,6 +20,7 @@ import pytest
 from conftest import HAS_NT
 from ntkx import cli
 from ntkx._src.bench import cases as C
+from ntkx._src.bench import peers as P
 from ntkx._src.bench import run as R
 from ntkx._src.bench import suites
 from ntkx._src.bench.machine import load_or_measure
@@ -176,8 +177,8 @@ def test_an_uncompiled_neural_tangents_peer_is_refused(smoke):
     @dataclasses.dataclass(frozen=True)
     class Eager(C.FcCase):
         def build(self, peer, x):
-            kfn = C.fc_kernel_fn(C.neural_tangents_stax(), self.depth)
-            return C.nt_peer(kfn, x)  # the bare kernel_fn, not nt_compile's
+            kfn = C.fc_kernel_fn(P.neural_tangents_stax(), self.depth)
+            return P.nt_peer(kfn, x)  # the bare kernel_fn, not nt_compile's
 
     machine = smoke[3]
     case = Eager("fc", 8, 4, 2, peers=("neural_tangents",))
@@ -186,11 +187,11 @@ def test_an_uncompiled_neural_tangents_peer_is_refused(smoke):
 
 
 def test_missing_peer_is_skipped_with_its_reason(smoke, monkeypatch):
-    monkeypatch.setattr(C, "HAS_NT", False)
+    monkeypatch.setattr(P, "HAS_NT", False)
     machine = smoke[3]
     case = C.FcCase("fc", 8, 4, 2)
     rec = R.run_peer(case, "neural_tangents", case.inputs(), machine, Policy(0.0, 1, 1))
-    assert rec["status"] == "skipped" and rec["reason"] == C.NT_MISSING
+    assert rec["status"] == "skipped" and rec["reason"] == P.NT_MISSING
 
 
 def test_median_confidence_interval():

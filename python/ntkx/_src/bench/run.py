@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ntkx._src import durable
 from ntkx._src.bench import suites as S
-from ntkx._src.bench.cases import Check, PeerSkipped, Work
+from ntkx._src.bench.peers import Check, PeerSkipped, Work
 from ntkx._src.bench.machine import MachineModel, blas_info, load_or_measure
 from ntkx._src.bench.timing import Policy, Timing, time_rounds, warm_up
 from ntkx._src.theory.result import _jsonable
