@@ -17,6 +17,7 @@ from ntkx._src.stax import (
     Erf,
     Flatten,
     GlobalAvgPool,
+    Identity,
     Layer,
     LeakyRelu,
     RectifiedMonomial,
@@ -27,7 +28,24 @@ from ntkx._src.stax import (
 )
 
 __all__ = [
-    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "Flatten", "GlobalAvgPool", "Layer", "LeakyRelu",
+    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "Flatten", "GlobalAvgPool", "Identity", "Layer", "LeakyRelu",
     "RectifiedMonomial", "Relu",
     "empirical_kernels", "repeat", "serial",
 ]
+
+
+def __getattr__(name: str):
+    """neural-tangents' other stax names: stand-ins that raise NotImplementedError saying
+    what ntkx supports (see `ntkx._src.coverage`, README's coverage table)."""
+    from ntkx._src import coverage
+
+    entry = coverage.COVERAGE.get(name)
+    if entry is None or entry.status == "supported":
+        raise AttributeError(f"module 'ntkx.stax' has no attribute {name!r}")
+    return coverage.Unsupported(name)
+
+
+def __dir__():
+    from ntkx._src import coverage
+
+    return sorted(set(__all__) | {n for n, e in coverage.COVERAGE.items() if e.status != "supported"})

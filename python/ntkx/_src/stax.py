@@ -225,6 +225,11 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     return _act_layer(activations.erf(a, b, c))
 
 
+def Identity() -> Layer:
+    """The identity layer (neural-tangents' ``stax.Identity``): no op, no parameters."""
+    return Layer([])
+
+
 def serial(*layers: Layer) -> Layer:
     """Composes layers in sequence (neural-tangents' ``stax.serial``)."""
     ops: List[Any] = []
@@ -268,6 +273,7 @@ def _apply_fn(ops):
         network.check_params(flat, params, "apply_fn")
         return network.forward(flat, params, np.asarray(x, dtype=np.float64), keep=False).out
 
+    apply_fn.ntkx_ops = ops  # what ntkx.empirical_kernel_fn differentiates
     return apply_fn
 
 

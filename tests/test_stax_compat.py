@@ -1,0 +1,139 @@
+"""The neural-tangents compatibility suite: every public name of ``neural_tangents.stax``.
+
+Each name is either supported (ntkx's kernels agree with neural-tangents 0.6.5 in float64
+on inputs in general position, to ``TOL['nt']``) or raises NotImplementedError saying what
+ntkx supports; `ntkx._src.coverage.COVERAGE` says which, and README.md's coverage table is
+generated from it. A neural-tangents name missing from that list fails here.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import types
+
+import numpy as np
+import pytest
+
+from conftest import HAS_NT, TOL, rel_err
+from ntkx import stax as nstax
+from ntkx._src import coverage
+
+if HAS_NT:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from neural_tangents import stax as ntstax
+
+needs_nt = pytest.mark.skipif(not HAS_NT, reason="neural-tangents is not installed")
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+#: Networks that exercise every supported name, built the same way in both libraries;
+#: (builder, input kind). Each supported name must appear in at least one (checked below).
+NETWORKS = {
+    "relu_mlp": (lambda s: s.serial(s.Dense(8, W_std=1.3, b_std=0.2), s.Relu(), s.Dense(8, W_std=1.3, b_std=0.2),
+                                    s.Relu(), s.Dense(1, W_std=1.3, b_std=0.2)), "points"),
+    "identity": (lambda s: s.serial(s.Dense(8, W_std=1.1), s.Identity(), s.Relu(), s.Identity(),
+                                    s.Dense(1, W_std=1.1)), "points"),
+    "leaky_repeat": (lambda s: s.serial(s.Dense(8, W_std=1.2, b_std=0.1),
+                                        s.repeat(s.serial(s.LeakyRelu(0.1), s.Dense(8, W_std=1.2, b_std=0.1)), 4)),
+                     "points"),
+    "abrelu": (lambda s: s.serial(s.Dense(8, W_std=1.4), s.ABRelu(-0.3, 0.8), s.Dense(1, W_std=1.4)), "points"),
+    "abs": (lambda s: s.serial(s.Dense(8, b_std=0.3), s.Abs(), s.Dense(8, b_std=0.3), s.Abs(), s.Dense(1, b_std=0.3)),
+            "points"),
+    "erf": (lambda s: s.serial(s.Dense(8, W_std=1.5, b_std=0.05), s.Erf(), s.Dense(1, W_std=1.5, b_std=0.05)),
+            "points"),
+    "requ": (lambda s: s.serial(s.Dense(8, b_std=0.2), s.RectifiedMonomial(2), s.Dense(1, b_std=0.2)), "points"),
+    "step": (lambda s: s.serial(s.Dense(8), s.RectifiedMonomial(0), s.Dense(1)), "points"),
+    "cnn_gap": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
+                                   s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
+                                   s.GlobalAvgPool(), s.Dense(1, W_std=1.2)), "images"),
+    "cnn_flatten": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME"), s.Erf(), s.Flatten(), s.Dense(1)),
+                    "images"),
+}
+
+
+#: Networks whose symmetric diagonal neural-tangents 0.6.5 returns as NaN (measured).
+NT_NAN_DIAGONAL = ("requ", "step")
+
+
+def _inputs(kind: str):
+    rng = np.random.default_rng(11)
+    if kind == "points":
+        return rng.standard_normal((6, 5)), rng.standard_normal((4, 5))
+    return rng.standard_normal((3, 5, 5, 2)), rng.standard_normal((2, 5, 5, 2))
+
+
+def _nt_public_names():
+    return sorted(n for n in dir(ntstax) if not n.startswith("_") and not isinstance(getattr(ntstax, n), types.ModuleType))
+
+
+@needs_nt
+@pytest.mark.nt
+def test_every_neural_tangents_stax_name_is_listed():
+    names = _nt_public_names()
+    missing = [n for n in names if n not in coverage.COVERAGE]
+    stale = [n for n in coverage.COVERAGE if n not in names]
+    assert not missing, f"neural-tangents stax names with no status in ntkx._src.coverage: {missing}"
+    assert not stale, f"ntkx._src.coverage lists names neural-tangents' stax does not have: {stale}"
+
+
+def test_every_name_exists_and_unsupported_ones_refuse():
+    for name, entry in coverage.COVERAGE.items():
+        obj = getattr(nstax, name)  # every name exists in ntkx.stax
+        if entry.status == "supported":
+            assert not isinstance(obj, coverage.Unsupported), name
+            continue
+        assert isinstance(obj, coverage.Unsupported), name
+        for use in (lambda: obj(), lambda: obj(1, 2, key=3), lambda: obj[1:2], lambda: obj.SAME):
+            with pytest.raises(NotImplementedError, match=f"ntkx.stax.{name} is {entry.status}.*supports"):
+                use()
+    with pytest.raises(AttributeError):
+        nstax.NoSuchLayer
+    assert set(coverage.supported()) <= set(dir(nstax))
+
+
+def test_every_supported_name_is_exercised():
+    built = set()
+    for build, _ in NETWORKS.values():
+        class Spy:
+            def __getattr__(self, name):
+                built.add(name)
+                return getattr(nstax, name)
+        build(Spy())
+    assert set(coverage.supported()) <= built, set(coverage.supported()) - built
+
+
+@needs_nt
+@pytest.mark.nt
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_supported_networks_agree_with_neural_tangents(net):
+    build, kind = NETWORKS[net]
+    x1, x2 = _inputs(kind)
+    ours, theirs = build(nstax)[2], build(ntstax)[2]
+    for a, b in ((x1, x2), (x1, None)):
+        k = ours(a, b, ("nngp", "ntk"))
+        t = theirs(a, b, ("nngp", "ntk"))
+        for g in ("nngp", "ntk"):
+            ref = np.asarray(getattr(t, g))
+            got = np.asarray(getattr(k, g))
+            if b is None:  # neural-tangents' own angle on identical inputs: bounded separately (TOL['nt_colinear'])
+                diag = np.eye(len(ref), dtype=bool)
+                assert rel_err(got, np.where(diag, got, ref)) <= TOL["nt"], (net, g)  # off the diagonal
+                d_ours, d_nt = np.diag(got), np.diag(ref)
+                assert np.all(np.isfinite(d_ours)) and np.all(d_ours > 0), (net, g)
+                # neural-tangents 0.6.5 returns NaN on this diagonal for RectifiedMonomial(0) and (2)
+                # (its angle of a point with itself); judged where it has a value
+                fin = np.isfinite(d_nt)
+                assert fin.any() or net in NT_NAN_DIAGONAL, (net, g)
+                if fin.any():
+                    assert np.max(np.abs(d_ours[fin] - d_nt[fin]) / np.abs(d_nt[fin])) <= TOL["nt_colinear"], (net, g)
+            else:
+                assert rel_err(got, ref) <= TOL["nt"], (net, g)
+
+
+def test_readme_coverage_table_is_generated():
+    text = README.read_text()
+    begin, end = "<!-- coverage: generated from ntkx._src.coverage -->", "<!-- end of coverage -->"
+    assert begin in text and end in text
+    body = text[text.index(begin) + len(begin):text.index(end)].strip()
+    assert body == coverage.markdown().strip()
