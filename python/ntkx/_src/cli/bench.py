@@ -38,6 +38,14 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     c.add_argument("--factor", type=float, default=1.1, help="smallest ratio called a change (default 1.1)")
     c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a case got slower or broke")
     c.set_defaults(func=compare)
+    r = verbs.add_parser("readme", help="README.md's performance section from a results.json",
+                         description="Rewrites the text between README.md's performance markers from RESULTS "
+                                     "(every number of that section comes from it). With --check, changes "
+                                     "nothing and exits 1 when README.md does not say what RESULTS says.")
+    r.add_argument("results", metavar="RESULTS.json", help="the committed run (e.g. docs/bench/results.json)")
+    r.add_argument("--readme", default="README.md", help="the README to rewrite (default README.md)")
+    r.add_argument("--check", action="store_true", help="exit 1 if the section differs; write nothing")
+    r.set_defaults(func=readme)
     return b
 
 
@@ -81,3 +89,26 @@ def compare(args: argparse.Namespace) -> int:
         return 2
     print(res.table(), end="")
     return 1 if args.fail_on_regression and res.regressions else 0
+
+
+def readme(args: argparse.Namespace) -> int:
+    """``ntkx bench readme RESULTS``: rewrites (or with --check, compares) README.md's performance section."""
+    from ntkx._src.bench import compare as C
+    from ntkx._src.bench import readme as RM
+
+    try:
+        doc = C.load(args.results)
+        if args.check:
+            text, new = RM.render(doc, args.readme, args.results)
+            if text != new:
+                print(f"{args.readme}'s performance section differs from {args.results}; run "
+                      f"'ntkx bench readme {args.results} --readme {args.readme}'", file=sys.stderr)
+                return 1
+            print(f"{args.readme}'s performance section matches {args.results}")
+            return 0
+        changed = RM.update(doc, args.readme, args.results)
+    except (OSError, ValueError) as exc:
+        print(f"ntkx bench readme: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: performance section {'rewritten' if changed else 'unchanged'} from {args.results}")
+    return 0
