@@ -23,7 +23,7 @@ namespace {
 template <typename T>
 void fc_t(const FcParams& p, py::array x1, py::object x2o, py::array sq1, py::object sq2o, py::object nngp,
           py::object ntk, const ntkx::RunOptions& run, py::object lsc1, py::object lsc2, py::object gram,
-          py::object progress) {
+          py::object progress, py::object w_layers, py::object b_layers) {
   const bool sym = x2o.is_none();
   py::array x2 = sym ? x1 : x2o.cast<py::array>(), sq2 = sym ? sq1 : sq2o.cast<py::array>();
   for (const py::array* x : {&x1, &x2, &sq1, &sq2})
@@ -31,6 +31,8 @@ void fc_t(const FcParams& p, py::array x1, py::object x2o, py::array sq1, py::ob
   need(x2.ndim() == 2 && x2.shape(1) == x1.shape(1), "fc: x2 needs x1's feature size");
   ntkx::FcArgs<T> a;
   a.params = p;
+  a.params.w_layers = layer_stds(w_layers, p.depth, "w_layers");
+  a.params.b_layers = layer_stds(b_layers, p.depth, "b_layers");
   a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
   a.x1 = static_cast<const double*>(x1.data()), a.ld1 = lead(x1, "x1");
   a.x2 = static_cast<const double*>(x2.data()), a.ld2 = lead(x2, "x2");
@@ -113,17 +115,19 @@ PYBIND11_MODULE(_core, m) {
       "fc",
       [](const FcParams& p, py::array x1, py::object x2, py::array sq1, py::object sq2, py::object nngp,
          py::object ntk, const ntkx::RunOptions& run, py::object lsc1, py::object lsc2, py::object gram,
-         py::object progress) {
+         py::object progress, py::object w_layers, py::object b_layers) {
         by_dtype(first_out(nngp, ntk, progress, "fc"), [&](auto t) {
-          fc_t<decltype(t)>(p, x1, x2, sq1, sq2, nngp, ntk, run, lsc1, lsc2, gram, progress);
+          fc_t<decltype(t)>(p, x1, x2, sq1, sq2, nngp, ntk, run, lsc1, lsc2, gram, progress, w_layers, b_layers);
         });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("nngp"),
       py::arg("ntk"), py::arg("run"), py::arg("lsc1") = py::none(), py::arg("lsc2") = py::none(),
-      py::arg("gram") = py::none(), py::arg("progress") = py::none(),
+      py::arg("gram") = py::none(), py::arg("progress") = py::none(), py::arg("w_layers") = py::none(),
+      py::arg("b_layers") = py::none(),
       "Fill the FC outputs of float64 rows x1 against x2 (None: x1) on run.backend (ntkx::fc). On the CPU,\n"
       "gram(r0, r1, c0, out) fills the Gram panels where the fused BLAS path does not run; progress(pairs\n"
-      "done so far), if given, after each row panel.");
+      "done so far), if given, after each row panel. w_layers / b_layers: optional float64 [depth + 1] stds\n"
+      "of each Dense layer (None: params.w_std / b_std for all).");
 
   py::enum_<ntkx::Readout>(m, "Readout")
       .value("Vanilla", ntkx::Readout::kVanilla)

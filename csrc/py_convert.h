@@ -90,6 +90,16 @@ void run_released(F f) {
   }
 }
 
+/// An optional float64 [depth + 1] array of per-layer stds (FcParams::w_layers), or null.
+inline const double* layer_stds(py::object o, int64_t depth, const char* name) {
+  if (o.is_none()) return nullptr;
+  py::array a = o.cast<py::array>();
+  need(py::dtype::of<double>().is(a.dtype()) && a.ndim() == 1 && a.shape(0) == depth + 1 &&
+           (a.flags() & py::array::c_style),
+       std::string("fc: ") + name + " must be a contiguous float64 array of depth + 1 entries");
+  return static_cast<const double*>(a.data());
+}
+
 /// An optional [n] float64 array of per-row log-scales (math::point_layer0), or null.
 inline const double* log_scales(py::object o, int64_t n, const char* what) {
   if (o.is_none()) return nullptr;

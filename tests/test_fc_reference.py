@@ -197,3 +197,38 @@ def test_stax_apply_fn_is_the_finite_network():
     cov = outs.T @ outs / len(outs)
     nngp = kernel_fn(x, None, "nngp")
     assert np.abs(cov - nngp).max() <= 0.08 * np.abs(nngp).max()
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("biased", [False, True])
+def test_per_layer_stds_match_literal_reference(rng, name, biased):
+    """Dense layers with their own W_std / b_std (FcSpec.w_layers / b_layers) on the CPU and the
+    emulated CUDA kernel, against the literal recursion with the same per-layer stds."""
+    ours, theirs = PAIRS[name]
+    x1 = rng.standard_normal((7, 5))
+    x1[3] = 0.0
+    x2 = rng.standard_normal((5, 5))
+    depth = 4
+    ws = (1.3, 0.6, 2.1, 1.0, 1.7)
+    bs = (0.4, 0.0, 0.2, 0.9, 0.1) if biased else (0.0,) * 5
+    spec = ntkx.FcSpec(depth, activation=ours, w_layers=ws, b_layers=bs)
+    for b in (x2, None):
+        want = ref.fc_kernels(x1, b, depth, ws, bs, theirs)
+        for device in ("cpu", "emulate"):
+            got = ntkx.fc_kernels(x1, b, spec, device=device)
+            for g, r in zip(got, want):
+                assert rel_err(g, r) <= TOL["reference"], (device, b is None)
+    # one shared value as a per-layer list is the homogeneous network, bit for bit
+    same = ntkx.FcSpec(depth, 1.3, 0.4, ours, w_layers=(1.3,) * 5, b_layers=(0.4,) * 5)
+    assert all(np.array_equal(g, r) for g, r in zip(ntkx.fc_kernels(x1, x2, same),
+                                                    ntkx.fc_kernels(x1, x2, ntkx.FcSpec(depth, 1.3, 0.4, ours))))
+
+
+def test_per_layer_stds_are_checked():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="depth \\+ 1 = 3 entries"):
+        ntkx.fc_kernels(x, spec=ntkx.FcSpec(2, w_layers=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="b_layers\\[1\\]"):
+        ntkx.fc_kernels(x, spec=ntkx.FcSpec(2, b_layers=(0.0, np.nan, 0.0)))
+    with pytest.raises(ValueError, match="w_layers\\[0\\]"):
+        ntkx.fc_kernels(x, spec=ntkx.FcSpec(2, w_layers=(-1.0, 1.0, 1.0)))

@@ -405,3 +405,16 @@ def test_ctrl_c_cancels_tiles_in_flight_within_a_second(tmp_path):
                                                  progress=False), delay=1.0)
     assert lat < 1.0, f"Ctrl-C took {lat:.2f} s to stop the tile in flight"
     assert P.status(path).done == 0  # the cancelled tile is not marked done
+
+
+def test_per_layer_spec_round_trips_through_the_store(tmp_path, x):
+    """An FcSpec with per-layer stds is recorded whole: rebuilt from the store's description, it resumes it."""
+    from ntkx._src.precompute.kernel import resolve_kernel, spec_from_description
+
+    spec = ntkx.FcSpec(2, activation=ntkx.Activation("erf", 1.0, 1.0, 0.0), w_layers=(1.3, 0.7, 2.0),
+                       b_layers=(0.1, 0.0, 0.4))
+    rebuilt = spec_from_description(resolve_kernel(spec, {}).description())
+    assert rebuilt == spec and rebuilt.w_layers == (1.3, 0.7, 2.0)
+    res = run(spec, x, None, tmp_path / "K.zarr", get="ntk")
+    np.testing.assert_allclose(res.open()[:, :], ntkx.fc_kernels(x, None, spec, "ntk"), rtol=TOL["route"], atol=0)
+    assert run(rebuilt, x, None, tmp_path / "K.zarr", get="ntk").skipped == res.total

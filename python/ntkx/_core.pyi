@@ -61,7 +61,8 @@ def fc(params: FcParams, x1: np.ndarray, x2: Optional[np.ndarray], sq1: np.ndarr
        nngp: Optional[np.ndarray], ntk: Optional[np.ndarray], run: RunOptions,
        lsc1: Optional[np.ndarray] = None, lsc2: Optional[np.ndarray] = None,
        gram: Optional[Callable[[int, int, int, np.ndarray], None]] = None,
-       progress: Optional[Callable[[int], None]] = None) -> None: ...
+       progress: Optional[Callable[[int], None]] = None, w_layers: Optional[np.ndarray] = None,
+       b_layers: Optional[np.ndarray] = None) -> None: ...
 def cntk(params: CntkParams, x1: np.ndarray, x2: np.ndarray, nngp: Optional[np.ndarray],
          ntk: Optional[np.ndarray], symmetric: bool, run: RunOptions,
          progress: Optional[Callable[[int], None]] = None) -> None: ...

@@ -485,6 +485,11 @@ def input_covariance(x: np.ndarray, xp: np.ndarray, w_std: float, b_std: float) 
     return w_std ** 2 * dot / d + b_std ** 2
 
 
+def _at(std: Any, layer: int) -> float:
+    """The std of Dense layer `layer`: `std` itself, or its entry when it is a per-layer sequence."""
+    return float(std) if np.ndim(std) == 0 else float(std[layer])
+
+
 def kernel_recursion(q0: float, qp0: float, c0: float, depth: int,
                      w_std: float, b_std: float, activation: Any,
                      ntk0: Optional[float] = None) -> Tuple[float, float]:
@@ -515,11 +520,11 @@ def kernel_recursion(q0: float, qp0: float, c0: float, depth: int,
       ``(Sigma^L(x, x'), Theta^L(x, x'))``.
     """
     act = as_activation(activation)
-    w2 = w_std ** 2
-    b2 = b_std ** 2
     q, qp, c = float(q0), float(qp0), float(c0)
     theta = c if ntk0 is None else float(ntk0)
-    for _ in range(int(depth)):
+    for layer in range(1, int(depth) + 1):
+        w2 = _at(w_std, layer) ** 2
+        b2 = _at(b_std, layer) ** 2
         t = act.T(q, qp, c)
         tdot = act.Tdot(q, qp, c)
         q_next = w2 * act.T(q, q, q) + b2
@@ -546,9 +551,10 @@ def pair_kernels(x: np.ndarray, xp: np.ndarray, depth: int, w_std: float,
     Returns:
       ``(nngp, ntk)`` as floats.
     """
-    q0 = input_covariance(x, x, w_std, b_std)
-    qp0 = input_covariance(xp, xp, w_std, b_std)
-    c0 = input_covariance(x, xp, w_std, b_std)
+    w0, b0 = _at(w_std, 0), _at(b_std, 0)
+    q0 = input_covariance(x, x, w0, b0)
+    qp0 = input_covariance(xp, xp, w0, b0)
+    c0 = input_covariance(x, xp, w0, b0)
     return kernel_recursion(q0, qp0, c0, depth, w_std, b_std, activation)
 
 
@@ -564,8 +570,9 @@ def fc_kernels(x1: np.ndarray, x2: Optional[np.ndarray], depth: int,
       x1: inputs, shape ``(n1, d)``.
       x2: inputs, shape ``(n2, d)``, or ``None`` meaning ``x1``.
       depth: number ``L >= 0`` of hidden activations.
-      w_std: weight standard deviation of every Dense layer.
-      b_std: bias standard deviation of every Dense layer.
+      w_std: weight standard deviation of every Dense layer, or a sequence of
+        ``depth + 1`` (one per Dense layer, the first Dense first).
+      b_std: bias standard deviation of every Dense layer, or such a sequence.
       activation: activation spec (see :func:`as_activation`).
 
     Returns:

@@ -367,7 +367,7 @@ void dispatch(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   if (a.rows == 0 || a.cols == 0) return;
-  if (a.params.b_std == 0.0) return dispatch<T, true>(a, interrupt);
+  if (!a.params.biased()) return dispatch<T, true>(a, interrupt);
   return dispatch<T, false>(a, interrupt);
 }
 

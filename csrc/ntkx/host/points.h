@@ -40,7 +40,7 @@ struct PointArrays {
       for (int64_t t = 0; t < count; ++t) {
         math::PointLayer pl;
         lq = (l0 + t == 0) ? math::point_layer0(p, sq[i], lsc ? lsc[i] : 0.0, d, &pl)
-                             : math::point_layer(p, lq, &pl);
+                             : math::point_layer(p, l0 + t, lq, &pl);
         double* at = out + 4 * t * ld + i;
         at[kU * ld] = pl.u, at[kV * ld] = pl.v, at[kG * ld] = pl.g, at[kS * ld] = pl.s;
       }

@@ -41,7 +41,8 @@ enum class Act : int {
   kErf = 3,      ///< phi(x) = a erf(b x) + c (neural-tangents' stax.Erf)
 };
 
-/// One fully-connected architecture: Dense(w_std, b_std) -> [act -> Dense] x depth.
+/// One fully-connected architecture: Dense(w_std, b_std) -> [act -> Dense] x depth
+/// (every Dense sharing w_std / b_std, or layer l having w_layers[l] / b_layers[l]).
 struct FcParams {
   /// Number L of (activation -> Dense) blocks after the first Dense; L = 0 is linear.
   int64_t depth = 1;
@@ -57,6 +58,23 @@ struct FcParams {
   double b = 1.0;
   /// Erf only: additive constant c.
   double c = 0.0;
+  /// Optional per-layer stds, depth + 1 entries each (layer 0 is the first Dense),
+  /// owned by the caller for the duration of a call; null: w_std / b_std for every
+  /// layer. Only the per-point layer arrays read them (the pair recursion is w-free).
+  const double* w_layers = nullptr;
+  const double* b_layers = nullptr;
+
+  /// W_std of Dense layer l (0 .. depth).
+  double w_of(int64_t l) const { return w_layers ? w_layers[l] : w_std; }
+  /// b_std of Dense layer l (0 .. depth).
+  double b_of(int64_t l) const { return b_layers ? b_layers[l] : b_std; }
+  /// Whether any Dense layer has a bias (the bias-free recursion needs none).
+  bool biased() const {
+    if (b_layers == nullptr) return b_std != 0.0;
+    for (int64_t l = 0; l <= depth; ++l)
+      if (b_layers[l] != 0.0) return true;
+    return false;
+  }
 };
 
 namespace math {
@@ -147,24 +165,26 @@ inline double mix_point(double log_a, double log_b2, PointLayer* out) {
 /// log Q_0 is right wherever it is a finite number.
 inline double point_layer0(const FcParams& p, double sqnorm, double lsc, int64_t d, PointLayer* out) {
   const double ninf = -std::numeric_limits<double>::infinity();
-  const double w2 = p.w_std * p.w_std;
+  const double w = p.w_of(0), b = p.b_of(0);
+  const double w2 = w * w;
   const double direct = w2 * sqnorm / double(d);
   double log_a = ninf;
-  if (sqnorm > 0.0 && p.w_std != 0.0)
+  if (sqnorm > 0.0 && w != 0.0)
     log_a = (direct > std::numeric_limits<double>::min() && direct < std::numeric_limits<double>::infinity())
                 ? std::log(direct) + lsc
-                : 2.0 * std::log(std::fabs(p.w_std)) + std::log(sqnorm) - std::log(double(d)) + lsc;
-  const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
+                : 2.0 * std::log(std::fabs(w)) + std::log(sqnorm) - std::log(double(d)) + lsc;
+  const double log_b2 = b != 0.0 ? 2.0 * std::log(std::fabs(b)) : ninf;
   out->g = out->s = 0.0;
   return mix_point(log_a, log_b2, out);
 }
 
 /// Layer l >= 1 of one point from log Q_{l-1}: returns log Q_l.
-inline double point_layer(const FcParams& p, double logq_prev, PointLayer* out) {
+inline double point_layer(const FcParams& p, int64_t l, double logq_prev, PointLayer* out) {
   const double ninf = -std::numeric_limits<double>::infinity();
+  const double w = p.w_of(l), b = p.b_of(l);
   const double logv = log_second_moment(p, logq_prev);
-  const double log_a = (p.w_std != 0.0 && logv != ninf) ? 2.0 * std::log(std::fabs(p.w_std)) + logv : ninf;
-  const double log_b2 = p.b_std != 0.0 ? 2.0 * std::log(std::fabs(p.b_std)) : ninf;
+  const double log_a = (w != 0.0 && logv != ninf) ? 2.0 * std::log(std::fabs(w)) + logv : ninf;
+  const double log_b2 = b != 0.0 ? 2.0 * std::log(std::fabs(b)) : ninf;
   out->g = out->s = 0.0;
   if (p.act == Act::kErf) {
     out->g = std::sqrt(erf_gamma2(p.b, std::exp(logq_prev)));
@@ -265,7 +285,7 @@ NTKX_HD void mix_pair(PairState& st, const Dual& du, double ui, double vi, doubl
 
 /// One layer l >= 1 of the pair recursion; (u, v, g, s) are the two points'
 /// PointLayer fields at layer l, passed as scalars so loops over j vectorize.
-/// kNoBias (b_std = 0) uses u = 1, v = 0 without reading them: exact for every
+/// kNoBias (no layer has a bias) uses u = 1, v = 0 without reading them: exact for every
 /// nonzero point, and a zero point's outputs are 0 whatever its finite state.
 template <Act K, bool kNoBias = false>
 NTKX_HD void layer_step(ActConst k, PairState& st, double ui, double vi, double gi, double si,

@@ -37,10 +37,11 @@ COVERAGE: Dict[str, Entry] = {
     "repeat": Entry("supported", "stored compactly (depth 10^6 needs no list of layers)"),
     "parallel": Entry("planned", _COMPOSE),
     # fully connected and readouts
-    "Dense": Entry("supported", "NTK parameterization, one W_std / b_std shared by every Dense of a network; "
-                                "per-layer values and parameterization='standard' for kernels are planned"),
+    "Dense": Entry("supported", "NTK parameterization, any W_std / b_std per layer, one activation kind per "
+                                "network (per-layer kinds and parameterization='standard' kernels are planned); "
+                                "a network may end in an activation"),
     "Identity": Entry("supported", "anywhere in a supported network"),
-    "Flatten": Entry("supported", "as a CNN readout (vanilla CNTK); Flatten first on images is planned"),
+    "Flatten": Entry("supported", "first, on images (an MLP on images), or as a CNN readout (vanilla CNTK)"),
     "GlobalAvgPool": Entry("supported", "as the CNN readout (CNTK-GAP)"),
     "Conv": Entry("supported", "padding='SAME', stride 1, odd square filters; " + _CONV_LATER),
     # activations

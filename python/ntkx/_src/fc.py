@@ -166,12 +166,28 @@ def _log_scales(k: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class FcSpec:
-    """Dense(w_std, b_std) -> [activation -> Dense(w_std, b_std)] x depth."""
+    """Dense(w_std, b_std) -> [activation -> Dense(w_std, b_std)] x depth.
+
+    Attributes:
+      depth: the number L of (activation -> Dense) blocks after the first Dense.
+      w_std, b_std: every Dense layer's weight and bias std.
+      activation: the activation of every block.
+      w_layers, b_layers: optional per-layer stds, ``depth + 1`` each (layer 0 is the
+        first Dense); they replace `w_std` / `b_std` for every layer.
+    """
 
     depth: int
     w_std: float = 1.0
     b_std: float = 0.0
     activation: Activation = relu()
+    w_layers: Optional[Tuple[float, ...]] = None
+    b_layers: Optional[Tuple[float, ...]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("w_layers", "b_layers"):  # any sequence, kept as a tuple of floats (hashable)
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(float(x) for x in np.asarray(v, dtype=np.float64).ravel()))
 
     def to_core(self) -> "_core.FcParams":
         act = self.activation
@@ -184,6 +200,24 @@ class FcSpec:
         p.act = act.core_kind()
         p.a, p.b, p.c = act.a, act.b, act.c
         return p
+
+    def layer_stds(self) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """``(w, b)``: float64 arrays of the per-layer stds (``None`` where not given), checked."""
+        n = validate.check_depth(self.depth) + 1
+        out = []
+        for name, v in (("w_layers", self.w_layers), ("b_layers", self.b_layers)):
+            if v is None:
+                out.append(None)
+                continue
+            arr = np.array([validate.check_std(x, f"{name}[{i}]") for i, x in enumerate(v)], dtype=np.float64)
+            if arr.shape != (n,):
+                raise ValueError(f"FcSpec.{name} needs depth + 1 = {n} entries, got {arr.size}")
+            out.append(arr)
+        return out[0], out[1]
+
+    def biased(self) -> bool:
+        """Whether any Dense layer has a bias."""
+        return bool(np.any(self.layer_stds()[1])) if self.b_layers is not None else self.b_std != 0.0
 
 
 def fc_kernels(
@@ -251,7 +285,8 @@ def fc_kernels(
     # Scale: a homogeneous network runs on the normalized rows and is multiplied back
     # exactly; any other carries the rows' scales in logs (math::point_layer0), whose
     # rounding costs ~(depth + 1) |ln K| eps relative at a kernel value K.
-    degree = homogeneous_degree(spec.activation, params.depth, params.b_std != 0.0)
+    w_layers, b_layers = spec.layer_stds()
+    degree = homogeneous_degree(spec.activation, params.depth, spec.biased())
     lsc1 = lsc2 = None
     if degree is None:
         lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
@@ -259,7 +294,7 @@ def fc_kernels(
             lsc1 = np.zeros(n1) if lsc1 is None else lsc1
             lsc2 = np.zeros(n2) if lsc2 is None else lsc2
     if spec.activation.kind == ActivationKind.ERF and params.depth > 0:
-        _check_erf(spec.activation, params, (a1, k1), (a2, k2), "ntk" in names)
+        _check_erf(spec, (a1, k1), (a2, k2), "ntk" in names)
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 
     sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
@@ -268,7 +303,8 @@ def fc_kernels(
     with Progress("ntkx FC kernel", n1 * (n1 + 1) // 2 if symmetric else n1 * n2, progress, unit="pair") as bar:
         call = functools.partial(
             _core.fc, params, a1, None if symmetric else a2, sq1, sq2, work.get("nngp"), work.get("ntk"), run,
-            lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done))
+            lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done), w_layers=w_layers,
+            b_layers=b_layers)
         if dev == "cpu":
             # The fused tiles call scipy's BLAS from every OpenMP thread, held to one
             # thread; the Gram panels of very deep nets are numpy's, with its own threads.
@@ -293,18 +329,26 @@ def fc_kernels(
     return result(outs, names, single)
 
 
-def _check_erf(act: Activation, params, *sides) -> None:
+def _check_erf(spec: FcSpec, *sides) -> None:
     """Refuses what an erf net cannot compute in float64 (clear ValueErrors): a nonzero
     bias-free input whose 2 b^2 Q_0 underflows (its gamma and variance would read 0, as
     a zero row's), and (with `want_ntk`, the last of `sides`) an NTK past MAX_ERF_T.
 
     Q_0 = w^2 |x|^2 / d + b^2 is exact per row (in log2, from the normalized rows and
     their exponents k); deeper layers' inputs are bounded by w^2 (a^2 + c^2) + b^2
-    (erf's second moment is at most a^2 + c^2).
+    (erf's second moment is at most a^2 + c^2), with the largest later w and b when
+    the layers differ.
     """
     *sides, want_ntk = sides
-    lw2 = 2.0 * math.log2(params.w_std) if params.w_std > 0 else -math.inf
-    lb2 = 2.0 * math.log2(params.b_std) if params.b_std > 0 else -math.inf
+    act, depth = spec.activation, spec.depth
+    wl, bl = spec.layer_stds()
+    ws = wl if wl is not None else np.full(depth + 1, float(spec.w_std))
+    bs = bl if bl is not None else np.full(depth + 1, float(spec.b_std))
+
+    def log2sq(v: float) -> float:
+        return 2.0 * math.log2(v) if v > 0 else -math.inf
+
+    lw2, lb2 = log2sq(float(ws[0])), log2sq(float(bs[0]))
     l2b = 1.0 + 2.0 * math.log2(abs(act.b)) if act.b else -math.inf  # log2(2 b^2)
     hi, lo = -math.inf, math.inf
     for a, k in sides:
@@ -314,11 +358,12 @@ def _check_erf(act: Activation, params, *sides) -> None:
             continue
         l2 = np.log2(sq[nz]) + (0.0 if k is None else 2.0 * k[nz]) + lw2 - math.log2(a.shape[1])
         hi, lo = max(hi, float(l2.max())), min(lo, float(l2.min()))
-    if params.b_std == 0.0 and act.c == 0.0 and lo + l2b < -1000:
+    if bs[0] == 0.0 and act.c == 0.0 and lo + l2b < -1000:
         raise ValueError(
             f"{act.name or 'Erf'}: a nonzero input's 2 b^2 q is 2^{lo + l2b:.0f}, below float64's range, where erf's "
             f"variance would read 0 as for a zero input; rescale the inputs, W_std or b")
     if want_ntk:
-        later = lw2 + math.log2(act.a ** 2 + act.c ** 2)
-        bounds = [float(np.logaddexp2(hi, lb2))] + ([float(np.logaddexp2(later, lb2))] if params.depth > 1 else [])
+        later = log2sq(float(ws[1:].max(initial=0.0))) + math.log2(act.a ** 2 + act.c ** 2)
+        lb2_later = log2sq(float(bs[1:].max(initial=0.0)))
+        bounds = [float(np.logaddexp2(hi, lb2))] + ([float(np.logaddexp2(later, lb2_later))] if depth > 1 else [])
         check_erf_ntk(act, bounds)

@@ -33,9 +33,9 @@ Params = Any
 
 
 SUPPORTED = (
-    "ntkx's FC kernels support serial(Dense, [activation, Dense] x L) with every Dense sharing "
-    "W_std and b_std and one activation among Relu, LeakyRelu, ABRelu, Abs, Erf, "
-    "RectifiedMonomial(0|1|2) / ArcCosine(0|1|2), repeated with stax.repeat or listed"
+    "ntkx's FC kernels support serial([Flatten()], Dense, [activation, Dense] x L, [activation]) with any "
+    "W_std / b_std per Dense, Identity anywhere, and one activation kind among Relu, LeakyRelu, ABRelu, Abs, "
+    "Erf, RectifiedMonomial(0|1|2) / ArcCosine(0|1|2), repeated with stax.repeat or listed"
 )
 
 
@@ -307,8 +307,15 @@ def empirical_kernels(layer: Layer, params: List[Params], x1: Any, x2: Any = Non
 # ----------------------------------------------------------------------------- kernel
 
 
-def compile_fc(ops: Sequence[Any]) -> FcSpec:
-    """The FcSpec of a layer description, or NotImplementedError naming what is supported."""
+def compile_fc_program(ops: Sequence[Any]) -> Tuple[FcSpec, bool, bool]:
+    """``(spec, ends_in_activation, flatten_first)`` of an FC network, or NotImplementedError.
+
+    Dense layers may differ in W_std / b_std (the spec then carries per-layer stds);
+    a network that ends in an activation is compiled with a virtual last
+    ``Dense(W_std=1, b_std=0)``, whose NNGP is the activation's kernel
+    ``E[phi phi']`` and whose NTK minus NNGP is the activation's NTK
+    (``E[phi' phi'] Theta``); ``Flatten()`` first means images flattened to rows.
+    """
     seq: List[Tuple[Any, int]] = []  # (op, count) runs; repeats of (act, Dense) stay compact
 
     def walk(items, mult):
@@ -324,11 +331,15 @@ def compile_fc(ops: Sequence[Any]) -> FcSpec:
                 seq.append((op, mult))
 
     walk(ops, 1)
-    flat: List[Tuple[Any, int]] = []  # merge into ((act, dense), count) pairs after the first Dense
-    i = 0
+    flatten_first = bool(seq) and isinstance(seq[0][0], ReadoutOp) and seq[0][0].kind == "flatten" and seq[0][1] == 1
+    if flatten_first:
+        seq = seq[1:]
     if not seq or not isinstance(seq[0][0], DenseOp) or seq[0][1] != 1:
-        raise NotImplementedError(f"the network must start with one Dense layer. {SUPPORTED}")
+        raise NotImplementedError(f"the network must start with one Dense layer (after Flatten() on images). "
+                                  f"{SUPPORTED}")
     first = seq[0][0]
+    flat: List[Tuple[Any, int]] = []  # ((act, dense), count) pairs after the first Dense
+    ends_in_act = False
     i = 1
     while i < len(seq):
         op, n = seq[i]
@@ -338,24 +349,74 @@ def compile_fc(ops: Sequence[Any]) -> FcSpec:
         elif isinstance(op, ActOp) and i + 1 < len(seq) and isinstance(seq[i + 1][0], DenseOp):
             flat.append(((op, seq[i + 1][0]), n))
             i += 2
+        elif isinstance(op, ActOp) and i + 1 == len(seq) and n == 1:
+            flat.append(((op, DenseOp(1, 1.0, None, "ntk")), 1))  # the virtual readout
+            ends_in_act = True
+            i += 1
         else:
             raise NotImplementedError(f"cannot compile {type(op).__name__} at position {i}. {SUPPORTED}")
     depth = sum(n for _, n in flat)
     if depth == 0:
-        return FcSpec(0, first.W_std, first.b_std or 0.0)
+        return FcSpec(0, first.W_std, first.b_std or 0.0), False, flatten_first
     acts = {a.act for (a, _), _ in flat}
-    denses = {(d.W_std, d.b_std or 0.0) for (_, d), _ in flat} | {(first.W_std, first.b_std or 0.0)}
     if len(acts) > 1:
         raise NotImplementedError(f"all activations must be the same, got {sorted(a.name for a in acts)}. {SUPPORTED}")
-    if len(denses) > 1:
-        raise NotImplementedError(f"all Dense layers must share W_std and b_std, got {sorted(denses)}. {SUPPORTED}")
-    (w, b), = denses
-    return FcSpec(depth, w, b, acts.pop())
+    runs = [((first.W_std, first.b_std or 0.0), 1)] + [((d.W_std, d.b_std or 0.0), n) for (_, d), n in flat]
+    distinct = {wb for wb, _ in runs}
+    act = acts.pop()
+    if len(distinct) == 1:
+        (w, b), = distinct
+        return FcSpec(depth, w, b, act), ends_in_act, flatten_first
+    if depth > MAX_LAYER_LIST:
+        raise NotImplementedError(f"per-layer W_std / b_std are supported up to {MAX_LAYER_LIST} layers, got "
+                                  f"{depth}. {SUPPORTED}")
+    ws = [wb[0] for wb, n in runs for _ in range(n)]
+    bs = [wb[1] for wb, n in runs for _ in range(n)]
+    return FcSpec(depth, ws[0], bs[0], act, w_layers=tuple(ws), b_layers=tuple(bs)), ends_in_act, flatten_first
+
+
+def compile_fc(ops: Sequence[Any]) -> FcSpec:
+    """The FcSpec of a layer description ending in Dense on rows, or NotImplementedError."""
+    spec, ends_in_act, flatten_first = compile_fc_program(ops)
+    if ends_in_act or flatten_first:
+        raise NotImplementedError("a network that ends in an activation or starts with Flatten() runs through its "
+                                  "kernel_fn only (it is not one FcSpec)")
+    return spec
+
+
+#: Longest network with per-layer W_std / b_std (its stds are one array per call).
+MAX_LAYER_LIST = 1_000_000
+
+
+def _flatten_images(x: Any, name: str) -> np.ndarray:
+    """``Flatten()`` first: `(N, ...)` inputs as `(N, prod(...))` rows."""
+    a = validate.numeric_array(x, name)
+    if a.ndim < 2:
+        raise ValueError(f"Flatten() needs {name} of shape (N, ...), got {a.shape}")
+    return a.reshape(a.shape[0], -1)
+
+
+def _activation_readout(x1: Any, x2: Any, spec: FcSpec, get: Get, kwargs: dict) -> Any:
+    """The kernels of a network that ends in an activation, from its virtual last
+    Dense(1, 0): NNGP = E[phi phi'] = that layer's NNGP, NTK = E[phi' phi'] Theta = its NTK
+    minus its NNGP (in place, no third N x N array)."""
+    from ntkx._src.fc import result
+
+    names, single = validate.check_get(get)
+    if kwargs.get("out") is not None:
+        raise NotImplementedError("out= is not supported for a network that ends in an activation")
+    k = fc_kernels(x1, x2, spec, ("nngp", "ntk"), **kwargs)
+    np.subtract(k.ntk, k.nngp, out=k.ntk)
+    return result({"nngp": k.nngp, "ntk": k.ntk}, names, single)
 
 
 def is_cnn(ops: Sequence[Any]) -> bool:
-    """Whether a layer description contains convolutions or a spatial readout."""
-    return any(isinstance(op, (ConvOp, ReadoutOp)) for op in _expand_shallow(ops))
+    """Whether a layer description contains convolutions or a spatial readout after them."""
+    shallow = list(_expand_shallow(ops))
+    if not any(isinstance(op, ConvOp) for op in shallow):
+        return not (shallow and isinstance(shallow[0], ReadoutOp) and shallow[0].kind == "flatten") and any(
+            isinstance(op, ReadoutOp) for op in shallow)
+    return True
 
 
 def _expand_shallow(ops):
@@ -429,6 +490,12 @@ def _kernel_fn(ops):
                 "stax.empirical_kernels, ntkx.theory.train)")
         if is_cnn(ops):
             return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
-        return fc_kernels(x1, x2, compile_fc(ops), get, **kwargs)
+        spec, ends_in_act, flatten_first = compile_fc_program(ops)
+        if flatten_first:
+            x1 = _flatten_images(x1, "x1")
+            x2 = None if x2 is None else _flatten_images(x2, "x2")
+        if not ends_in_act:
+            return fc_kernels(x1, x2, spec, get, **kwargs)
+        return _activation_readout(x1, x2, spec, get, kwargs)
 
     return kernel_fn

@@ -165,7 +165,8 @@ def spec_from_description(d: Dict[str, Any]) -> Any:
         raise ValueError(f"the store's kernel ({d.get('function', d.get('kind'))}) records no FcSpec/CntkSpec "
                          f"to rebuild it from")
     if kind == "FcSpec":
-        return FcSpec(spec["depth"], spec["w_std"], spec["b_std"], Activation(**spec["activation"]))
+        layers = {k: tuple(spec[k]) for k in ("w_layers", "b_layers") if spec.get(k) is not None}
+        return FcSpec(spec["depth"], spec["w_std"], spec["b_std"], Activation(**spec["activation"]), **layers)
     fields = dict(spec)
     fields["convs"] = tuple(ConvLayer(**c) for c in spec["convs"])
     fields["activation"] = Activation(**spec["activation"])
