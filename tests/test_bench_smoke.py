@@ -202,3 +202,13 @@ def test_median_confidence_interval():
     assert Timing((1.0, 2.0, 3.0), 0.1).confidence_interval() == (1.0, 3.0)  # too few: the range
     assert Timing((2.0,), 0.1).spread == 0.0
     assert Timing((1.0, 2.0, 3.0), 0.1).spread == pytest.approx(0.25)  # quartiles 1.5, 2.5; median 2
+
+
+def test_fma_pipe_width_of_the_nominal_peak():
+    """AMD Zen/Zen+ (family 23, models < 0x30) issue a 256-bit FMA on two 128-bit pipes; the rest full width."""
+    from ntkx._src.bench.machine import fma_pipe_bits
+
+    assert fma_pipe_bits("AuthenticAMD", "23", "1", 256)[0] == 128  # EPYC 7001 (Zen)
+    assert fma_pipe_bits("AuthenticAMD", "23", "49", 256)[0] == 256  # EPYC 7002 (Zen 2)
+    assert fma_pipe_bits("GenuineIntel", "6", "85", 512)[0] == 512
+    assert fma_pipe_bits(None, None, None, 256) == (256, "two full-width FMA pipes, assumed")

@@ -18,8 +18,10 @@ Measured (`measure`):
 
 Described (`describe_cpu`): the CPU model and flags (``/proc/cpuinfo``, ``lscpu``), its
 SIMD width and cores, and a *nominal* peak, ``cores x GHz x 2 FMA pipes x lanes x 2``,
-from the clock that ``/proc/cpuinfo`` reports (an assumption, labelled as such: many cores
-have two FMA pipes of the full width, some, such as AMD Zen 1, have two of half of it).
+from the base clock that ``/proc/cpuinfo`` reports, with the FMA pipes' documented width:
+the full SIMD width, except AMD Zen and Zen+ (family 23, models below 0x30), whose two
+FMA pipes are 128 bits wide (AMD's Software Optimization Guide for family 17h), so a
+256-bit FMA issues at half rate. Boost clocks can lift the measured peak above it.
 
 The model is cached per machine (`load_or_measure`) in ``<cache>/machine-<key>.json``:
 the key hashes the host name, CPU model, flags, core count and numpy version, so a change
@@ -161,6 +163,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def fma_pipe_bits(vendor: Any, family: Any, model: Any, simd: int) -> "tuple[int, str]":
+    """Width of each of the two FMA pipes, and where that width comes from.
+
+    AMD family 23 (0x17) models below 0x30 are Zen and Zen+ (EPYC 7001, Ryzen 1000/2000):
+    two 128-bit FMA pipes, a 256-bit FMA split in two halves. Anything else is taken to
+    have two pipes of its full SIMD width (Zen 2 and later, Intel since Haswell; Intel's
+    one-FMA-unit AVX-512 parts are the exception this cannot see).
+    """
+    try:
+        fam, mod = int(family), int(model)
+    except (TypeError, ValueError):
+        fam = mod = -1
+    if vendor == "AuthenticAMD" and fam == 23 and mod < 0x30 and simd > 128:
+        return 128, f"AMD Zen/Zen+, family {fam} model {mod}: two 128-bit FMA pipes, documented"
+    return simd, "two full-width FMA pipes, assumed"
+
+
 def describe_cpu() -> Dict[str, Any]:
     """The CPU: model, vendor, flags of interest, SIMD width, cores, clock and the nominal peak it implies."""
     info, ls = _cpuinfo(), _lscpu()
@@ -174,10 +193,12 @@ def describe_cpu() -> Dict[str, Any]:
         except (TypeError, ValueError):
             continue
     bits, n = simd_bits(flags), cores()
+    fma_bits, rule = fma_pipe_bits(info.get("vendor_id") or ls.get("Vendor ID"), info.get("cpu family"),
+                                   info.get("model"), bits)
     nominal = None
     if mhz is not None:
-        # cores x GHz x 2 FMA pipes x lanes x 2 flops: an assumption (see the module docstring).
-        nominal = {dt: n * mhz / 1e3 * 2 * (bits // size) * 2 for dt, size in (("float64", 64), ("float32", 32))}
+        # cores x GHz x 2 FMA pipes x lanes of one pipe x 2 flops (see the module docstring).
+        nominal = {dt: n * mhz / 1e3 * 2 * (fma_bits // size) * 2 for dt, size in (("float64", 64), ("float32", 32))}
     return {
         "model": model,
         "vendor": info.get("vendor_id") or ls.get("Vendor ID"),
@@ -191,7 +212,7 @@ def describe_cpu() -> Dict[str, Any]:
         "flags": sorted(set(flags) & {"sse2", "avx", "avx2", "fma", "avx512f", "avx512vl", "neon", "asimd"}),
         "caches": {k: ls[k] for k in ("L1d cache", "L2 cache", "L3 cache") if k in ls},
         "nominal_peak_gflops": nominal,
-        "nominal_rule": "cores x GHz (/proc/cpuinfo) x 2 FMA pipes x SIMD lanes x 2 flops (assumed pipes)",
+        "nominal_rule": f"cores x base GHz (/proc/cpuinfo) x 2 FMA pipes x {fma_bits}-bit lanes x 2 flops ({rule})",
         "machine": platform.machine(),
     }
 

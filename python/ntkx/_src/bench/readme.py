@@ -52,7 +52,8 @@ def _machine_lines(m: Mapping[str, Any]) -> List[str]:
     if "float64" in fma:
         parts.append(f"float64 FMA peak {fma['float64']['one_core_gflops']:.1f} GFLOP/s on one core, "
                      f"{fma['float64']['all_cores_gflops']:.1f} on all"
-                     + (f", against a documented {nominal:.1f} ({cpu.get('nominal_rule')})" if nominal else ""))
+                     + (f", against a nominal {nominal:.1f} at the base clock: {cpu.get('nominal_rule')}"
+                        if nominal else ""))
     parts.append(f"dgemm {gemm['float64']['all_cores_gflops']:.1f} GFLOP/s")
     parts.append(f"triad bandwidth {triad['all_cores_gbs']:.1f} GB/s")
     lines[0] += "; ".join(parts) + "."

@@ -59,6 +59,7 @@ def bench(args: argparse.Namespace) -> int:
     if not common.make_out_dir("ntkx bench", args.out):
         return 2
     command = " ".join(["ntkx bench", "--scale", args.scale] + (["--only", *args.only] if args.only else [])
+                       + (["--remeasure-machine"] if args.remeasure_machine else [])
                        + ["--out", shlex.quote(args.out)])
     common.print_build()
     try:
