@@ -28,7 +28,19 @@ def cg(n):
     k = ntkx.fc_kernels(x, None, FcSpec(3), get="ntk", device="cpu")
     return lambda: dynamics.cg_solve(k, y, ridge=1e-2, tol=1e-8)
 
+def fc_small(n, d, L):
+    x = rng.standard_normal((n, d))
+    return lambda: ntkx.fc_kernels(x, None, FcSpec(L, 1.4, 0.1), device="cpu")
+
+def cntk_tiles(n):
+    x = rng.standard_normal((n, 8, 8, 3))
+    spec = ntkx.CntkSpec(convs=(ntkx.ConvLayer(),) * 3, readout="gap")
+    return lambda: ntkx.cntk_kernels(x, spec=spec, device="cpu", memory_budget=1 << 18)
+
 CASES = {
+    "fc_N100_d16_L3_f64": lambda: fc_small(100, 16, 3),
+    "fc_deep_N600_d16_L2000_f64": lambda: fc_small(600, 16, 2000),
+    "cntk_gap_n12_tiles": lambda: cntk_tiles(12),
     "fc_N4000_d784_L10_f64": lambda: fc(4000, 784, 10, np.float64),
     "fc_N4000_d32_L10_f64": lambda: fc(4000, 32, 10, np.float64),
     "fc_N4000_d64_L3_f32": lambda: fc(4000, 64, 3, np.float32),

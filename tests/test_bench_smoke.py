@@ -212,3 +212,12 @@ def test_fma_pipe_width_of_the_nominal_peak():
     assert fma_pipe_bits("AuthenticAMD", "23", "49", 256)[0] == 256  # EPYC 7002 (Zen 2)
     assert fma_pipe_bits("GenuineIntel", "6", "85", 512)[0] == 512
     assert fma_pipe_bits(None, None, None, 256) == (256, "two full-width FMA pipes, assumed")
+
+
+def test_live_table_prints_speedups():
+    """Each case's live rows end with its baseline's speed-up over every peer that ran (as in the report)."""
+    rows = [{"case": "c", "peer": "ntkx", "status": "ok", "entries_per_second": 6.0},
+            {"case": "c", "peer": "numpy_gram", "status": "ok", "entries_per_second": 2.0},
+            {"case": "c", "peer": "neural_tangents", "status": "skipped"}]
+    assert R._speedup_line("c", rows).split()[1:] == ["ntkx", "speed-up:", "numpy_gram", "3x"]
+    assert R._speedup_line("c", rows[:1]) is None

@@ -103,13 +103,14 @@ def test_unsupported_compositions_name_what_is_supported():
     x = np.ones((2, 2))
     cases = [
         stax.Relu(),                                                       # no leading Dense
-        stax.serial(stax.Dense(2), stax.Relu()),                           # trailing activation
-        stax.serial(stax.Dense(2), stax.Relu(), stax.Dense(2), stax.Erf(), stax.Dense(1)),  # mixed
-        stax.serial(stax.Dense(2, W_std=1.0), stax.Relu(), stax.Dense(1, W_std=2.0)),       # mixed W_std
+        stax.serial(stax.Dense(2), stax.Relu(), stax.Relu(), stax.Dense(1)),  # two activations in a row
+        stax.serial(stax.Dense(2), stax.Relu(), stax.Dense(2), stax.Erf(), stax.Dense(1)),  # mixed kinds
     ]
     for layer in cases:
         with pytest.raises(NotImplementedError, match="ntkx's FC kernels support serial"):
             layer[2](x)
+    with pytest.raises(NotImplementedError, match="supports serial"):  # Flatten after a Dense: a readout
+        stax.serial(stax.Dense(2), stax.Flatten(), stax.Dense(1))[2](x)
     with pytest.raises(NotImplementedError, match="degree 0, 1, 2"):
         stax.RectifiedMonomial(3)
 

@@ -230,6 +230,10 @@ def run(scale: str = "small", only: Optional[Sequence[str]] = None, out: Optiona
                     say(_line(rec))
                 if bar is not None:
                     bar.update(1)
+            if progress or echo:
+                line = _speedup_line(case.id, results)
+                if line:
+                    say(line)
             del data
             save(f"in progress: {len(results)} of {total}")
     except BaseException:
@@ -245,6 +249,16 @@ def run(scale: str = "small", only: Optional[Sequence[str]] = None, out: Optiona
 
         write_report(doc, out)
     return doc
+
+
+def _speedup_line(case_id: str, results: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """The live table's summary of one case: its baseline's speed-up over each peer that ran."""
+    mine = [r for r in results if r["case"] == case_id]
+    ratios = speedups(mine).get(case_id)
+    if not ratios:
+        return None
+    base = next((r.get("baseline") for r in mine if r.get("baseline")), "ntkx")
+    return f"{case_id:<40} {base} speed-up: " + ", ".join(f"{p} {x:.3g}x" for p, x in ratios.items())
 
 
 def _machine_line(m: MachineModel) -> str:
