@@ -209,15 +209,15 @@ class FcSpec:
             if v is None:
                 out.append(None)
                 continue
-            arr = np.array([validate.check_std(x, f"{name}[{i}]") for i, x in enumerate(v)], dtype=np.float64)
+            arr = np.asarray(v, dtype=np.float64)
+            bad = ~(np.isfinite(arr) & (arr >= 0))
+            if bad.any():  # check_std's message, naming the first bad layer
+                i = int(np.argmax(bad))
+                validate.check_std(arr[i], f"{name}[{i}]")
             if arr.shape != (n,):
                 raise ValueError(f"FcSpec.{name} needs depth + 1 = {n} entries, got {arr.size}")
             out.append(arr)
         return out[0], out[1]
-
-    def biased(self) -> bool:
-        """Whether any Dense layer has a bias."""
-        return bool(np.any(self.layer_stds()[1])) if self.b_layers is not None else self.b_std != 0.0
 
 
 def fc_kernels(
@@ -286,7 +286,8 @@ def fc_kernels(
     # exactly; any other carries the rows' scales in logs (math::point_layer0), whose
     # rounding costs ~(depth + 1) |ln K| eps relative at a kernel value K.
     w_layers, b_layers = spec.layer_stds()
-    degree = homogeneous_degree(spec.activation, params.depth, spec.biased())
+    biased = bool(b_layers.any()) if b_layers is not None else params.b_std != 0.0
+    degree = homogeneous_degree(spec.activation, params.depth, biased)
     lsc1 = lsc2 = None
     if degree is None:
         lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
@@ -294,7 +295,7 @@ def fc_kernels(
             lsc1 = np.zeros(n1) if lsc1 is None else lsc1
             lsc2 = np.zeros(n2) if lsc2 is None else lsc2
     if spec.activation.kind == ActivationKind.ERF and params.depth > 0:
-        _check_erf(spec, (a1, k1), (a2, k2), "ntk" in names)
+        _check_erf(spec, w_layers, b_layers, (a1, k1), (a2, k2), "ntk" in names)
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 
     sq1 = np.einsum("ij,ij->i", a1, a1, dtype=np.float64)
@@ -329,10 +330,11 @@ def fc_kernels(
     return result(outs, names, single)
 
 
-def _check_erf(spec: FcSpec, *sides) -> None:
+def _check_erf(spec: FcSpec, wl: Optional[np.ndarray], bl: Optional[np.ndarray], *sides) -> None:
     """Refuses what an erf net cannot compute in float64 (clear ValueErrors): a nonzero
     bias-free input whose 2 b^2 Q_0 underflows (its gamma and variance would read 0, as
     a zero row's), and (with `want_ntk`, the last of `sides`) an NTK past MAX_ERF_T.
+    `wl`, `bl` are the spec's checked per-layer stds (`FcSpec.layer_stds`) or None.
 
     Q_0 = w^2 |x|^2 / d + b^2 is exact per row (in log2, from the normalized rows and
     their exponents k); deeper layers' inputs are bounded by w^2 (a^2 + c^2) + b^2
@@ -341,7 +343,6 @@ def _check_erf(spec: FcSpec, *sides) -> None:
     """
     *sides, want_ntk = sides
     act, depth = spec.activation, spec.depth
-    wl, bl = spec.layer_stds()
     ws = wl if wl is not None else np.full(depth + 1, float(spec.w_std))
     bs = bl if bl is not None else np.full(depth + 1, float(spec.b_std))
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ntkx._src import network, validate
+from ntkx._src.fc import result
 
 #: Output kernels a batched call holds at once (NNGP and NTK), each in float64.
 _OUTPUTS, _ITEM = 2, 8
@@ -80,8 +81,6 @@ def empirical_kernel_fn(f: Callable[..., Any], trace_axes: Any = (-1,), diagonal
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, params: Optional[Any] = None, **kwargs: Any) -> Any:
         """Empirical NNGP and/or NTK at `params`; see `empirical_kernel_fn`."""
-        from ntkx._src.fc import result
-
         if params is None:
             raise TypeError("kernel_fn: params (from init_fn) is required")
         names, single = validate.check_get(get)

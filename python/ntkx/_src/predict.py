@@ -72,13 +72,6 @@ def _attr(k: Any, g: str, name: str) -> Optional[np.ndarray]:
     return np.asarray(k)
 
 
-def _out(gets: Tuple[str, ...], get: Get, values: Dict[str, Any]) -> Any:
-    """neural-tangents' return convention: the value for a string `get`, else a ``Gaussians`` namedtuple."""
-    if isinstance(get, str):
-        return values[get]
-    return collections.namedtuple("Gaussians", gets)(*(values[g] for g in gets))
-
-
 def _ensemble(k_dd: Any, y: np.ndarray, learning_rate: float, diag_reg: float, absolute: bool,
               gets: Sequence[str]) -> Callable[..., Any]:
     """`nt_compat.gradient_descent_mse_ensemble` on the kernels of `k_dd` that `gets` needs."""
@@ -130,7 +123,7 @@ def gp_inference(k_train_train: Any, y_train: Any, diag_reg: float = 0.0, diag_r
             tt = _attr(k_test_test, "nngp", "k_test_test") if cov else None
             values[g] = cache[need](None, g, cov, _attr(k_test_train, "ntk", "k_test_train") if g == "ntk" else None,
                                    _attr(k_test_train, "nngp", "k_test_train") if "nngp" in need else None, tt)
-        return _out(gets, get, values)
+        return nt_compat.gaussians(gets, get, values)
 
     return predict_fn
 
@@ -202,7 +195,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable[..., Any], x_train: Any, y
             nngp_tt = np.asarray(kernel_fn(x_test, None, "nngp", **kw)) if compute_cov else None
             args = (k_td.get("ntk"), k_td.get("nngp"), nngp_tt)
         values = {g: fns[need](tt, g, compute_cov, *args) for g in gets}
-        return _out(gets, get, values)
+        return nt_compat.gaussians(gets, get, values)
 
     return predict_fn
 

@@ -24,7 +24,7 @@ from scipy import special
 from ntkx._src import activations, network, validate
 from ntkx._src.activations import Activation, ActivationKind
 from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
-from ntkx._src.fc import FcSpec, Get, Kernels, fc_kernels
+from ntkx._src.fc import FcSpec, Get, Kernels, fc_kernels, result
 from ntkx._src.network import ActOp, ConvOp, DenseOp, ReadoutOp, RepeatOp
 from ntkx._src.network import expand as _expand
 
@@ -331,7 +331,7 @@ def compile_fc_program(ops: Sequence[Any]) -> Tuple[FcSpec, bool, bool]:
                 seq.append((op, mult))
 
     walk(ops, 1)
-    flatten_first = bool(seq) and isinstance(seq[0][0], ReadoutOp) and seq[0][0].kind == "flatten" and seq[0][1] == 1
+    flatten_first = bool(seq) and seq[0][1] == 1 and _is_flatten(seq[0][0])
     if flatten_first:
         seq = seq[1:]
     if not seq or not isinstance(seq[0][0], DenseOp) or seq[0][1] != 1:
@@ -400,8 +400,6 @@ def _activation_readout(x1: Any, x2: Any, spec: FcSpec, get: Get, kwargs: dict) 
     """The kernels of a network that ends in an activation, from its virtual last
     Dense(1, 0): NNGP = E[phi phi'] = that layer's NNGP, NTK = E[phi' phi'] Theta = its NTK
     minus its NNGP (in place, no third N x N array)."""
-    from ntkx._src.fc import result
-
     names, single = validate.check_get(get)
     if kwargs.get("out") is not None:
         raise NotImplementedError("out= is not supported for a network that ends in an activation")
@@ -410,13 +408,17 @@ def _activation_readout(x1: Any, x2: Any, spec: FcSpec, get: Get, kwargs: dict) 
     return result({"nngp": k.nngp, "ntk": k.ntk}, names, single)
 
 
+def _is_flatten(op: Any) -> bool:
+    return isinstance(op, ReadoutOp) and op.kind == "flatten"
+
+
 def is_cnn(ops: Sequence[Any]) -> bool:
-    """Whether a layer description contains convolutions or a spatial readout after them."""
+    """Whether a layer description has convolutions, or a spatial readout that is not a
+    leading Flatten() (an MLP on images is an FC network)."""
     shallow = list(_expand_shallow(ops))
-    if not any(isinstance(op, ConvOp) for op in shallow):
-        return not (shallow and isinstance(shallow[0], ReadoutOp) and shallow[0].kind == "flatten") and any(
-            isinstance(op, ReadoutOp) for op in shallow)
-    return True
+    flatten_first = bool(shallow) and _is_flatten(shallow[0])
+    return (any(isinstance(op, ConvOp) for op in shallow)
+            or (not flatten_first and any(isinstance(op, ReadoutOp) for op in shallow)))
 
 
 def _expand_shallow(ops):

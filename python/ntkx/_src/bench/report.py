@@ -88,10 +88,11 @@ def _results_table(rows: Sequence[Mapping[str, Any]], speed: Mapping[str, Mappin
     return lines
 
 
-def _by_suite(results: Sequence[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, Any]]]:
+def group_by(results: Sequence[Mapping[str, Any]], key: str) -> Dict[str, List[Mapping[str, Any]]]:
+    """The records by their `key` field ('suite', 'case'), in first-seen order."""
     out: Dict[str, List[Mapping[str, Any]]] = {}
     for r in results:
-        out.setdefault(r["suite"], []).append(r)
+        out.setdefault(r[key], []).append(r)
     return out
 
 
@@ -134,7 +135,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         "entries per second over that peer's (the baseline's, for precompute).", "",
     ]
     lines += machine_section(doc["machine"])
-    for suite, rows in _by_suite(results).items():
+    for suite, rows in group_by(results, "suite").items():
         lines += [f"## {suite}", ""] + _results_table(rows, speed) + [""]
         if suite == "dtype":
             extra = _ratio_lines(rows, "dtype", "float64", "x faster than float64")

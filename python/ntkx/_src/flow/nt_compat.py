@@ -17,6 +17,14 @@ from ntkx._src.flow.mse import MSEDynamics
 from ntkx._src.flow.spectrum import Times
 
 
+def gaussians(gets: Tuple[str, ...], get: Any, values: Any) -> Any:
+    """neural-tangents' return convention: the value for a string `get`, else a ``Gaussians``
+    namedtuple of `values[g]` for each g of `gets`."""
+    if isinstance(get, str):
+        return values[get]
+    return collections.namedtuple("Gaussians", gets)(*(values[g] for g in gets))
+
+
 def _absolute_ridge(k: np.ndarray, diag_reg: Any, absolute: bool) -> float:
     r = validate.check_real_nonneg(diag_reg, "diag_reg")
     return r if absolute else r * float(np.trace(k)) / k.shape[0]
@@ -96,13 +104,11 @@ def gradient_descent_mse_ensemble(ntk_train_train: Any, nngp_train_train: Any, y
             if g not in ("nngp", "ntk"):
                 raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
         tt = np.inf if t is None else t
-        out = []
+        out = {}
         for g in gets:
             res = dyn[g].predict(tt, ntk_test_train, nngp_test_train, nngp_test_test, get=g,
                                  compute_cov=compute_cov)
-            out.append(res if compute_cov else res.mean)
-        if isinstance(get, str):
-            return out[0]
-        return collections.namedtuple("Gaussians", gets)(*out)
+            out[g] = res if compute_cov else res.mean
+        return gaussians(gets, get, out)
 
     return predict_fn
