@@ -6,10 +6,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "ntkx/api.h"
 #include "ntkx/host/cntk_params.h"
+#include "ntkx/math/fc_program.h"
 #include "py_convert.h"
 
 namespace py = pybind11;
@@ -19,11 +22,49 @@ using namespace ntkx::py_convert;
 
 namespace {
 
+using IArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using FArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+/// An FC program (math/fc_program.h) from Python's arrays (ntkx._src.fc_program):
+/// ops_i [nops, 5] int32 (kind, dst, src, nsrc, act), ops_f [nops, 5] float64 (a,
+/// b, c, w, bias), srcs int32 and src_logc float64 of the SUMs. Holds the ops; the
+/// FcProgram borrows them.
+struct PyProgram {
+  std::vector<ntkx::ProgOp> ops;
+  IArray srcs;
+  FArray logc;
+  ntkx::FcProgram prog;
+
+  PyProgram(const py::tuple& t) {
+    need(t.size() == 8, "fc: program must be (ops_i, ops_f, srcs, src_logc, nreg, out, max_erf_t, want_ntk)");
+    IArray oi = t[0].cast<IArray>();
+    FArray of = t[1].cast<FArray>();
+    srcs = t[2].cast<IArray>(), logc = t[3].cast<FArray>();
+    need(oi.ndim() == 2 && oi.shape(1) == 5 && of.ndim() == 2 && of.shape(1) == 5 && of.shape(0) == oi.shape(0),
+         "fc: program ops must be [nops, 5] int32 and [nops, 5] float64");
+    need(srcs.ndim() == 1 && logc.ndim() == 1 && logc.shape(0) == srcs.shape(0), "fc: program sources mismatch");
+    const int64_t n = oi.shape(0);
+    ops.resize(size_t(n));
+    auto I = oi.unchecked<2>();
+    auto F = of.unchecked<2>();
+    for (int64_t t2 = 0; t2 < n; ++t2) {
+      ntkx::ProgOp& o = ops[size_t(t2)];
+      need(I(t2, 0) >= 0 && I(t2, 0) <= 3 && I(t2, 4) >= 0 && I(t2, 4) <= 3, "fc: program op or activation kind");
+      o.kind = ntkx::OpKind(I(t2, 0)), o.dst = I(t2, 1), o.src = I(t2, 2), o.nsrc = I(t2, 3), o.act = Act(I(t2, 4));
+      o.a = F(t2, 0), o.b = F(t2, 1), o.c = F(t2, 2), o.w = F(t2, 3), o.bias = F(t2, 4);
+    }
+    prog.ops = ops.data(), prog.nops = n;
+    prog.srcs = srcs.data(), prog.src_logc = logc.data(), prog.nsrcs = srcs.shape(0);
+    prog.nreg = t[4].cast<int32_t>(), prog.out = t[5].cast<int32_t>();
+    prog.max_erf_t = t[6].cast<double>(), prog.want_ntk = t[7].cast<bool>();
+  }
+};
+
 /// An FC kernel matrix (ntkx::fc) of float64 rows x1 against x2 (None: x1 itself).
 template <typename T>
 void fc_t(const FcParams& p, py::array x1, py::object x2o, py::array sq1, py::object sq2o, py::object nngp,
           py::object ntk, const ntkx::RunOptions& run, py::object lsc1, py::object lsc2, py::object gram,
-          py::object progress, py::object w_layers, py::object b_layers) {
+          py::object progress, py::object w_layers, py::object b_layers, py::object program) {
   const bool sym = x2o.is_none();
   py::array x2 = sym ? x1 : x2o.cast<py::array>(), sq2 = sym ? sq1 : sq2o.cast<py::array>();
   for (const py::array* x : {&x1, &x2, &sq1, &sq2})
@@ -33,6 +74,11 @@ void fc_t(const FcParams& p, py::array x1, py::object x2o, py::array sq1, py::ob
   a.params = p;
   a.params.w_layers = layer_stds(w_layers, p.depth, "w_layers");
   a.params.b_layers = layer_stds(b_layers, p.depth, "b_layers");
+  std::unique_ptr<PyProgram> prog;
+  if (!program.is_none()) {
+    prog.reset(new PyProgram(program.cast<py::tuple>()));
+    a.params.program = &prog->prog;
+  }
   a.n1 = x1.shape(0), a.n2 = x2.shape(0), a.d = x1.shape(1);
   a.x1 = static_cast<const double*>(x1.data()), a.ld1 = lead(x1, "x1");
   a.x2 = static_cast<const double*>(x2.data()), a.ld2 = lead(x2, "x2");
@@ -115,19 +161,21 @@ PYBIND11_MODULE(_core, m) {
       "fc",
       [](const FcParams& p, py::array x1, py::object x2, py::array sq1, py::object sq2, py::object nngp,
          py::object ntk, const ntkx::RunOptions& run, py::object lsc1, py::object lsc2, py::object gram,
-         py::object progress, py::object w_layers, py::object b_layers) {
+         py::object progress, py::object w_layers, py::object b_layers, py::object program) {
         by_dtype(first_out(nngp, ntk, progress, "fc"), [&](auto t) {
-          fc_t<decltype(t)>(p, x1, x2, sq1, sq2, nngp, ntk, run, lsc1, lsc2, gram, progress, w_layers, b_layers);
+          fc_t<decltype(t)>(p, x1, x2, sq1, sq2, nngp, ntk, run, lsc1, lsc2, gram, progress, w_layers, b_layers,
+                            program);
         });
       },
       py::arg("params"), py::arg("x1"), py::arg("x2"), py::arg("sq1"), py::arg("sq2"), py::arg("nngp"),
       py::arg("ntk"), py::arg("run"), py::arg("lsc1") = py::none(), py::arg("lsc2") = py::none(),
       py::arg("gram") = py::none(), py::arg("progress") = py::none(), py::arg("w_layers") = py::none(),
-      py::arg("b_layers") = py::none(),
+      py::arg("b_layers") = py::none(), py::arg("program") = py::none(),
       "Fill the FC outputs of float64 rows x1 against x2 (None: x1) on run.backend (ntkx::fc). On the CPU,\n"
       "gram(r0, r1, c0, out) fills the Gram panels where the fused BLAS path does not run; progress(pairs\n"
       "done so far), if given, after each row panel. w_layers / b_layers: optional float64 [depth + 1] stds\n"
-      "of each Dense layer (None: params.w_std / b_std for all).");
+      "of each Dense layer (None: params.w_std / b_std for all). program: an FC program (ntkx._src.fc_program)\n"
+      "that replaces the params' architecture (CPU only).");
 
   py::enum_<ntkx::Readout>(m, "Readout")
       .value("Vanilla", ntkx::Readout::kVanilla)

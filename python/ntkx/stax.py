@@ -15,6 +15,9 @@ from ntkx._src.stax import (
     Conv,
     Dense,
     Erf,
+    FanInConcat,
+    FanInSum,
+    FanOut,
     Flatten,
     GlobalAvgPool,
     Identity,
@@ -23,14 +26,15 @@ from ntkx._src.stax import (
     RectifiedMonomial,
     Relu,
     empirical_kernels,
+    parallel,
     repeat,
     serial,
 )
 
 __all__ = [
-    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "Flatten", "GlobalAvgPool", "Identity", "Layer", "LeakyRelu",
-    "RectifiedMonomial", "Relu",
-    "empirical_kernels", "repeat", "serial",
+    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "FanInConcat", "FanInSum", "FanOut", "Flatten",
+    "GlobalAvgPool", "Identity", "Layer", "LeakyRelu", "RectifiedMonomial", "Relu",
+    "empirical_kernels", "parallel", "repeat", "serial",
 ]
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import special
@@ -591,4 +591,82 @@ def fc_kernels(x1: np.ndarray, x2: Optional[np.ndarray], depth: int,
     for i in range(n1):
         for j in range(n2):
             nngp[i, j], ntk[i, j] = pair_kernels(x1[i], x2[j], depth, w_std, b_std, act)
+    return nngp, ntk
+
+
+# ---------------------------------------------------------------------------
+# General compositions (residual branches, per-layer activations).
+# ---------------------------------------------------------------------------
+#
+# A network is a list of ops, written independently of ntkx's stax:
+#   ("dense", w_std, b_std, width)  affine layer, NTK parameterization
+#   ("act", activation)             an activation spec (see `as_activation`)
+#   ("fanout", n)                   n copies of the current value
+#   ("parallel", [ops, ops, ...])   one op list per copy
+#   ("sum",)                        FanInSum: the kernels add (the branches are independent
+#                                   Gaussian processes, neural-tangents' convention)
+#   ("concat",)                     FanInConcat on the channel axis: the channel-weighted
+#                                   mean of the kernels
+# The value of one pair is (q, q', c, theta, width): the two variances, the NNGP
+# covariance, the NTK and the channel count.
+
+
+def _graph_step(op: Any, v: Any) -> Any:
+    kind = op[0]
+    if kind == "dense":
+        _, w, b, width = op
+        q, qp, c, theta, _ = v
+        w2, b2 = float(w) ** 2, float(b) ** 2
+        c_next = w2 * c + b2
+        return (w2 * q + b2, w2 * qp + b2, c_next, w2 * theta + c_next, int(width))
+    if kind == "act":
+        act = as_activation(op[1])
+        q, qp, c, theta, width = v
+        return (act.T(q, q, q), act.T(qp, qp, qp), act.T(q, qp, c), act.Tdot(q, qp, c) * theta, width)
+    if kind == "fanout":
+        return [v] * int(op[1])
+    if kind == "parallel":
+        return [graph_pair_values(branch, vb) for branch, vb in zip(op[1], v)]
+    if kind == "sum":
+        out = [0.0, 0.0, 0.0, 0.0]
+        for vb in v:
+            for k in range(4):
+                out[k] += vb[k]
+        return (out[0], out[1], out[2], out[3], v[0][4])
+    if kind == "concat":
+        total = sum(vb[4] for vb in v)
+        out = [0.0, 0.0, 0.0, 0.0]
+        for vb in v:
+            for k in range(4):
+                out[k] += vb[4] / total * vb[k]
+        return (out[0], out[1], out[2], out[3], total)
+    raise ValueError(f"unknown op {op!r}")
+
+
+def graph_pair_values(ops: Sequence[Any], v: Any) -> Any:
+    """Run the op list `ops` on one pair's value `v` (see the comment above)."""
+    for op in ops:
+        v = _graph_step(op, v)
+    return v
+
+
+def graph_kernels(x1: np.ndarray, x2: Optional[np.ndarray], ops: Sequence[Any]
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """NNGP and NTK of a general FC composition, one pair at a time.
+
+    The input value of a pair is ``(x.x/d, x'.x'/d, x.x'/d, 0, d)``: the raw inputs,
+    not Gaussian, with no parameters of their own.
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    d = x1.shape[1]
+    nngp = np.zeros((x1.shape[0], x2.shape[0]))
+    ntk = np.zeros_like(nngp)
+    for i in range(x1.shape[0]):
+        for j in range(x2.shape[0]):
+            q = input_covariance(x1[i], x1[i], 1.0, 0.0)
+            qp = input_covariance(x2[j], x2[j], 1.0, 0.0)
+            c = input_covariance(x1[i], x2[j], 1.0, 0.0)
+            out = graph_pair_values(ops, (q, qp, c, 0.0, d))
+            nngp[i, j], ntk[i, j] = out[2], out[3]
     return nngp, ntk

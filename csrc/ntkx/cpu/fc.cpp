@@ -5,7 +5,9 @@
 // the chunk written so that the compiler vectorizes it (no branches, no calls).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -21,6 +23,7 @@
 #include "ntkx/host/mirror.h"
 #include "ntkx/host/points.h"
 #include "ntkx/host/poll.h"
+#include "ntkx/math/fc_program.h"
 
 namespace ntkx {
 namespace {
@@ -72,6 +75,8 @@ struct FcPanelArgs {
   /// Optional, with dgemm on a symmetric panel: tiles on the diagonal compute only
   /// their upper triangle, by this dsyrk.
   Dsyrk dsyrk = nullptr;
+  /// With params.program: the first per-point slot of each op (math::program_slots).
+  const int64_t* slot_off = nullptr;
 };
 
 
@@ -153,13 +158,134 @@ void write_rows(const FcPanelArgs<T>& a, int64_t i0, int64_t nr, int64_t j0, int
   }
 }
 
+/// The input cosines of row i against columns [j0, j0 + w) from their Gram products
+/// grow[0..w): rho = cos, del = 1 - cos, eps = 1 + cos, each accurate (near-colinear
+/// pairs recomputed from the rows).
+template <typename T>
+inline void input_row(const FcPanelArgs<T>& a, const double* inv1, const double* inv2, int64_t i, int64_t j0,
+                      int64_t w, const double* grow, double* rho, double* del, double* eps) {
+  const double* __restrict g = grow;
+  const double* __restrict r2 = inv2 + j0;
+  const double ri = inv1[i];
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) math::input_cosine_gram(g[jj], ri, r2[jj], &rho[jj], &del[jj], &eps[jj]);
+  for (int64_t jj = 0; jj < w; ++jj)  // rare: near-colinear pairs, O(d) each
+    if (math::input_cosine_colinear(del[jj], eps[jj]))
+      math::input_cosine_exact(a.x1 + i * a.ld1, a.x2 + (j0 + jj) * a.ld2, a.d, a.sq1[i], a.sq2[j0 + jj], &rho[jj],
+                               &del[jj], &eps[jj]);
+}
+
+/// Output of row i, columns [j0, j0 + w): sqrt(Q Q') * (rho, tau) (in place), with
+/// products of the per-point scales sc (point_scales) where safe, else from the
+/// logs; then copied to res_r / res_t when given (the fused path writes them out in
+/// both orientations), else straight into the output rows.
+template <typename T>
+inline void finish_row(const FcPanelArgs<T>& a, int64_t i, int64_t j0, int64_t w, double* rho, double* tau,
+                       const double* sc1, const double* sc2, const double* logq1, const double* logq2,
+                       double* res_r, double* res_t) {
+  const double si = sc1[i];
+  const double* __restrict sj = sc2 + j0;
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    const double s = (si >= 0.0 && sj[jj] >= 0.0) ? si * sj[jj] : 1.0;
+    rho[jj] *= s, tau[jj] *= s;
+  }
+  for (int64_t jj = 0; jj < w; ++jj)
+    if (si < 0.0 || sj[jj] < 0.0) {
+      const double s = math::pair_scale(logq1[i], logq2[j0 + jj]);
+      rho[jj] = math::scaled(s, rho[jj]), tau[jj] = math::scaled(s, tau[jj]);
+    }
+  if (res_r != nullptr) {
+    std::copy(rho, rho + w, res_r);
+    std::copy(tau, tau + w, res_t);
+    return;
+  }
+  // (Symmetric callers pass j0 >= i: every column here is on or above the diagonal.)
+  if (a.nngp)
+    for (int64_t jj = 0; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
+  if (a.ntk)
+    for (int64_t jj = 0; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
+}
+
+/// Runs row_chunk(i, j0, w, grow[, res_r, res_t]) over every (row, column chunk) of a
+/// panel (upper triangle when symmetric): on the panel's stored Gram, or, with
+/// a.dgemm, on kRowBlock x kChunk Gram tiles each thread computes and consumes from
+/// cache. `cost` (work per pair, in layers) decides whether threads pay.
+template <typename T, typename RowChunk>
+void run_tiles(const FcPanelArgs<T>& a, Poll& poll, int threads, int64_t cost, RowChunk& row_chunk) {
+  const int64_t nchunk = (a.cols + kChunk - 1) / kChunk;
+  const int64_t items = a.rows * nchunk;
+  if (a.dgemm == nullptr) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (items * cost > 4096)
+    for (int64_t item = 0; item < items; ++item) {
+      poll.check();
+      if (poll.stop()) continue;
+      const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
+      const int64_t w = std::min(kChunk, a.cols - j0);
+      if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
+      const int64_t js = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;  // on or above it
+      row_chunk(i, j0 + js, w - js, a.gram + i * a.ldg + j0 + js, nullptr, nullptr);
+    }
+    return;
+  }
+  // Fused: each work item is a kRowBlock x kChunk tile whose Gram products a
+  // single-threaded BLAS dgemm writes into a thread-local buffer that the
+  // recursion then reads from L2. No N x N Gram exists; BLAS threads do not
+  // spin against ours (the caller limits BLAS to one thread). A symmetric
+  // call writes each group of kMirrorRows finished rows twice: along the rows,
+  // and transposed as kMirrorRows-long runs of the rows below the diagonal,
+  // so no separate mirror pass re-reads the output.
+  const int64_t nrb = (a.rows + kRowBlock - 1) / kRowBlock;
+  const int64_t tiles = nrb * nchunk;
+  const int nout = (a.nngp != nullptr) + (a.ntk != nullptr);
+  const bool stream =
+      double(nout) * sizeof(T) * double(a.symmetric ? a.cols : a.rows) * double(a.cols) >= kStreamBytes;
+#pragma omp parallel num_threads(threads) if (tiles * cost > 64)
+  {
+    std::vector<double> buf(kRowBlock * kChunk), res(2 * kMirrorRows * kChunk);
+    double* const res_r = res.data();
+    double* const res_t = res_r + kMirrorRows * kChunk;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < tiles; ++item) {
+      poll.check();
+      if (poll.stop()) continue;
+      const int64_t i0 = (item / nchunk) * kRowBlock, j0 = (item % nchunk) * kChunk;
+      const int64_t h = std::min(kRowBlock, a.rows - i0), w = std::min(kChunk, a.cols - j0);
+      if (a.symmetric && j0 + w <= i0) continue;
+      // Column-major: G^T (w x h) = X2b (d x w)^T X1b (d x h), i.e. row-major G (h x w).
+      char tr = 'T', nt = 'N', lo = 'L';
+      int m = int(w), n = int(h), kk = int(a.d), lda = int(a.ld2), ldb = int(a.ld1), ldc = int(kChunk);
+      double one = 1.0, zero = 0.0;
+      if (a.dsyrk != nullptr && a.symmetric && i0 == j0 && h == w) {
+        // A tile on the diagonal: its upper triangle (row-major) is the lower one of
+        // the column-major G^T = X1b^T X1b, half the flops of the dgemm.
+        a.dsyrk(&lo, &tr, &n, &kk, &one, const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+      } else {
+        a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
+                const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
+      }
+      for (int64_t r0 = 0; r0 < h; r0 += kMirrorRows) {
+        const int64_t nr = std::min(kMirrorRows, h - r0);
+        for (int64_t r = r0; r < r0 + nr; ++r) {
+          if (a.symmetric && j0 + w <= i0 + r) continue;
+          // Symmetric: only the columns on or above the diagonal (the rest of the
+          // tile's Gram may not even be computed).
+          const int64_t js = a.symmetric ? std::max<int64_t>(0, i0 + r - j0) : 0;
+          row_chunk(i0 + r, j0 + js, w - js, buf.data() + r * kChunk + js, res_r + (r - r0) * kChunk + js,
+                    res_t + (r - r0) * kChunk + js);
+        }
+        write_rows(a, i0 + r0, nr, j0, w, res_r, res_t, stream);
+      }
+      store_fence();
+    }
+  }
+}
+
 template <typename T, Act K, bool kNoBias>
 void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   const FcParams& p = a.params;
   const math::ActConst k = math::act_const(p);
   const int64_t L = p.depth;
-  const int64_t nchunk = (a.cols + kChunk - 1) / kChunk;
-  const int64_t items = a.rows * nchunk;
   const bool given = a.pts1 != nullptr && a.pts2 != nullptr;
   const int64_t block = given ? L + 1 : std::max<int64_t>(1, kPointBudget / (4 * (a.rows + a.cols) + 1));
   const bool multi = L + 1 > block;
@@ -198,20 +324,11 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
     // After the last layer the scaled NNGP and NTK go to res_r[0..w), res_t[0..w)
     // when given (the fused path writes them out in both orientations), else
     // straight into the output rows.
-    auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow, double* res_r = nullptr,
-                         double* res_t = nullptr) {
+    auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow, double* res_r, double* res_t) {
       alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
       int64_t t0 = 0;
       if (l0 == 0) {
-        const double* __restrict g = grow;
-        const double* __restrict r2 = inv2.data() + j0;
-        const double ri = inv1[i];
-#pragma omp simd
-        for (int64_t jj = 0; jj < w; ++jj) math::input_cosine_gram(g[jj], ri, r2[jj], &rho[jj], &del[jj], &eps[jj]);
-        for (int64_t jj = 0; jj < w; ++jj)  // rare: near-colinear pairs, O(d) each
-          if (math::input_cosine_colinear(del[jj], eps[jj]))
-            math::input_cosine_exact(a.x1 + i * a.ld1, a.x2 + (j0 + jj) * a.ld2, a.d, a.sq1[i], a.sq2[j0 + jj],
-                                     &rho[jj], &del[jj], &eps[jj]);
+        input_row(a, inv1.data(), inv2.data(), i, j0, w, grow, rho, del, eps);
         const double ui = s1.pts[kU * s1.ld + i], vi = s1.pts[kV * s1.ld + i];
         const double* __restrict uj = s2.pts + kU * s2.ld + j0;
         const double* __restrict vj = s2.pts + kV * s2.ld + j0;
@@ -262,97 +379,123 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
           sv[4 * jj] = rho[jj], sv[4 * jj + 1] = del[jj], sv[4 * jj + 2] = eps[jj], sv[4 * jj + 3] = tau[jj];
         return;
       }
-      // Output: sqrt(Q_L Q_L') * (rho, tau); products of per-point scales when safe.
-      const double si = sc1[i];
-      const double* __restrict sj = sc2.data() + j0;
-#pragma omp simd
-      for (int64_t jj = 0; jj < w; ++jj) {
-        const double s = (si >= 0.0 && sj[jj] >= 0.0) ? si * sj[jj] : 1.0;
-        rho[jj] *= s, tau[jj] *= s;
-      }
-      for (int64_t jj = 0; jj < w; ++jj)
-        if (si < 0.0 || sj[jj] < 0.0) {
-          const double s = math::pair_scale(s1.logq[i], s2.logq[j0 + jj]);
-          rho[jj] = math::scaled(s, rho[jj]), tau[jj] = math::scaled(s, tau[jj]);
-        }
-      if (res_r != nullptr) {
-        std::copy(rho, rho + w, res_r);
-        std::copy(tau, tau + w, res_t);
-        return;
-      }
-      // (Symmetric callers pass j0 >= i: every column here is on or above the diagonal.)
-      if (a.nngp)
-        for (int64_t jj = 0; jj < w; ++jj) a.nngp[i * a.ldo + j0 + jj] = T(rho[jj]);
-      if (a.ntk)
-        for (int64_t jj = 0; jj < w; ++jj) a.ntk[i * a.ldo + j0 + jj] = T(tau[jj]);
+      finish_row(a, i, j0, w, rho, tau, sc1.data(), sc2.data(), s1.logq, s2.logq, res_r, res_t);
     };
 
-    if (a.dgemm == nullptr) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (items * (L + 1) > 4096)
-      for (int64_t item = 0; item < items; ++item) {
-        poll.check();
-        if (poll.stop()) continue;
-        const int64_t i = item / nchunk, j0 = (item % nchunk) * kChunk;
-        const int64_t w = std::min(kChunk, a.cols - j0);
-        if (a.symmetric && j0 + w <= i) continue;  // entirely below the diagonal
-        const int64_t js = a.symmetric ? std::max<int64_t>(0, i - j0) : 0;  // on or above it
-        row_chunk(i, j0 + js, w - js, a.gram + i * a.ldg + j0 + js);
-      }
-    } else {
-      // Fused: each work item is a kRowBlock x kChunk tile whose Gram products a
-      // single-threaded BLAS dgemm writes into a thread-local buffer that the
-      // recursion then reads from L2. No N x N Gram exists; BLAS threads do not
-      // spin against ours (the caller limits BLAS to one thread). A symmetric
-      // call writes each group of kMirrorRows finished rows twice: along the rows,
-      // and transposed as kMirrorRows-long runs of the rows below the diagonal,
-      // so no separate mirror pass re-reads the output.
-      const int64_t nrb = (a.rows + kRowBlock - 1) / kRowBlock;
-      const int64_t tiles = nrb * nchunk;
-      const int nout = (a.nngp != nullptr) + (a.ntk != nullptr);
-      const bool stream =
-          double(nout) * sizeof(T) * double(a.symmetric ? a.cols : a.rows) * double(a.cols) >= kStreamBytes;
-#pragma omp parallel num_threads(threads) if (tiles * (L + 1) > 64)
-      {
-        std::vector<double> buf(kRowBlock * kChunk), res(2 * kMirrorRows * kChunk);
-        double* const res_r = res.data();
-        double* const res_t = res_r + kMirrorRows * kChunk;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < tiles; ++item) {
-          poll.check();
-          if (poll.stop()) continue;
-          const int64_t i0 = (item / nchunk) * kRowBlock, j0 = (item % nchunk) * kChunk;
-          const int64_t h = std::min(kRowBlock, a.rows - i0), w = std::min(kChunk, a.cols - j0);
-          if (a.symmetric && j0 + w <= i0) continue;
-          // Column-major: G^T (w x h) = X2b (d x w)^T X1b (d x h), i.e. row-major G (h x w).
-          char tr = 'T', nt = 'N', lo = 'L';
-          int m = int(w), n = int(h), kk = int(a.d), lda = int(a.ld2), ldb = int(a.ld1), ldc = int(kChunk);
-          double one = 1.0, zero = 0.0;
-          if (a.dsyrk != nullptr && a.symmetric && i0 == j0 && h == w) {
-            // A tile on the diagonal: its upper triangle (row-major) is the lower one of
-            // the column-major G^T = X1b^T X1b, half the flops of the dgemm.
-            a.dsyrk(&lo, &tr, &n, &kk, &one, const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
-          } else {
-            a.dgemm(&tr, &nt, &m, &n, &kk, &one, const_cast<double*>(a.x2 + j0 * a.ld2), &lda,
-                    const_cast<double*>(a.x1 + i0 * a.ld1), &ldb, &zero, buf.data(), &ldc);
-          }
-          for (int64_t r0 = 0; r0 < h; r0 += kMirrorRows) {
-            const int64_t nr = std::min(kMirrorRows, h - r0);
-            for (int64_t r = r0; r < r0 + nr; ++r) {
-              if (a.symmetric && j0 + w <= i0 + r) continue;
-              // Symmetric: only the columns on or above the diagonal (the rest of the
-              // tile's Gram may not even be computed).
-              const int64_t js = a.symmetric ? std::max<int64_t>(0, i0 + r - j0) : 0;
-              row_chunk(i0 + r, j0 + js, w - js, buf.data() + r * kChunk + js, res_r + (r - r0) * kChunk + js,
-                        res_t + (r - r0) * kChunk + js);
-            }
-            write_rows(a, i0 + r0, nr, j0, w, res_r, res_t, stream);
-          }
-          store_fence();
-        }
-      }
-    }
+    run_tiles(a, poll, threads, L + 1, row_chunk);
     if (poll.stop()) throw Interrupted();
   }
+  if (a.symmetric && a.dgemm == nullptr) {
+    host::mirror_upper(a.nngp, a.rows, a.cols, a.ldo, threads);
+    host::mirror_upper(a.ntk, a.rows, a.cols, a.ldo, threads);
+  }
+}
+
+/// One panel of a general composition (math/fc_program.h): the per-point slots of
+/// every op are given (pts1 / pts2: slot k of point i at pts[k ld + i]; logq the
+/// output register's log Q), and each (row, column chunk) interprets the ops on
+/// registers of kChunk pairs that stay in cache, inside the same Gram tiles.
+template <typename T>
+void panel_program(const FcPanelArgs<T>& a, const int64_t* off, Interrupt* interrupt) {
+  const FcProgram& pr = *a.params.program;
+  if (a.dgemm != nullptr && (a.d > (int64_t(1) << 30) || a.ld1 > (int64_t(1) << 30)))
+    throw std::invalid_argument("ntkx: the fused BLAS path needs 32-bit sizes");
+  std::vector<math::ActConst> kc(size_t(pr.nops));
+  for (int64_t t = 0; t < pr.nops; ++t) kc[size_t(t)] = math::act_const(op_act_params(pr.ops[t]));
+  std::vector<double> inv1(a.rows), inv2(a.cols), sc1(a.rows), sc2(a.cols);
+  for (int64_t i = 0; i < a.rows; ++i) inv1[i] = math::inv_norm(a.sq1[i]);
+  for (int64_t j = 0; j < a.cols; ++j) inv2[j] = math::inv_norm(a.sq2[j]);
+  point_scales(a.logq1, a.rows, sc1.data());
+  point_scales(a.logq2, a.cols, sc2.data());
+  Poll poll(interrupt);
+  const int threads = a.threads > 0 ? a.threads : openmp_threads();
+  const int64_t nreg = pr.nreg;
+
+  auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow, double* res_r, double* res_t) {
+    // Registers: field f of register r at reg[r] + f kChunk; one spare for SUM's result
+    // (swapped in, so a SUM may overwrite one of its sources).
+    thread_local std::vector<double> scratch;
+    thread_local std::vector<double*> reg;
+    if (scratch.size() < size_t(4 * kChunk * (nreg + 1))) scratch.resize(size_t(4 * kChunk * (nreg + 1)));
+    reg.resize(size_t(nreg + 1));
+    for (int64_t r = 0; r <= nreg; ++r) reg[size_t(r)] = scratch.data() + 4 * kChunk * r;
+    {
+      double* in = reg[0];
+      input_row(a, inv1.data(), inv2.data(), i, j0, w, grow, in, in + kChunk, in + 2 * kChunk);
+      std::fill(in + 3 * kChunk, in + 3 * kChunk + w, 0.0);  // Theta of the input: 0
+    }
+    for (int64_t t = 0; t < pr.nops; ++t) {
+      if ((t & 1023) == 1023) {  // long programs: Ctrl-C inside a row too (see panel)
+        poll.check();
+        if (poll.stop()) return;
+      }
+      const ProgOp& op = pr.ops[t];
+      const double* p1 = a.pts1 + off[t] * a.ldp1 + i;
+      const double* p2 = a.pts2 + off[t] * a.ldp2 + j0;
+      const int64_t l1 = a.ldp1, l2 = a.ldp2;
+      if (op.kind == OpKind::kSum) {
+        double* __restrict acc = reg[size_t(nreg)];
+        std::fill(acc, acc + 4 * kChunk, 0.0);
+        for (int32_t k = 0; k < op.nsrc; ++k) {
+          const double* __restrict sr = reg[size_t(pr.srcs[op.src + k])];
+          const double ui = p1[k * l1];
+          const double* __restrict uj = p2 + k * l2;
+#pragma omp simd
+          for (int64_t jj = 0; jj < w; ++jj) {
+            math::PairState st{acc[jj], acc[kChunk + jj], acc[2 * kChunk + jj], acc[3 * kChunk + jj]};
+            math::sum_pair_add(st, ui, uj[jj], sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]);
+            acc[jj] = st.rho, acc[kChunk + jj] = st.delta, acc[2 * kChunk + jj] = st.eps, acc[3 * kChunk + jj] = st.tau;
+          }
+        }
+        std::swap(reg[size_t(nreg)], reg[size_t(op.dst)]);
+        continue;
+      }
+      const double* sr = reg[size_t(op.src)];
+      double* ds = reg[size_t(op.dst)];
+      // Reads then writes each pair's four fields: dst may be src.
+      auto each = [&](auto&& f) {
+#pragma omp simd
+        for (int64_t jj = 0; jj < w; ++jj) {
+          math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+          f(st, jj);
+          ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+        }
+      };
+      if (op.kind == OpKind::kDense) {
+        const double ui = p1[0], vi = p1[l1];
+        const double* __restrict uj = p2;
+        const double* __restrict vj = p2 + l2;
+        each([&](math::PairState& st, int64_t jj) { math::dense_pair(st, ui, vi, uj[jj], vj[jj]); });
+      } else if (op.kind == OpKind::kAct) {
+        const double gi = p1[0], si = p1[l1];
+        const double* __restrict gj = p2;
+        const double* __restrict sj = p2 + l2;
+        const math::ActConst k = kc[size_t(t)];
+        with_act(op.act, [&](auto tag) {
+          constexpr Act K = decltype(tag)::value;
+          each([&](math::PairState& st, int64_t jj) { math::act_pair<K>(k, st, gi, si, gj[jj], sj[jj]); });
+        });
+      } else {
+        const double ui = p1[0], vi = p1[l1], gi = p1[2 * l1], si = p1[3 * l1];
+        const double* __restrict uj = p2;
+        const double* __restrict vj = p2 + l2;
+        const double* __restrict gj = p2 + 2 * l2;
+        const double* __restrict sj = p2 + 3 * l2;
+        const math::ActConst k = kc[size_t(t)];
+        with_act(op.act, [&](auto tag) {
+          constexpr Act K = decltype(tag)::value;
+          each([&](math::PairState& st, int64_t jj) {
+            math::layer_step<K, false>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
+          });
+        });
+      }
+    }
+    double* o = reg[size_t(pr.out)];
+    finish_row(a, i, j0, w, o, o + 3 * kChunk, sc1.data(), sc2.data(), a.logq1, a.logq2, res_r, res_t);
+  };
+
+  run_tiles(a, poll, threads, pr.nops + 1, row_chunk);
+  if (poll.stop()) throw Interrupted();
   if (a.symmetric && a.dgemm == nullptr) {
     host::mirror_upper(a.nngp, a.rows, a.cols, a.ldo, threads);
     host::mirror_upper(a.ntk, a.rows, a.cols, a.ldo, threads);
@@ -367,6 +510,7 @@ void dispatch(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 template <typename T>
 void fc_panel_cpu(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   if (a.rows == 0 || a.cols == 0) return;
+  if (a.params.program != nullptr) return panel_program<T>(a, a.slot_off, interrupt);
   if (!a.params.biased()) return dispatch<T, true>(a, interrupt);
   return dispatch<T, false>(a, interrupt);
 }
@@ -384,6 +528,48 @@ constexpr int64_t kPanelBytes = int64_t(8) << 20;
 int64_t panel_pairs(int64_t p0, int64_t p1, int64_t n1, int64_t n2, bool symmetric) {
   const int64_t r = p1 - p0;
   return symmetric ? r * (n1 - p0) - r * (r - 1) / 2 : r * n2;
+}
+
+/// The per-point slots of a program (math::program_point) for x1 and, unless
+/// symmetric, x2: slot k of point i at pts[k n + i], and each point's output log Q.
+/// Refuses (std::invalid_argument) arrays beyond the memory budget and erf inputs
+/// beyond float64's limits (program_act_point).
+template <typename T>
+void program_points(const FcArgs<T>& a, std::vector<int64_t>* off, std::vector<double>* pts1,
+                    std::vector<double>* lq1, std::vector<double>* pts2, std::vector<double>* lq2) {
+  const FcProgram& pr = *a.params.program;
+  math::check_program(pr);
+  off->assign(size_t(pr.nops), 0);
+  const int64_t nslots = math::program_slots(pr, off->data());
+  const int64_t n_all = a.n1 + (a.symmetric ? 0 : a.n2);
+  const double bytes = 8.0 * double(nslots) * double(n_all);
+  if (bytes > double(std::max<int64_t>(a.run.budget, int64_t(1) << 24)))
+    throw std::invalid_argument("ntkx: this network's per-point arrays need " + std::to_string(int64_t(bytes)) +
+                                " bytes (" + std::to_string(nslots) + " per point), beyond memory_budget; raise it");
+  const int threads = a.run.threads > 0 ? a.run.threads : openmp_threads();
+  auto fill = [&](const double* sq, const double* lsc, int64_t n, std::vector<double>* pts, std::vector<double>* lq) {
+    pts->assign(size_t(nslots * n), 0.0);
+    lq->assign(size_t(n), 0.0);
+    std::string error;
+#pragma omp parallel num_threads(threads) if (n * pr.nops > 4096)
+    {
+      std::vector<double> regs(size_t(pr.nreg));
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        try {
+          regs[0] = sq[i] > 0.0 ? std::log(sq[i]) - std::log(double(a.d)) + (lsc ? lsc[i] : 0.0)
+                                : -std::numeric_limits<double>::infinity();
+          (*lq)[size_t(i)] = math::program_point(pr, off->data(), regs.data(), pts->data() + i, n);
+        } catch (const std::exception& e) {
+#pragma omp critical(ntkx_program_points)
+          if (error.empty()) error = e.what();
+        }
+      }
+    }
+    if (!error.empty()) throw std::invalid_argument(error);
+  };
+  fill(a.sq1, a.lsc1, a.n1, pts1, lq1);
+  if (!a.symmetric) fill(a.sq2, a.lsc2, a.n2, pts2, lq2);
 }
 
 }  // namespace
@@ -409,9 +595,14 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
   };
   // Per-point layer arrays once per call when small against the budget; otherwise
   // (very deep nets) each panel computes them in layer blocks.
-  const bool whole = 4 * 8 * layers * (n1 + (sym ? 0 : n2)) <= budget / 2;
+  const bool prog = p.program != nullptr;
+  const bool whole = prog || 4 * 8 * layers * (n1 + (sym ? 0 : n2)) <= budget / 2;
   std::vector<double> pts1, lq1, pts2, lq2;
-  if (whole) {
+  std::vector<int64_t> off;
+  if (prog) {
+    program_points(a, &off, &pts1, &lq1, &pts2, &lq2);
+    pa.slot_off = off.data();
+  } else if (whole) {
     pts1.resize(4 * layers * n1), lq1.assign(n1, 0.0);
     PointArrays::fill_layers(p, a.sq1, a.lsc1, a.d, 0, layers, n1, pts1.data(), n1, lq1.data());
     if (!sym) {

@@ -26,6 +26,8 @@ const T* contiguous(const double* x, int64_t n, int64_t d, int64_t ld, std::vect
 template <typename T>
 void fc(const FcArgs<T>& a, Interrupt* interrupt) {
   if (a.run.backend == Backend::kCpu) return fc_cpu<T>(a, interrupt);
+  if (a.params.program != nullptr)
+    throw std::invalid_argument("ntkx: general FC compositions (FC programs) run on the CPU backend only");
   FcFullArgs<T> f;
   f.params = a.params;
   f.n1 = a.n1, f.n2 = a.n2, f.d = a.d;

@@ -33,6 +33,8 @@
 
 namespace ntkx {
 
+struct FcProgram;  // math/fc_program.h
+
 /// Activation families with closed-form duals.
 enum class Act : int {
   kABRelu = 0,   ///< phi(x) = a min(x, 0) + b max(x, 0): ReLU (0, 1), leaky (alpha, 1), abs (-1, 1), arc-cosine order 1
@@ -63,6 +65,9 @@ struct FcParams {
   /// layer. Only the per-point layer arrays read them (the pair recursion is w-free).
   const double* w_layers = nullptr;
   const double* b_layers = nullptr;
+  /// Optional general composition (math/fc_program.h), owned by the caller for a
+  /// call: when set it replaces depth / stds / act (OpenMP backend only).
+  const FcProgram* program = nullptr;
 
   /// W_std of Dense layer l (0 .. depth).
   double w_of(int64_t l) const { return w_layers ? w_layers[l] : w_std; }

@@ -27,7 +27,7 @@ class Entry(NamedTuple):
 
 _ACT_PLANNED = "a closed-form dual to add to csrc/ntkx/math/ (issue 17, step 2)"
 _CONV_LATER = "the convolutional family beyond SAME padding / stride 1 is a later step"
-_COMPOSE = "needs the per-layer program of issue 17 step 1 (one op list interpreted in the fused tile)"
+_PROGRAM = "FC networks; run by the per-layer register program (csrc/ntkx/math/fc_program.h), CPU backend"
 _NO_KERNEL = "no closed-form infinite-width kernel in ntkx's scope"
 _MACHINERY = "neural-tangents' machinery for defining new layers (jax-based); ntkx layers are its own"
 
@@ -35,11 +35,10 @@ COVERAGE: Dict[str, Entry] = {
     # combinators
     "serial": Entry("supported", "any sequence of supported layers"),
     "repeat": Entry("supported", "stored compactly (depth 10^6 needs no list of layers)"),
-    "parallel": Entry("planned", _COMPOSE),
+    "parallel": Entry("supported", "between FanOut and FanIn*, any nesting; " + _PROGRAM),
     # fully connected and readouts
-    "Dense": Entry("supported", "NTK parameterization, any W_std / b_std per layer, one activation kind per "
-                                "network (per-layer kinds and parameterization='standard' kernels are planned); "
-                                "a network may end in an activation"),
+    "Dense": Entry("supported", "NTK parameterization, any W_std / b_std and activation per layer, a network "
+                                "may end in an activation (parameterization='standard' kernels are planned)"),
     "Identity": Entry("supported", "anywhere in a supported network"),
     "Flatten": Entry("supported", "first, on images (an MLP on images), or as a CNN readout (vanilla CNTK)"),
     "GlobalAvgPool": Entry("supported", "as the CNN readout (CNTK-GAP)"),
@@ -67,10 +66,10 @@ COVERAGE: Dict[str, Entry] = {
     "Elementwise": Entry("refused", "an arbitrary jax function with a user-given dual; ntkx's duals are compiled"),
     "ElementwiseNumerical": Entry("refused", _NO_KERNEL + ": a numerical (quadrature) dual of any function"),
     # branching
-    "FanOut": Entry("planned", _COMPOSE),
-    "FanInSum": Entry("planned", _COMPOSE),
-    "FanInConcat": Entry("planned", _COMPOSE),
-    "FanInProd": Entry("planned", _COMPOSE),
+    "FanOut": Entry("supported", _PROGRAM),
+    "FanInSum": Entry("supported", "of Gaussian branches of equal width (as neural-tangents); " + _PROGRAM),
+    "FanInConcat": Entry("supported", "on the channel axis (-1); " + _PROGRAM),
+    "FanInProd": Entry("planned", "a product of branch kernels: a SUM-like op of the per-layer program"),
     # convolutional and other linear layers
     "AvgPool": Entry("planned", _CONV_LATER),
     "SumPool": Entry("planned", _CONV_LATER),
@@ -83,7 +82,7 @@ COVERAGE: Dict[str, Entry] = {
     "Padding": Entry("planned", "the padding enum of Conv and pooling; pass padding='SAME' as a string"),
     "Dropout": Entry("refused", "a regularizer of finite networks; ntkx's kernels are those of the "
                                 "deterministic network"),
-    "LayerNorm": Entry("planned", _COMPOSE),
+    "LayerNorm": Entry("planned", "a normalization op of the per-layer program (rescales q to 1)"),
     "Aggregate": Entry("refused", _NO_KERNEL + " (graph aggregation)"),
     "AggregateImplementation": Entry("refused", "the implementation enum of Aggregate"),
     "DotGeneral": Entry("refused", _NO_KERNEL + " (a general tensor contraction layer)"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ntkx._src.backend import core as _core
 from ntkx._src import backend, validate
 from ntkx._src.backend import finish_work, float64_work
 from ntkx._src.progress import Progress, ProgressArg
+
+if TYPE_CHECKING:
+    from ntkx._src.fc_program import FcProgram
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
@@ -223,7 +226,7 @@ class FcSpec:
 def fc_kernels(
     x1: Any,
     x2: Any = None,
-    spec: FcSpec = FcSpec(1),
+    spec: Union[FcSpec, FcProgram] = FcSpec(1),
     get: Get = None,
     *,
     device: str = "auto",
@@ -239,7 +242,9 @@ def fc_kernels(
       x1: `(N1, d)` inputs, any array-like of real numbers.
       x2: `(N2, d)` inputs, or ``None`` for `x1` against itself (one triangle is
         computed and mirrored, so the result is exactly symmetric).
-      spec: the architecture.
+      spec: the architecture: an `FcSpec`, or a compiled general composition
+        (``ntkx._src.fc_program.FcProgram``, what ``stax`` networks with residual
+        branches or per-layer activations compile to; CPU only).
       get: ``'nngp'``, ``'ntk'``, a tuple of both, or ``None`` (both).
       device: ``'auto'`` (CUDA when a device is present), ``'cpu'`` or ``'cuda'``
         (``'emulate'``, the CPU emulator of the CUDA kernel, is reserved to ntkx's
@@ -264,12 +269,20 @@ def fc_kernels(
     two first and the scale is carried in logs, so an entry is inf (or 0) only where
     the exact kernel overflows (or underflows) float64, never NaN.
     """
+    from ntkx._src.fc_program import FcProgram
+
     names, single = validate.check_get(get)
     dtype = validate.check_dtype(dtype)
-    if not isinstance(spec, FcSpec):
+    program = spec if isinstance(spec, FcProgram) else None
+    if program is None and not isinstance(spec, FcSpec):
         raise TypeError(f"spec must be an ntkx.FcSpec, got {type(spec).__name__}")
-    params = spec.to_core()
+    params = spec.to_core() if program is None else _core.FcParams()
     dev = backend.device(device)
+    if program is not None and dev != "cpu":
+        if device != "auto":
+            raise NotImplementedError(f"device={device!r}: general FC compositions (per-layer activations, "
+                                      f"residual branches) run on the CPU backend only so far; use device='cpu'")
+        dev = "cpu"
     memory_budget = validate.check_memory_budget(memory_budget)
     threads = validate.check_threads(threads)
     progress = validate.check_progress(progress)
@@ -285,16 +298,19 @@ def fc_kernels(
     # Scale: a homogeneous network runs on the normalized rows and is multiplied back
     # exactly; any other carries the rows' scales in logs (math::point_layer0), whose
     # rounding costs ~(depth + 1) |ln K| eps relative at a kernel value K.
-    w_layers, b_layers = spec.layer_stds()
-    biased = bool(b_layers.any()) if b_layers is not None else params.b_std != 0.0
-    degree = homogeneous_degree(spec.activation, params.depth, biased)
+    if program is None:
+        w_layers, b_layers = spec.layer_stds()
+        biased = bool(b_layers.any()) if b_layers is not None else params.b_std != 0.0
+        degree = homogeneous_degree(spec.activation, params.depth, biased)
+    else:  # a program carries every scale in logs; its erf limits are checked per point (C++)
+        w_layers = b_layers = degree = None
     lsc1 = lsc2 = None
     if degree is None:
         lsc1, lsc2 = _log_scales(k1), _log_scales(k2)
         if (lsc1 is None) != (lsc2 is None):  # one side normalized: give the other its zeros
             lsc1 = np.zeros(n1) if lsc1 is None else lsc1
             lsc2 = np.zeros(n2) if lsc2 is None else lsc2
-    if spec.activation.kind == ActivationKind.ERF and params.depth > 0:
+    if program is None and spec.activation.kind == ActivationKind.ERF and params.depth > 0:
         _check_erf(spec, w_layers, b_layers, (a1, k1), (a2, k2), "ntk" in names)
     work = float64_work(outs, degree is not None and (k1 is not None or k2 is not None))
 
@@ -305,7 +321,7 @@ def fc_kernels(
         call = functools.partial(
             _core.fc, params, a1, None if symmetric else a2, sq1, sq2, work.get("nngp"), work.get("ntk"), run,
             lsc1=lsc1, lsc2=lsc2, progress=lambda done: bar.advance(done - bar.done), w_layers=w_layers,
-            b_layers=b_layers)
+            b_layers=b_layers, program=None if program is None else program.to_core(MAX_ERF_T, "ntk" in names))
         if dev == "cpu":
             # The fused tiles call scipy's BLAS from every OpenMP thread, held to one
             # thread; the Gram panels of very deep nets are numpy's, with its own threads.

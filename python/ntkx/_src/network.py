@@ -69,7 +69,31 @@ class RepeatOp:
     n: int
 
 
+@dataclasses.dataclass(frozen=True)
+class FanOutOp:
+    """One input to `n` identical copies (neural-tangents' ``stax.FanOut``)."""
+
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelOp:
+    """Branch k of the input list through ``branches[k]`` (``stax.parallel``)."""
+
+    branches: Tuple[Tuple[Any, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FanInOp:
+    """A list of inputs to one: their sum (``'sum'``, ``stax.FanInSum``) or their
+    concatenation along `axis` (``'concat'``, ``stax.FanInConcat``)."""
+
+    kind: str
+    axis: int = -1
+
+
 Affine = (DenseOp, ConvOp)
+Branching = (FanOutOp, ParallelOp, FanInOp)
 
 
 def expand(ops: Sequence[Any]) -> Iterator[Any]:
@@ -102,9 +126,16 @@ def scales(op: Any, fan_in: int) -> Tuple[float, float]:
 def param_shapes(ops: Sequence[Any], input_shape: Shape) -> Tuple[Shape, List[Any]]:
     """``(output_shape, shapes)``: per elementary op ``(w shape, b shape or None)`` for
     Dense/Conv (Conv weights HWIO), ``()`` otherwise; nothing is allocated."""
-    shape = tuple(input_shape)
+    shape: Any = tuple(input_shape)
     shapes: List[Any] = []
     for op in expand(ops):
+        if isinstance(op, Branching):
+            shape, sub = _branch_shapes(op, shape)
+            shapes.append(sub)
+            continue
+        if isinstance(shape, list):
+            raise ValueError(f"{type(op).__name__} needs one input, got {len(shape)} branches (end them with "
+                             f"FanInSum() or FanInConcat())")
         if isinstance(op, Affine):
             if isinstance(op, ConvOp) and len(shape) != 4:
                 raise ValueError(f"a Conv layer needs NHWC images (N, H, W, C), got input shape {shape}")
@@ -122,13 +153,48 @@ def param_shapes(ops: Sequence[Any], input_shape: Shape) -> Tuple[Shape, List[An
     return shape, shapes
 
 
+def _branch_shapes(op: Any, shape: Any) -> Tuple[Any, Any]:
+    """``(output shape(s), per-branch parameter shapes)`` of a branching op; a list of
+    shapes stands for a list of inputs (neural-tangents' convention)."""
+    if isinstance(op, FanOutOp):
+        if isinstance(shape, list):
+            raise ValueError(f"FanOut({op.n}) needs one input, got {len(shape)} branches")
+        return [shape] * op.n, ()
+    if not isinstance(shape, list):
+        raise ValueError(f"{'parallel' if isinstance(op, ParallelOp) else 'FanIn'} needs a list of inputs "
+                         f"(after FanOut), got one of shape {shape}")
+    if isinstance(op, ParallelOp):
+        if len(shape) != len(op.branches):
+            raise ValueError(f"parallel has {len(op.branches)} layers for {len(shape)} inputs")
+        outs = [param_shapes(b, s) for b, s in zip(op.branches, shape)]
+        return [o for o, _ in outs], tuple(sh for _, sh in outs)
+    if op.kind == "sum":
+        if any(s != shape[0] for s in shape):
+            raise ValueError(f"FanInSum needs inputs of one shape, got {shape}")
+        return shape[0], ()
+    axis = op.axis % len(shape[0])
+    if any(len(s) != len(shape[0]) or s[:axis] + s[axis + 1:] != shape[0][:axis] + shape[0][axis + 1:]
+           for s in shape):
+        raise ValueError(f"FanInConcat(axis={op.axis}) needs inputs that agree off that axis, got {shape}")
+    return shape[0][:axis] + (sum(s[axis] for s in shape),) + shape[0][axis + 1:], ()
+
+
 def init_params(ops: Sequence[Any], rng: Any, input_shape: Shape) -> Tuple[Shape, List[Params]]:
     """``(output_shape, params)``: one entry per elementary op, ``(w, b)`` for Dense/Conv
     (Conv weights HWIO; ``b`` None without a bias), ``()`` otherwise."""
     gen = _rng(rng)
     out_shape, shapes = param_shapes(ops, input_shape)
+    return out_shape, _draw(list(expand(ops)), shapes, gen)
+
+
+def _draw(ops: Sequence[Any], shapes: Sequence[Any], gen: np.random.Generator) -> List[Params]:
+    """Parameters of elementary `ops` with `shapes` (param_shapes'): a parallel's entry
+    is the list of its branches' parameter lists."""
     params: List[Params] = []
-    for op, sh in zip(expand(ops), shapes):
+    for op, sh in zip(ops, shapes):
+        if isinstance(op, ParallelOp):
+            params.append([_draw(list(expand(b)), s, gen) for b, s in zip(op.branches, sh)])
+            continue
         if not sh:
             params.append(())
             continue
@@ -139,7 +205,7 @@ def init_params(ops: Sequence[Any], rng: Any, input_shape: Shape) -> Tuple[Shape
             if b is not None:
                 b *= op.b_std
         params.append((w, b))
-    return out_shape, params
+    return params
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -226,11 +292,18 @@ def forward(ops: Sequence[Any], params: List[Params], x: np.ndarray, keep: bool 
     """Runs the network on `x` (float64), keeping what the backward pass needs when `keep`."""
     ins: List[np.ndarray] = []
     feats: Dict[int, np.ndarray] = {}
-    h = x
+    h: Any = x
     for t, (op, p) in enumerate(zip(ops, params)):
         if keep:
             ins.append(h)
-        if isinstance(op, Affine):
+        if isinstance(op, Branching):
+            if keep:
+                raise NotImplementedError(
+                    "the finite network's backward pass (empirical kernels, ntkx.theory's training) covers "
+                    "serial networks; FanOut / parallel / FanIn networks run forward (apply_fn) and analytically "
+                    "(kernel_fn)")
+            h = _branch_forward(op, p, h)
+        elif isinstance(op, Affine):
             f = features(op, h)
             if keep:
                 feats[t] = f
@@ -240,6 +313,17 @@ def forward(ops: Sequence[Any], params: List[Params], x: np.ndarray, keep: bool 
         else:
             h = op.phi(h)
     return Run(ins, feats, h, {})
+
+
+def _branch_forward(op: Any, p: Params, h: Any) -> Any:
+    """One branching op of the forward pass (a list stands for a list of inputs)."""
+    if isinstance(op, FanOutOp):
+        return [h] * op.n
+    if isinstance(op, ParallelOp):
+        return [forward(list(expand(b)), pb, hb, keep=False).out for b, pb, hb in zip(op.branches, p, h)]
+    if op.kind == "sum":
+        return sum(h[1:], h[0])
+    return np.concatenate(h, axis=op.axis)
 
 
 def check_params(ops: Sequence[Any], params: List[Params], what: str, input_shape: Optional[Shape] = None,

@@ -25,7 +25,8 @@ from ntkx._src import activations, network, validate
 from ntkx._src.activations import Activation, ActivationKind
 from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
 from ntkx._src.fc import FcSpec, Get, Kernels, fc_kernels, result
-from ntkx._src.network import ActOp, ConvOp, DenseOp, ReadoutOp, RepeatOp
+from ntkx._src.fc_program import compile_program
+from ntkx._src.network import ActOp, ConvOp, DenseOp, FanInOp, FanOutOp, ParallelOp, ReadoutOp, RepeatOp
 from ntkx._src.network import expand as _expand
 
 Shape = Tuple[int, ...]
@@ -230,6 +231,39 @@ def Identity() -> Layer:
     return Layer([])
 
 
+def FanOut(num: int) -> Layer:
+    """``num`` copies of the input, for `parallel` branches (neural-tangents' ``stax.FanOut``)."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"FanOut: num must be a positive integer, got {num!r}")
+    return Layer([FanOutOp(int(num))])
+
+
+def FanInSum() -> Layer:
+    """The sum of a list of inputs (neural-tangents' ``stax.FanInSum``): with `FanOut` and
+    `parallel`, a residual connection. Its kernels are the sums of the branches'."""
+    return Layer([FanInOp("sum")])
+
+
+def FanInConcat(axis: int = -1) -> Layer:
+    """Concatenation of a list of inputs along `axis` (neural-tangents' ``stax.FanInConcat``).
+    Along the channel axis (the only one ntkx's kernels take) the kernel is the
+    width-weighted mean of the branches' kernels, and only a Dense may follow."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"FanInConcat: axis must be an integer, got {axis!r}")
+    return Layer([FanInOp("concat", int(axis))])
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Layer k applied to input k of a list (neural-tangents' ``stax.parallel``); after
+    ``FanOut(len(layers))``, a multi-branch block."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"parallel: argument {i} is not an ntkx.stax layer (got {type(layer).__name__})")
+    if not layers:
+        raise ValueError("parallel needs at least one layer")
+    return Layer([ParallelOp(tuple(layer.ops for layer in layers))])
+
+
 def serial(*layers: Layer) -> Layer:
     """Composes layers in sequence (neural-tangents' ``stax.serial``)."""
     ops: List[Any] = []
@@ -408,6 +442,35 @@ def _activation_readout(x1: Any, x2: Any, spec: FcSpec, get: Get, kwargs: dict) 
     return result({"nngp": k.nngp, "ntk": k.ntk}, names, single)
 
 
+def _program_kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dict) -> Any:
+    """Kernels of a general FC composition (per-layer activations, residual branches,
+    FanInConcat; `ntkx._src.fc_program`), compiled for the inputs' feature size."""
+    shallow = list(_expand_shallow(ops))
+    if shallow and _is_flatten(shallow[0]):
+        x1 = _flatten_images(x1, "x1")
+        x2 = None if x2 is None else _flatten_images(x2, "x2")
+        ops = _drop_first_flatten(ops)
+    else:
+        x1 = validate.numeric_array(x1, "x1")
+        if x1.ndim != 2:
+            raise ValueError(f"x1 must be (N, d) rows for an FC network, got shape {x1.shape} (Flatten() first "
+                             f"runs an MLP on images)")
+    return fc_kernels(x1, x2, compile_program(ops, x1.shape[1]), get, **kwargs)
+
+
+def _drop_first_flatten(ops: Sequence[Any]) -> List[Any]:
+    """`ops` without its first elementary op (a Flatten), repeats kept compact where possible."""
+    ops = list(ops)
+    head = ops[0]
+    if isinstance(head, RepeatOp):
+        if head.n == 0:
+            return _drop_first_flatten(ops[1:])
+        body = _drop_first_flatten(list(head.body))
+        rest = [RepeatOp(head.body, head.n - 1)] if head.n > 1 else []
+        return body + rest + ops[1:]
+    return ops[1:]
+
+
 def _is_flatten(op: Any) -> bool:
     return isinstance(op, ReadoutOp) and op.kind == "flatten"
 
@@ -492,7 +555,10 @@ def _kernel_fn(ops):
                 "stax.empirical_kernels, ntkx.theory.train)")
         if is_cnn(ops):
             return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
-        spec, ends_in_act, flatten_first = compile_fc_program(ops)
+        try:
+            spec, ends_in_act, flatten_first = compile_fc_program(ops)
+        except NotImplementedError:  # not one FcSpec: the general program, or its own error
+            return _program_kernels(ops, x1, x2, get, kwargs)
         if flatten_first:
             x1 = _flatten_images(x1, "x1")
             x2 = None if x2 is None else _flatten_images(x2, "x2")
