@@ -277,12 +277,12 @@ def fc_kernels(
     if program is None and not isinstance(spec, FcSpec):
         raise TypeError(f"spec must be an ntkx.FcSpec, got {type(spec).__name__}")
     params = spec.to_core() if program is None else _core.FcParams()
+    if program is not None and device in ("cuda", "emulate"):
+        raise NotImplementedError(f"device={device!r}: general FC compositions (per-layer activations, "
+                                  f"residual branches) run on the CPU backend only so far; use device='cpu'")
     dev = backend.device(device)
-    if program is not None and dev != "cpu":
-        if device != "auto":
-            raise NotImplementedError(f"device={device!r}: general FC compositions (per-layer activations, "
-                                      f"residual branches) run on the CPU backend only so far; use device='cpu'")
-        dev = "cpu"
+    if program is not None:
+        dev = "cpu"  # 'auto' on a CUDA machine
     memory_budget = validate.check_memory_budget(memory_budget)
     threads = validate.check_threads(threads)
     progress = validate.check_progress(progress)

@@ -328,24 +328,40 @@ def _branch_forward(op: Any, p: Params, h: Any) -> Any:
 
 def check_params(ops: Sequence[Any], params: List[Params], what: str, input_shape: Optional[Shape] = None,
                  finite: bool = False) -> None:
-    """Raises ValueError unless `params` has one entry per op (and, given the input shape,
-    the shapes ``init_fn`` draws for it; with `finite`, no NaN/Inf)."""
+    """Raises ValueError unless `params` has one entry per op, a parallel's entry one
+    list per branch (and, given the input shape, the shapes ``init_fn`` draws for it;
+    with `finite`, no NaN/Inf)."""
+    shapes = None if input_shape is None else param_shapes(ops, input_shape)[1]
+    _check_entries(list(ops), params, shapes, what, finite, "")
+
+
+def _check_entries(ops: Sequence[Any], params: Any, shapes: Optional[Sequence[Any]], what: str, finite: bool,
+                   where: str) -> None:
     if not isinstance(params, (list, tuple)) or len(params) != len(ops):
         n = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
-        raise ValueError(f"{what}: expected {len(ops)} parameter entries (from init_fn), got {n}")
-    if input_shape is None:
-        return
-    _, shapes = param_shapes(ops, input_shape)
-    for t, (p, sh) in enumerate(zip(params, shapes)):
+        raise ValueError(f"{what}: expected {len(ops)} parameter entries{where} (from init_fn), got {n}")
+    for t, (op, p) in enumerate(zip(ops, params)):
+        sh = None if shapes is None else shapes[t]
+        if isinstance(op, ParallelOp):
+            if not isinstance(p, (list, tuple)) or len(p) != len(op.branches):
+                n = len(p) if isinstance(p, (list, tuple)) else type(p).__name__
+                raise ValueError(f"{what}: op {t}{where} (parallel) needs one parameter list per branch "
+                                 f"({len(op.branches)}), got {n}")
+            for k, (branch, pb) in enumerate(zip(op.branches, p)):
+                _check_entries(list(expand(branch)), pb, None if sh is None else sh[k], what, finite,
+                               f" in branch {k} of op {t}{where}")
+            continue
+        if sh is None:
+            continue
         got = tuple(None if a is None else np.shape(a) for a in p) if isinstance(p, (list, tuple)) else p
         want = tuple(sh) if sh else ()
         if got != want:
-            raise ValueError(f"{what}: parameters of op {t} ({type(ops[t]).__name__}) have shapes {got}, "
-                             f"the network on inputs {tuple(input_shape)} needs {want} (draw them with init_fn)")
+            raise ValueError(f"{what}: parameters of op {t}{where} ({type(op).__name__}) have shapes {got}, "
+                             f"the network needs {want} (draw them with init_fn)")
         if finite:
             for a in p:
                 if a is not None and not np.all(np.isfinite(a)):
-                    raise ValueError(f"{what}: parameters of op {t} contain NaN or Inf")
+                    raise ValueError(f"{what}: parameters of op {t}{where} contain NaN or Inf")
 
 
 Visit = Callable[[int, Any, Sequence[Tuple[np.ndarray, np.ndarray]]], None]
