@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import HAS_NT, TOL, rel_err
+import ntkx
 from ntkx import stax as nstax
 from ntkx._src import coverage
 
@@ -173,3 +174,50 @@ def test_readme_coverage_table_is_generated():
     assert begin in text and end in text
     body = text[text.index(begin) + len(begin):text.index(end)].strip()
     assert body == coverage.markdown().strip()
+
+
+@needs_nt
+@pytest.mark.nt
+@pytest.mark.parametrize("net", ["relu_mlp", "residual", "ends_in_erf", "cnn_gap"])
+def test_get_none_is_neural_tangents_kernel_object(net):
+    """``kernel_fn(x1, x2)`` returns neural-tangents' fields: nngp, ntk, the NNGP
+    diagonals cov1 / cov2 (cov2 None for x2=None), x1_is_x2 and the output shapes."""
+    build, kind = NETWORKS[net]
+    x1, x2 = _inputs(kind)
+    ours, theirs = build(nstax)[2], build(ntstax)[2]
+    for b in (x2, None):
+        k, t = ours(x1, b), theirs(x1, b)
+        assert isinstance(k, ntkx.Kernel)
+        assert k.x1_is_x2 == t.x1_is_x2 == (b is None)
+        assert k.shape1 == tuple(t.shape1) and k.shape2 == tuple(t.shape2)
+        diag = np.eye(len(x1), dtype=bool) if b is None else np.zeros((len(x1), len(b)), dtype=bool)
+        for g in ("nngp", "ntk"):
+            ref = np.asarray(getattr(t, g))
+            assert rel_err(getattr(k, g), np.where(diag, getattr(k, g), ref)) <= TOL["nt"], (net, g)
+        # neural-tangents' diagonal carries its own ~1e-9 angle error on identical inputs
+        def vec_err(a, b):
+            return float(np.max(np.abs(a - np.asarray(b)) / np.abs(np.asarray(b))))
+
+        assert vec_err(k.cov1, t.cov1) <= TOL["nt_colinear"]
+        assert np.array_equal(k.cov1, np.diagonal(ours(x1, None, "nngp")))
+        if b is None:
+            assert k.cov2 is None and t.cov2 is None
+        else:
+            assert vec_err(k.cov2, t.cov2) <= TOL["nt_colinear"]
+
+
+@needs_nt
+@pytest.mark.nt
+def test_init_fn_takes_a_jax_key():
+    net = nstax.serial(nstax.Dense(4), nstax.Relu(), nstax.Dense(2))
+    shape, p1 = net[0](jax.random.PRNGKey(3), (5, 3))
+    _, p2 = net[0](jax.random.PRNGKey(3), (5, 3))
+    _, p3 = net[0](jax.random.PRNGKey(4), (5, 3))
+    _, p4 = net[0](jax.random.key(3), (5, 3))
+    assert shape == (5, 2)
+    assert np.array_equal(p1[0][0], p2[0][0]) and np.array_equal(p1[0][0], p4[0][0])
+    assert not np.array_equal(p1[0][0], p3[0][0])
+    x = jax.numpy.asarray(np.random.default_rng(0).standard_normal((5, 3)))
+    assert net[1](p1, x).shape == (5, 2)  # jax arrays in, numpy out
+    with pytest.raises(TypeError, match="integers"):
+        net[0](jax.numpy.ones(2), (5, 3))

@@ -3,7 +3,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ntkx import _core
 from ntkx._src.cntk import CntkSpec, ConvLayer, arora_cntk, cntk_kernels
-from ntkx._src.fc import Activation, FcSpec, Kernels, fc_kernels
+from ntkx._src.fc import Activation, FcSpec, Kernel, Kernels, fc_kernels
 from ntkx._src.nt_api import batch, empirical_kernel_fn
 
 try:
@@ -12,7 +12,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "Activation", "CntkSpec", "ConvLayer", "FcSpec", "Kernels", "arora_cntk", "batch", "cntk_kernels",
+    "Activation", "CntkSpec", "ConvLayer", "FcSpec", "Kernel", "Kernels", "arora_cntk", "batch", "cntk_kernels",
     "empirical_kernel_fn", "fc_kernels",
     "build_info", "__version__",
 ]

@@ -50,6 +50,28 @@ class Kernels(NamedTuple):
     ntk: Optional[np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """What a stax ``kernel_fn(x1, x2)`` returns for ``get=None`` (neural-tangents'
+    ``Kernel``, the fields its users read).
+
+    Attributes:
+      nngp, ntk: `(N1, N2)` kernels.
+      cov1: `(N1,)` the NNGP of each x1 with itself (the diagonal of ``nngp(x1, x1)``).
+      cov2: `(N2,)` likewise for x2; ``None`` when x2 is None (as neural-tangents).
+      x1_is_x2: whether x2 was None.
+      shape1, shape2: the finite network's output shapes on x1 and x2.
+    """
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+    cov1: np.ndarray
+    cov2: Optional[np.ndarray]
+    x1_is_x2: bool
+    shape1: Tuple[int, ...]
+    shape2: Tuple[int, ...]
+
+
 # The kernels of a tuple `get` come back in the order asked, as neural-tangents
 # returns them (``ntk, nngp = kernel_fn(x, None, ('ntk', 'nngp'))``); one class per
 # order, at module level so that results pickle.

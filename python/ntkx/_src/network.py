@@ -107,8 +107,20 @@ def expand(ops: Sequence[Any]) -> Iterator[Any]:
 
 
 def _rng(rng: Any) -> np.random.Generator:
+    """A numpy Generator from a Generator, a seed, or a jax PRNG key (legacy
+    ``jax.random.PRNGKey`` or typed ``jax.random.key``: its key data seed numpy's
+    SeedSequence, so one key gives one draw; it is not the draw neural-tangents makes)."""
     if isinstance(rng, np.random.Generator):
         return rng
+    if type(rng).__module__.startswith(("jax", "jaxlib")):
+        import jax  # only reached with a jax array in hand
+
+        if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+            rng = jax.random.key_data(rng)
+        key = np.asarray(rng)
+        if key.dtype.kind not in "ui":
+            raise TypeError(f"init_fn: a jax array used as the PRNG key must hold integers, got {key.dtype}")
+        return np.random.default_rng(key.astype(np.uint64).ravel())
     return np.random.default_rng(rng)
 
 

@@ -24,7 +24,7 @@ from scipy import special
 from ntkx._src import activations, network, validate
 from ntkx._src.activations import Activation, ActivationKind
 from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
-from ntkx._src.fc import FcSpec, Get, Kernels, fc_kernels, result
+from ntkx._src.fc import FcSpec, Get, Kernel, Kernels, fc_kernels, result
 from ntkx._src.fc_program import compile_program
 from ntkx._src.network import ActOp, ConvOp, DenseOp, FanInOp, FanOutOp, ParallelOp, ReadoutOp, RepeatOp
 from ntkx._src.network import expand as _expand
@@ -533,37 +533,79 @@ def compile_cnn(ops: Sequence[Any]) -> CntkSpec:
         "gap" if seq[i].kind == "gap" else "vanilla", dense.W_std, dense.b_std or 0.0)
 
 
+#: Rows (images) per call when `kernel_fn`'s ``get=None`` computes the diagonals
+#: cov1 / cov2 of a cross kernel: each block against itself, so the extra work is
+#: (N1 + N2) x block pairs next to the N1 x N2 of the kernel.
+_COV_BLOCK = {"fc": 256, "cnn": 16}
+
+
 def _kernel_fn(ops):
-    def kernel_fn(x1: Any, x2: Any = None, get: Get = None, **kwargs: Any) -> Union[np.ndarray, Kernels]:
+    def kernel_fn(x1: Any, x2: Any = None, get: Get = None, **kwargs: Any) -> Union[np.ndarray, Kernels, Kernel]:
         """Infinite-width NNGP/NTK of this network between the inputs `x1` and `x2`.
 
         Args:
-          x1: `(N1, d)` inputs, or `(N1, H, W, C)` images for a conv network.
+          x1: `(N1, d)` inputs, or `(N1, H, W, C)` images for a conv network; any
+            array-like (numpy, jax, lists).
           x2: likewise, or ``None`` (x1 against itself).
-          get: ``'nngp'``, ``'ntk'``, a tuple of them, or ``None`` for both.
+          get: ``'nngp'``, ``'ntk'``, a tuple of them, or ``None`` for neural-tangents'
+            kernel object (`ntkx.Kernel`: nngp, ntk, cov1, cov2, shape1, shape2).
           **kwargs: ``device``, ``dtype``, ``out``, ``memory_budget``, ``threads``,
             ``progress`` (see `ntkx.fc_kernels`); conv networks also take
             ``layout='NHWC'|'NCHW'`` (see `ntkx.cntk_kernels`).
 
         Returns:
-          An array for a single `get`, else ``Kernels(nngp, ntk)``.
+          An array for a single `get`, the kernels as a named tuple in the order of a
+          tuple `get`, else an `ntkx.Kernel`. With x2 given, ``get=None`` also computes
+          the diagonals cov1 and cov2 (blocks of rows against themselves).
         """
-        if any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops)):
-            raise NotImplementedError(
-                "kernel_fn: ntkx's analytic kernels use the NTK parameterization; a network with "
-                "parameterization='standard' layers runs as a finite network only (init_fn, apply_fn, "
-                "stax.empirical_kernels, ntkx.theory.train)")
-        if is_cnn(ops):
-            return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
-        try:
-            spec, ends_in_act, flatten_first = compile_fc_program(ops)
-        except NotImplementedError:  # not one FcSpec: the general program, or its own error
-            return _program_kernels(ops, x1, x2, get, kwargs)
-        if flatten_first:
-            x1 = _flatten_images(x1, "x1")
-            x2 = None if x2 is None else _flatten_images(x2, "x2")
-        if not ends_in_act:
-            return fc_kernels(x1, x2, spec, get, **kwargs)
-        return _activation_readout(x1, x2, spec, get, kwargs)
+        if get is None:
+            return _kernel_object(ops, kernel_fn, x1, x2, kwargs)
+        return _kernels(ops, x1, x2, get, kwargs)
 
     return kernel_fn
+
+
+def _kernel_object(ops: Sequence[Any], kernel_fn: Any, x1: Any, x2: Any, kwargs: dict) -> Kernel:
+    """neural-tangents' ``Kernel`` of `kernel_fn` (get=None): both kernels, the NNGP
+    diagonals and the finite network's output shapes."""
+    x1 = validate.numeric_array(x1, "x1")
+    x2 = None if x2 is None else validate.numeric_array(x2, "x2")
+    k = kernel_fn(x1, x2, ("nngp", "ntk"), **kwargs)
+
+    def diag(x: np.ndarray) -> np.ndarray:
+        kw = {key: v for key, v in kwargs.items() if key not in ("out", "progress")}
+        b = _COV_BLOCK["cnn" if is_cnn(ops) else "fc"]
+        return np.concatenate([np.diagonal(np.asarray(kernel_fn(x[i:i + b], None, "nngp", **kw)))
+                               for i in range(0, len(x), b)]) if len(x) else np.zeros(0, np.asarray(k.nngp).dtype)
+
+    def out_shape(x: np.ndarray) -> Tuple[int, ...]:
+        shape = tuple(x.shape)
+        if kwargs.get("layout") == "NCHW" and len(shape) == 4:
+            shape = (shape[0], shape[2], shape[3], shape[1])
+        return tuple(network.param_shapes(ops, shape)[0])
+
+    cov1 = np.diagonal(k.nngp).copy() if x2 is None else diag(x1)
+    cov2 = None if x2 is None else diag(x2)
+    shape1 = out_shape(x1)
+    return Kernel(k.nngp, k.ntk, cov1, cov2, x2 is None, shape1, shape1 if x2 is None else out_shape(x2))
+
+
+def _kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dict) -> Union[np.ndarray, Kernels]:
+    """The kernels `get` names of the network `ops` (what `kernel_fn` computes)."""
+    if any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops)):
+        raise NotImplementedError(
+            "kernel_fn: ntkx's analytic kernels use the NTK parameterization; a network with "
+            "parameterization='standard' layers runs as a finite network only (init_fn, apply_fn, "
+            "stax.empirical_kernels, ntkx.theory.train)")
+    if is_cnn(ops):
+        return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
+    try:
+        spec, ends_in_act, flatten_first = compile_fc_program(ops)
+    except NotImplementedError:  # not one FcSpec: the general program, or its own error
+        return _program_kernels(ops, x1, x2, get, kwargs)
+    if flatten_first:
+        x1 = _flatten_images(x1, "x1")
+        x2 = None if x2 is None else _flatten_images(x2, "x2")
+    if not ends_in_act:
+        return fc_kernels(x1, x2, spec, get, **kwargs)
+    return _activation_readout(x1, x2, spec, get, kwargs)
