@@ -244,3 +244,40 @@ def test_erf_limits_are_checked_per_point(rng):
         huge[2](x, None, "ntk")
     k = huge[2](x, None, "nngp")  # the NNGP is exact there
     assert np.all(np.isfinite(k))
+
+
+@pytest.mark.parametrize("case", ["relu_residual", "mixed_degrees_in_a_sum", "relu_requ_serial"])
+def test_angle_table_of_bias_free_programs(rng, case):
+    """With many pairs, a bias-free program whose per-point weights are the same at every
+    point runs as a table of the input angle (cpu/angle_table.h); where a SUM mixes
+    homogeneity degrees (ReQU against a skip) the weights differ per point and the ops
+    are interpreted. Either way the values are the interpreter's: compared with calls
+    too small for the table (600 x 60 < AngleTable::pays), with a zero row and rows
+    scaled by 1e3 and 1e-3."""
+    width = 8
+    relu_block = stax.serial(stax.FanOut(2), stax.parallel(stax.serial(stax.Relu(), stax.Dense(width, W_std=1.4),
+                                                                        stax.Relu(), stax.Dense(width)),
+                                                            stax.Identity()), stax.FanInSum())
+    nets = {
+        "relu_residual": stax.serial(stax.Dense(width), stax.repeat(relu_block, 4), stax.Relu(), stax.Dense(1)),
+        "mixed_degrees_in_a_sum": stax.serial(stax.Dense(width), stax.FanOut(2),
+                                              stax.parallel(stax.serial(stax.RectifiedMonomial(2), stax.Dense(width)),
+                                                            stax.Identity()),
+                                              stax.FanInSum(), stax.Relu(), stax.Dense(width), stax.Relu(),
+                                              stax.Dense(1)),
+        "relu_requ_serial": stax.serial(stax.Dense(width), stax.Relu(), stax.Dense(width, W_std=1.3),
+                                        stax.RectifiedMonomial(2), stax.Dense(width), stax.LeakyRelu(0.2),
+                                        stax.Dense(width), stax.Abs(), stax.Dense(1)),
+    }
+    x = rng.standard_normal((600, 10))
+    x[7] = 0.0
+    x[11] *= 1e3
+    x[13] *= 1e-3
+    kernel_fn = nets[case][2]
+    full = kernel_fn(x, None, ("nngp", "ntk"))
+    part = kernel_fn(x, x[:60], ("nngp", "ntk"))
+    for g in ("nngp", "ntk"):
+        assert rel_err(getattr(full, g)[:, :60], getattr(part, g)) <= TOL["reference"], g
+        assert np.all(getattr(full, g)[7] == 0.0)
+    cross = kernel_fn(x, x[::-1], "ntk")  # the cross path (two sides' slots checked)
+    assert rel_err(cross, full.ntk[:, ::-1]) <= TOL["reference"]

@@ -62,6 +62,13 @@ struct AngleTable {
   /// then returns false; the caller sees poll->stop()).
   template <Act K>
   bool build(const math::ActConst& k, int64_t depth, Poll* poll = nullptr) {
+    return build_with([&](double t, double* r, double* u) { exact<K>(k, depth, t, r, u); }, poll);
+  }
+
+  /// build() from any exact response: exact(theta, &rho_L, &tau_L) (the register
+  /// program's, for bias-free compositions of the same activations; cpu/fc.cpp).
+  template <class Exact>
+  bool build_with(Exact&& exact, Poll* poll = nullptr) {
     const double h = math::kPi / kPieces;
     inv_h = 1.0 / h;
     coef.assign(kPieces * kStride, 0.0);
@@ -76,7 +83,7 @@ struct AngleTable {
       }
       double f[2][kNodes];
       for (int j = 0; j < kNodes; ++j) {
-        exact<K>(k, depth, h * (p + 0.5 * (cosines[1][j] + 1.0)), &f[0][j], &f[1][j]);
+        exact(h * (p + 0.5 * (cosines[1][j] + 1.0)), &f[0][j], &f[1][j]);
         scale = std::max(scale, std::fabs(f[1][j]));
       }
       for (int w = 0; w < 2; ++w)
@@ -99,7 +106,7 @@ struct AngleTable {
         if (poll->stop()) return false;
       }
       double er, et, sr, st;
-      exact<K>(k, depth, theta[n], &er, &et);
+      exact(theta[n], &er, &et);
       eval(theta[n], &sr, &st);
       const bool ok = std::fabs(r[n] - er) <= kCheckTol && std::fabs(t[n] - et) <= kCheckTol * scale &&
                       std::fabs(sr - er) <= kCheckTol && std::fabs(st - et) <= kCheckTol * scale;

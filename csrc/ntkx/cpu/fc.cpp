@@ -77,6 +77,10 @@ struct FcPanelArgs {
   Dsyrk dsyrk = nullptr;
   /// With params.program: the first per-point slot of each op (math::program_slots).
   const int64_t* slot_off = nullptr;
+  /// With params.program, optional: the program's response as a function of the
+  /// input angle (a bias-free composition whose per-point weights are the same for
+  /// every point; see program_table), used in place of interpreting the ops.
+  const AngleTable* table = nullptr;
 };
 
 
@@ -391,6 +395,81 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   }
 }
 
+/// The ops of a program on w pairs (one row point against w column points):
+/// registers reg[r] (field f at reg[r] + f kChunk; reg[nreg] the spare a SUM
+/// writes, swapped in), the row point's slots at s1[k l1], the columns' at
+/// s2[k l2 + jj]. Returns false when `poll` (may be null) asks to stop.
+bool program_ops(const FcProgram& pr, const int64_t* off, const math::ActConst* kc, const double* s1, int64_t l1,
+                 const double* s2, int64_t l2, int64_t w, double** reg, Poll* poll) {
+  const int64_t nreg = pr.nreg;
+  for (int64_t t = 0; t < pr.nops; ++t) {
+    if (poll != nullptr && (t & 1023) == 1023) {  // long programs: Ctrl-C inside a row too (see panel)
+      poll->check();
+      if (poll->stop()) return false;
+    }
+    const ProgOp& op = pr.ops[t];
+    const double* p1 = s1 + off[t] * l1;
+    const double* p2 = s2 + off[t] * l2;
+    if (op.kind == OpKind::kSum) {
+      double* __restrict acc = reg[size_t(nreg)];
+      std::fill(acc, acc + 4 * kChunk, 0.0);
+      for (int32_t k = 0; k < op.nsrc; ++k) {
+        const double* __restrict sr = reg[size_t(pr.srcs[op.src + k])];
+        const double ui = p1[k * l1];
+        const double* __restrict uj = p2 + k * l2;
+#pragma omp simd
+        for (int64_t jj = 0; jj < w; ++jj) {
+          math::PairState st{acc[jj], acc[kChunk + jj], acc[2 * kChunk + jj], acc[3 * kChunk + jj]};
+          math::sum_pair_add(st, ui, uj[jj], sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]);
+          acc[jj] = st.rho, acc[kChunk + jj] = st.delta, acc[2 * kChunk + jj] = st.eps, acc[3 * kChunk + jj] = st.tau;
+        }
+      }
+      std::swap(reg[size_t(nreg)], reg[size_t(op.dst)]);
+      continue;
+    }
+    const double* sr = reg[size_t(op.src)];
+    double* ds = reg[size_t(op.dst)];
+    // Reads then writes each pair's four fields: dst may be src.
+    auto each = [&](auto&& f) {
+#pragma omp simd
+      for (int64_t jj = 0; jj < w; ++jj) {
+        math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+        f(st, jj);
+        ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+      }
+    };
+    if (op.kind == OpKind::kDense) {
+      const double ui = p1[0], vi = p1[l1];
+      const double* __restrict uj = p2;
+      const double* __restrict vj = p2 + l2;
+      each([&](math::PairState& st, int64_t jj) { math::dense_pair(st, ui, vi, uj[jj], vj[jj]); });
+    } else if (op.kind == OpKind::kAct) {
+      const double gi = p1[0], si = p1[l1];
+      const double* __restrict gj = p2;
+      const double* __restrict sj = p2 + l2;
+      const math::ActConst k = kc[t];
+      with_act(op.act, [&](auto tag) {
+        constexpr Act K = decltype(tag)::value;
+        each([&](math::PairState& st, int64_t jj) { math::act_pair<K>(k, st, gi, si, gj[jj], sj[jj]); });
+      });
+    } else {
+      const double ui = p1[0], vi = p1[l1], gi = p1[2 * l1], si = p1[3 * l1];
+      const double* __restrict uj = p2;
+      const double* __restrict vj = p2 + l2;
+      const double* __restrict gj = p2 + 2 * l2;
+      const double* __restrict sj = p2 + 3 * l2;
+      const math::ActConst k = kc[t];
+      with_act(op.act, [&](auto tag) {
+        constexpr Act K = decltype(tag)::value;
+        each([&](math::PairState& st, int64_t jj) {
+          math::layer_step<K, false>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
+        });
+      });
+    }
+  }
+  return true;
+}
+
 /// One panel of a general composition (math/fc_program.h): the per-point slots of
 /// every op are given (pts1 / pts2: slot k of point i at pts[k ld + i]; logq the
 /// output register's log Q), and each (row, column chunk) interprets the ops on
@@ -419,77 +498,18 @@ void panel_program(const FcPanelArgs<T>& a, const int64_t* off, Interrupt* inter
     if (scratch.size() < size_t(4 * kChunk * (nreg + 1))) scratch.resize(size_t(4 * kChunk * (nreg + 1)));
     reg.resize(size_t(nreg + 1));
     for (int64_t r = 0; r <= nreg; ++r) reg[size_t(r)] = scratch.data() + 4 * kChunk * r;
-    {
-      double* in = reg[0];
-      input_row(a, inv1.data(), inv2.data(), i, j0, w, grow, in, in + kChunk, in + 2 * kChunk);
-      std::fill(in + 3 * kChunk, in + 3 * kChunk + w, 0.0);  // Theta of the input: 0
-    }
-    for (int64_t t = 0; t < pr.nops; ++t) {
-      if ((t & 1023) == 1023) {  // long programs: Ctrl-C inside a row too (see panel)
-        poll.check();
-        if (poll.stop()) return;
-      }
-      const ProgOp& op = pr.ops[t];
-      const double* p1 = a.pts1 + off[t] * a.ldp1 + i;
-      const double* p2 = a.pts2 + off[t] * a.ldp2 + j0;
-      const int64_t l1 = a.ldp1, l2 = a.ldp2;
-      if (op.kind == OpKind::kSum) {
-        double* __restrict acc = reg[size_t(nreg)];
-        std::fill(acc, acc + 4 * kChunk, 0.0);
-        for (int32_t k = 0; k < op.nsrc; ++k) {
-          const double* __restrict sr = reg[size_t(pr.srcs[op.src + k])];
-          const double ui = p1[k * l1];
-          const double* __restrict uj = p2 + k * l2;
+    double* in = reg[0];
+    input_row(a, inv1.data(), inv2.data(), i, j0, w, grow, in, in + kChunk, in + 2 * kChunk);
+    std::fill(in + 3 * kChunk, in + 3 * kChunk + w, 0.0);  // Theta of the input: 0
+    if (a.table != nullptr) {  // the whole program as a function of the input angle
+      double* th = in + 3 * kChunk;
 #pragma omp simd
-          for (int64_t jj = 0; jj < w; ++jj) {
-            math::PairState st{acc[jj], acc[kChunk + jj], acc[2 * kChunk + jj], acc[3 * kChunk + jj]};
-            math::sum_pair_add(st, ui, uj[jj], sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]);
-            acc[jj] = st.rho, acc[kChunk + jj] = st.delta, acc[2 * kChunk + jj] = st.eps, acc[3 * kChunk + jj] = st.tau;
-          }
-        }
-        std::swap(reg[size_t(nreg)], reg[size_t(op.dst)]);
-        continue;
-      }
-      const double* sr = reg[size_t(op.src)];
-      double* ds = reg[size_t(op.dst)];
-      // Reads then writes each pair's four fields: dst may be src.
-      auto each = [&](auto&& f) {
-#pragma omp simd
-        for (int64_t jj = 0; jj < w; ++jj) {
-          math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
-          f(st, jj);
-          ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
-        }
-      };
-      if (op.kind == OpKind::kDense) {
-        const double ui = p1[0], vi = p1[l1];
-        const double* __restrict uj = p2;
-        const double* __restrict vj = p2 + l2;
-        each([&](math::PairState& st, int64_t jj) { math::dense_pair(st, ui, vi, uj[jj], vj[jj]); });
-      } else if (op.kind == OpKind::kAct) {
-        const double gi = p1[0], si = p1[l1];
-        const double* __restrict gj = p2;
-        const double* __restrict sj = p2 + l2;
-        const math::ActConst k = kc[size_t(t)];
-        with_act(op.act, [&](auto tag) {
-          constexpr Act K = decltype(tag)::value;
-          each([&](math::PairState& st, int64_t jj) { math::act_pair<K>(k, st, gi, si, gj[jj], sj[jj]); });
-        });
-      } else {
-        const double ui = p1[0], vi = p1[l1], gi = p1[2 * l1], si = p1[3 * l1];
-        const double* __restrict uj = p2;
-        const double* __restrict vj = p2 + l2;
-        const double* __restrict gj = p2 + 2 * l2;
-        const double* __restrict sj = p2 + 3 * l2;
-        const math::ActConst k = kc[size_t(t)];
-        with_act(op.act, [&](auto tag) {
-          constexpr Act K = decltype(tag)::value;
-          each([&](math::PairState& st, int64_t jj) {
-            math::layer_step<K, false>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
-          });
-        });
-      }
+      for (int64_t jj = 0; jj < w; ++jj) th[jj] = math::angle(in[jj], in[kChunk + jj], in[2 * kChunk + jj]);
+      a.table->eval_row(th, w, in, th);
+      finish_row(a, i, j0, w, in, th, sc1.data(), sc2.data(), a.logq1, a.logq2, res_r, res_t);
+      return;
     }
+    if (!program_ops(pr, off, kc.data(), a.pts1 + i, a.ldp1, a.pts2 + j0, a.ldp2, w, reg.data(), &poll)) return;
     double* o = reg[size_t(pr.out)];
     finish_row(a, i, j0, w, o, o + 3 * kChunk, sc1.data(), sc2.data(), a.logq1, a.logq2, res_r, res_t);
   };
@@ -572,6 +592,56 @@ void program_points(const FcArgs<T>& a, std::vector<int64_t>* off, std::vector<d
   if (!a.symmetric) fill(a.sq2, a.lsc2, a.n2, pts2, lq2);
 }
 
+/// The table of a program whose response depends on the input angle alone, when
+/// that holds and pays: bias-free DENSE / LAYER ops, ReLU-family or ReQU
+/// activations, and per-point slots equal (to kSlotTol relative) at every nonzero
+/// point (a SUM of branches of one homogeneity degree), so each pair's normalized
+/// state evolves from its input angle as a reference point's does with itself at
+/// that angle. Zero points' outputs are 0 through their scales. Returns false (the
+/// ops are interpreted) otherwise, or when the table misses its check.
+bool program_table(const FcProgram& pr, const int64_t* off, const double* sq1, const double* pts1, int64_t n1,
+                   const double* sq2, const double* pts2, int64_t n2, int64_t pairs, AngleTable* table,
+                   Poll* poll) {
+  constexpr double kSlotTol = 4e-15;
+  if (!AngleTable::pays(pairs, pr.nops)) return false;
+  for (int64_t t = 0; t < pr.nops; ++t) {
+    const ProgOp& op = pr.ops[t];
+    if (op.kind == OpKind::kSum) continue;
+    if (op.kind != OpKind::kAct && op.bias != 0.0) return false;
+    if (op.kind != OpKind::kDense && op.act != Act::kABRelu && op.act != Act::kArcCos2) return false;
+  }
+  std::vector<int64_t> off_all(size_t(pr.nops));
+  const int64_t nslots = math::program_slots(pr, off_all.data());
+  std::vector<double> ref;
+  auto same = [&](const double* sq, const double* pts, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (!(sq[i] > 0.0)) continue;
+      if (ref.empty()) {
+        for (int64_t k = 0; k < nslots; ++k) ref.push_back(pts[k * n + i]);
+        continue;
+      }
+      for (int64_t k = 0; k < nslots; ++k)
+        if (!(std::fabs(pts[k * n + i] - ref[size_t(k)]) <= kSlotTol * std::max(1.0, std::fabs(ref[size_t(k)]))))
+          return false;
+    }
+    return true;
+  };
+  if (!same(sq1, pts1, n1) || (pts2 != nullptr && !same(sq2, pts2, n2)) || ref.empty()) return false;
+  std::vector<math::ActConst> kc(size_t(pr.nops));
+  for (int64_t t = 0; t < pr.nops; ++t) kc[size_t(t)] = math::act_const(op_act_params(pr.ops[t]));
+  std::vector<double> scratch(size_t(4 * kChunk * (pr.nreg + 1)), 0.0);
+  std::vector<double*> reg(size_t(pr.nreg + 1));
+  auto exact = [&](double t, double* r, double* u) {
+    for (int64_t k = 0; k <= pr.nreg; ++k) reg[size_t(k)] = scratch.data() + 4 * kChunk * k;
+    const double sh = std::sin(0.5 * t), ch = std::cos(0.5 * t);
+    reg[0][0] = std::cos(t), reg[0][kChunk] = 2.0 * sh * sh, reg[0][2 * kChunk] = 2.0 * ch * ch;
+    reg[0][3 * kChunk] = 0.0;
+    program_ops(pr, off, kc.data(), ref.data(), 1, ref.data(), 1, 1, reg.data(), nullptr);
+    *r = reg[size_t(pr.out)][0], *u = reg[size_t(pr.out)][3 * kChunk];
+  };
+  return table->build_with(exact, poll);
+}
+
 }  // namespace
 
 template <typename T>
@@ -599,9 +669,16 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
   const bool whole = prog || 4 * 8 * layers * (n1 + (sym ? 0 : n2)) <= budget / 2;
   std::vector<double> pts1, lq1, pts2, lq2;
   std::vector<int64_t> off;
+  AngleTable table;
   if (prog) {
     program_points(a, &off, &pts1, &lq1, &pts2, &lq2);
     pa.slot_off = off.data();
+    Poll poll(pi);
+    const int64_t pairs = sym ? n1 * (n1 + 1) / 2 : n1 * n2;
+    if (program_table(*p.program, off.data(), a.sq1, pts1.data(), n1, a.sq2, sym ? nullptr : pts2.data(), n2, pairs,
+                      &table, &poll))
+      pa.table = &table;
+    if (poll.stop()) throw Interrupted();
   } else if (whole) {
     pts1.resize(4 * layers * n1), lq1.assign(n1, 0.0);
     PointArrays::fill_layers(p, a.sq1, a.lsc1, a.d, 0, layers, n1, pts1.data(), n1, lq1.data());
