@@ -330,6 +330,10 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
     // straight into the output rows.
     auto row_chunk = [&](int64_t i, int64_t j0, int64_t w, const double* grow, double* res_r, double* res_t) {
       alignas(64) double rho[kChunk], del[kChunk], eps[kChunk], tau[kChunk];
+      // A local copy: read through the closure, the constants would be reloaded per pair
+      // and the layer loop below would not vectorize (it is this lambda's body, not inlined
+      // into run_tiles, which calls it from two places).
+      const math::ActConst kl = k;
       int64_t t0 = 0;
       if (l0 == 0) {
         input_row(a, inv1.data(), inv2.data(), i, j0, w, grow, rho, del, eps);
@@ -373,7 +377,7 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 #pragma omp simd
         for (int64_t jj = 0; jj < w; ++jj) {
           math::PairState st{rho[jj], del[jj], eps[jj], tau[jj]};
-          math::layer_step<K, kNoBias>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
+          math::layer_step<K, kNoBias>(kl, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
           rho[jj] = st.rho, del[jj] = st.delta, eps[jj] = st.eps, tau[jj] = st.tau;
         }
       }
