@@ -399,6 +399,54 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
   }
 }
 
+// The loops of the program's ops over a register's w pairs (field f of a register
+// at r + f kChunk). Standalone functions with their constants as values, as the
+// homogeneous panel's layer loop: read through a closure, they would not vectorize.
+// dst may be src: each pair's fields are read before they are written.
+
+inline void ops_dense(const double* sr, double* ds, int64_t w, double ui, double vi, const double* __restrict uj,
+                      const double* __restrict vj) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    math::dense_pair(st, ui, vi, uj[jj], vj[jj]);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
+template <Act K>
+void ops_act(const math::ActConst k, const double* sr, double* ds, int64_t w, double gi, double si,
+             const double* __restrict gj, const double* __restrict sj) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    math::act_pair<K>(k, st, gi, si, gj[jj], sj[jj]);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
+template <Act K>
+void ops_layer(const math::ActConst k, const double* sr, double* ds, int64_t w, double ui, double vi, double gi,
+               double si, const double* __restrict uj, const double* __restrict vj, const double* __restrict gj,
+               const double* __restrict sj) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    math::layer_step<K, false>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
+inline void ops_sum_add(double* __restrict acc, const double* __restrict sr, int64_t w, double ui,
+                        const double* __restrict uj) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{acc[jj], acc[kChunk + jj], acc[2 * kChunk + jj], acc[3 * kChunk + jj]};
+    math::sum_pair_add(st, ui, uj[jj], sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]);
+    acc[jj] = st.rho, acc[kChunk + jj] = st.delta, acc[2 * kChunk + jj] = st.eps, acc[3 * kChunk + jj] = st.tau;
+  }
+}
+
 /// The ops of a program on w pairs (one row point against w column points):
 /// registers reg[r] (field f at reg[r] + f kChunk; reg[nreg] the spare a SUM
 /// writes, swapped in), the row point's slots at s1[k l1], the columns' at
@@ -415,59 +463,23 @@ bool program_ops(const FcProgram& pr, const int64_t* off, const math::ActConst* 
     const double* p1 = s1 + off[t] * l1;
     const double* p2 = s2 + off[t] * l2;
     if (op.kind == OpKind::kSum) {
-      double* __restrict acc = reg[size_t(nreg)];
+      double* acc = reg[size_t(nreg)];
       std::fill(acc, acc + 4 * kChunk, 0.0);
-      for (int32_t k = 0; k < op.nsrc; ++k) {
-        const double* __restrict sr = reg[size_t(pr.srcs[op.src + k])];
-        const double ui = p1[k * l1];
-        const double* __restrict uj = p2 + k * l2;
-#pragma omp simd
-        for (int64_t jj = 0; jj < w; ++jj) {
-          math::PairState st{acc[jj], acc[kChunk + jj], acc[2 * kChunk + jj], acc[3 * kChunk + jj]};
-          math::sum_pair_add(st, ui, uj[jj], sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]);
-          acc[jj] = st.rho, acc[kChunk + jj] = st.delta, acc[2 * kChunk + jj] = st.eps, acc[3 * kChunk + jj] = st.tau;
-        }
-      }
+      for (int32_t k = 0; k < op.nsrc; ++k) ops_sum_add(acc, reg[size_t(pr.srcs[op.src + k])], w, p1[k * l1], p2 + k * l2);
       std::swap(reg[size_t(nreg)], reg[size_t(op.dst)]);
       continue;
     }
     const double* sr = reg[size_t(op.src)];
     double* ds = reg[size_t(op.dst)];
-    // Reads then writes each pair's four fields: dst may be src.
-    auto each = [&](auto&& f) {
-#pragma omp simd
-      for (int64_t jj = 0; jj < w; ++jj) {
-        math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
-        f(st, jj);
-        ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
-      }
-    };
+    const math::ActConst k = kc[t];
     if (op.kind == OpKind::kDense) {
-      const double ui = p1[0], vi = p1[l1];
-      const double* __restrict uj = p2;
-      const double* __restrict vj = p2 + l2;
-      each([&](math::PairState& st, int64_t jj) { math::dense_pair(st, ui, vi, uj[jj], vj[jj]); });
+      ops_dense(sr, ds, w, p1[0], p1[l1], p2, p2 + l2);
     } else if (op.kind == OpKind::kAct) {
-      const double gi = p1[0], si = p1[l1];
-      const double* __restrict gj = p2;
-      const double* __restrict sj = p2 + l2;
-      const math::ActConst k = kc[t];
-      with_act(op.act, [&](auto tag) {
-        constexpr Act K = decltype(tag)::value;
-        each([&](math::PairState& st, int64_t jj) { math::act_pair<K>(k, st, gi, si, gj[jj], sj[jj]); });
-      });
+      with_act(op.act, [&](auto tag) { ops_act<decltype(tag)::value>(k, sr, ds, w, p1[0], p1[l1], p2, p2 + l2); });
     } else {
-      const double ui = p1[0], vi = p1[l1], gi = p1[2 * l1], si = p1[3 * l1];
-      const double* __restrict uj = p2;
-      const double* __restrict vj = p2 + l2;
-      const double* __restrict gj = p2 + 2 * l2;
-      const double* __restrict sj = p2 + 3 * l2;
-      const math::ActConst k = kc[t];
       with_act(op.act, [&](auto tag) {
-        constexpr Act K = decltype(tag)::value;
-        each([&](math::PairState& st, int64_t jj) {
-          math::layer_step<K, false>(k, st, ui, vi, gi, si, uj[jj], vj[jj], gj[jj], sj[jj]);
-        });
+        ops_layer<decltype(tag)::value>(k, sr, ds, w, p1[0], p1[l1], p1[2 * l1], p1[3 * l1], p2, p2 + l2,
+                                        p2 + 2 * l2, p2 + 3 * l2);
       });
     }
   }
