@@ -402,9 +402,17 @@ void panel(const FcPanelArgs<T>& a, Interrupt* interrupt) {
 // The loops of the program's ops over a register's w pairs (field f of a register
 // at r + f kChunk). Standalone functions with their constants as values, as the
 // homogeneous panel's layer loop: read through a closure, they would not vectorize.
-// dst may be src: each pair's fields are read before they are written.
+// dst may be src: each pair's fields are read before they are written. `flatten`
+// inlines the duals into these loops only (GCC outlines dual<K>, which has many
+// callers, and a loop with a call stays scalar); the homogeneous panel's code, and
+// with it its bits, are left as they were.
+#if defined(__GNUC__)
+#define NTKX_FLATTEN __attribute__((flatten))
+#else
+#define NTKX_FLATTEN
+#endif
 
-inline void ops_dense(const double* sr, double* ds, int64_t w, double ui, double vi, const double* __restrict uj,
+NTKX_FLATTEN inline void ops_dense(const double* sr, double* ds, int64_t w, double ui, double vi, const double* __restrict uj,
                       const double* __restrict vj) {
 #pragma omp simd
   for (int64_t jj = 0; jj < w; ++jj) {
@@ -415,7 +423,7 @@ inline void ops_dense(const double* sr, double* ds, int64_t w, double ui, double
 }
 
 template <Act K>
-void ops_act(const math::ActConst k, const double* sr, double* ds, int64_t w, double gi, double si,
+NTKX_FLATTEN void ops_act(const math::ActConst k, const double* sr, double* ds, int64_t w, double gi, double si,
              const double* __restrict gj, const double* __restrict sj) {
 #pragma omp simd
   for (int64_t jj = 0; jj < w; ++jj) {
@@ -426,7 +434,7 @@ void ops_act(const math::ActConst k, const double* sr, double* ds, int64_t w, do
 }
 
 template <Act K>
-void ops_layer(const math::ActConst k, const double* sr, double* ds, int64_t w, double ui, double vi, double gi,
+NTKX_FLATTEN void ops_layer(const math::ActConst k, const double* sr, double* ds, int64_t w, double ui, double vi, double gi,
                double si, const double* __restrict uj, const double* __restrict vj, const double* __restrict gj,
                const double* __restrict sj) {
 #pragma omp simd
@@ -437,7 +445,7 @@ void ops_layer(const math::ActConst k, const double* sr, double* ds, int64_t w, 
   }
 }
 
-inline void ops_sum_add(double* __restrict acc, const double* __restrict sr, int64_t w, double ui,
+NTKX_FLATTEN inline void ops_sum_add(double* __restrict acc, const double* __restrict sr, int64_t w, double ui,
                         const double* __restrict uj) {
 #pragma omp simd
   for (int64_t jj = 0; jj < w; ++jj) {

@@ -209,7 +209,7 @@ struct PairState {
 };
 
 template <Act K>
-NTKX_HD_HOT Dual dual(ActConst k, const PairState& st, double gi, double si, double gj, double sj) {
+NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double gj, double sj) {
   const double theta = angle(st.rho, st.delta, st.eps);
   const double sin_t = std::sqrt(st.delta * st.eps > 0.0 ? st.delta * st.eps : 0.0);
   Dual o;
@@ -279,7 +279,7 @@ NTKX_HD_HOT Dual dual(ActConst k, const PairState& st, double gi, double si, dou
 
 /// Applies one Dense layer's mixing to a normalized dual (or, at layer 0, to the
 /// input cosine). `first` starts the NTK: tau_0 = rho_0.
-NTKX_HD_HOT void mix_pair(PairState& st, const Dual& du, double ui, double vi, double uj, double vj, bool first) {
+NTKX_HD void mix_pair(PairState& st, const Dual& du, double ui, double vi, double uj, double vj, bool first) {
   const double uu = ui * uj, vv = vi * vj;
   const double m = 0.5 * ((ui - uj) * (ui - uj) + (vi - vj) * (vi - vj));
   st.rho = uu * du.r + vv;
@@ -293,7 +293,7 @@ NTKX_HD_HOT void mix_pair(PairState& st, const Dual& du, double ui, double vi, d
 /// kNoBias (no layer has a bias) uses u = 1, v = 0 without reading them: exact for every
 /// nonzero point, and a zero point's outputs are 0 whatever its finite state.
 template <Act K, bool kNoBias = false>
-NTKX_HD_HOT void layer_step(ActConst k, PairState& st, double ui, double vi, double gi, double si,
+NTKX_HD void layer_step(ActConst k, PairState& st, double ui, double vi, double gi, double si,
                         double uj, double vj, double gj, double sj) {
   const Dual du = dual<K>(k, st, gi, si, gj, sj);
   if (kNoBias) {
