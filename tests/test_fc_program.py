@@ -207,6 +207,9 @@ def test_refusals_name_what_runs(rng):
         stax.serial(stax.FanOut(2), stax.parallel(stax.Relu(), stax.Identity()), stax.FanInSum())[2](x)
     with pytest.raises(ValueError, match="must be Gaussian"):  # a concat is followed by a Dense only
         stax.serial(stax.Dense(4), stax.FanOut(2), stax.FanInConcat(), stax.Relu())[2](x)
+    with pytest.raises(ValueError, match="must be Gaussian"):  # even a concat of one input (as neural-tangents)
+        stax.serial(stax.Dense(4), stax.FanOut(1), stax.parallel(stax.Identity()), stax.FanInConcat(),
+                    stax.Relu())[2](x)
     with pytest.raises(ValueError, match="one width"):
         stax.serial(stax.Dense(4), stax.FanOut(2), stax.parallel(stax.Dense(3), stax.Dense(5)),
                     stax.FanInSum())[2](x)
@@ -281,3 +284,19 @@ def test_angle_table_of_bias_free_programs(rng, case):
         assert np.all(getattr(full, g)[7] == 0.0)
     cross = kernel_fn(x, x[::-1], "ntk")  # the cross path (two sides' slots checked)
     assert rel_err(cross, full.ntk[:, ::-1]) <= TOL["reference"]
+
+
+def test_a_leading_flatten_is_found_through_repeats(rng):
+    """Flatten() first counts where the network expands to it first: not inside a repeat of
+    0 (whose layers are not in the network), and after repeats that expand to nothing."""
+    x = rng.standard_normal((4, 6))
+    body = [stax.Dense(8, W_std=2.0), stax.Dense(8), stax.Relu(), stax.Dense(8), stax.Erf(), stax.Dense(1)]
+    ref = stax.serial(*body)[2](x, None, ("nngp", "ntk"))
+    got = stax.serial(stax.repeat(stax.Flatten(), 0), *body)[2](x, None, ("nngp", "ntk"))
+    assert rel_err(got.ntk, ref.ntk) <= TOL["route"] and rel_err(got.nngp, ref.nngp) <= TOL["route"]
+    images = x.reshape(4, 2, 3, 1)
+    got = stax.serial(stax.repeat(stax.Identity(), 2), stax.Flatten(), *body)[2](images, None, ("nngp", "ntk"))
+    assert rel_err(got.ntk, ref.ntk) <= TOL["route"] and rel_err(got.nngp, ref.nngp) <= TOL["route"]
+    got = stax.serial(stax.repeat(stax.serial(stax.Flatten(), stax.Dense(8, W_std=2.0)), 1), *body[1:])[2](
+        images, None, ("nngp", "ntk"))
+    assert rel_err(got.ntk, ref.ntk) <= TOL["route"]

@@ -211,7 +211,7 @@ def _step(op: Any, v: Any, bld: _Builder) -> Any:
         if not isinstance(v, list):
             v = [v]
         vs = [_one(x, "a FanIn input") for x in v]
-        if len(vs) == 1:
+        if len(vs) == 1 and op.kind == "sum":
             return vs[0]
         if op.kind == "sum":
             if not all(x.gaussian for x in vs):
@@ -223,6 +223,8 @@ def _step(op: Any, v: Any, bld: _Builder) -> Any:
         if op.axis not in (-1, 1):
             raise NotImplementedError(f"FanInConcat(axis={op.axis}): ntkx's FC kernels concatenate along the "
                                       f"channel axis (-1) only")
+        if len(vs) == 1:  # neural-tangents marks a channel concat non-Gaussian even of one input
+            return dataclasses.replace(vs[0], gaussian=False)
         widths = [x.width for x in vs]
         if len(set(widths)) == 1:
             widths = [1] * len(widths)

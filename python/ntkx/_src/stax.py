@@ -445,11 +445,10 @@ def _activation_readout(x1: Any, x2: Any, spec: FcSpec, get: Get, kwargs: dict) 
 def _program_kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dict) -> Any:
     """Kernels of a general FC composition (per-layer activations, residual branches,
     FanInConcat; `ntkx._src.fc_program`), compiled for the inputs' feature size."""
-    shallow = list(_expand_shallow(ops))
-    if shallow and _is_flatten(shallow[0]):
+    if _is_flatten(_first_op(ops)):
         x1 = _flatten_images(x1, "x1")
         x2 = None if x2 is None else _flatten_images(x2, "x2")
-        ops = _drop_first_flatten(ops)
+        ops = _drop_first_op(ops)
     else:
         x1 = validate.numeric_array(x1, "x1")
         if x1.ndim != 2:
@@ -458,17 +457,23 @@ def _program_kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dic
     return fc_kernels(x1, x2, compile_program(ops, x1.shape[1]), get, **kwargs)
 
 
-def _drop_first_flatten(ops: Sequence[Any]) -> List[Any]:
-    """`ops` without its first elementary op (a Flatten), repeats kept compact where possible."""
+def _first_op(ops: Sequence[Any]) -> Any:
+    """The first elementary op `ops` expands to (repeats of 0, empty bodies skipped), or None."""
+    return next(iter(_expand_shallow(ops)), None)
+
+
+def _drop_first_op(ops: Sequence[Any]) -> List[Any]:
+    """`ops` without the first elementary op it expands to (`_first_op`'s), repeats kept
+    compact: a repeat holding it becomes its body once without that op, then n - 1 repeats."""
     ops = list(ops)
-    head = ops[0]
-    if isinstance(head, RepeatOp):
-        if head.n == 0:
-            return _drop_first_flatten(ops[1:])
-        body = _drop_first_flatten(list(head.body))
-        rest = [RepeatOp(head.body, head.n - 1)] if head.n > 1 else []
-        return body + rest + ops[1:]
-    return ops[1:]
+    for k, head in enumerate(ops):
+        if isinstance(head, RepeatOp):
+            if head.n == 0 or _first_op(head.body) is None:
+                continue  # expands to nothing
+            rest = [RepeatOp(head.body, head.n - 1)] if head.n > 1 else []
+            return _drop_first_op(head.body) + rest + ops[k + 1:]
+        return ops[k + 1:]
+    return []
 
 
 def _is_flatten(op: Any) -> bool:
@@ -479,15 +484,17 @@ def is_cnn(ops: Sequence[Any]) -> bool:
     """Whether a layer description has convolutions, or a spatial readout that is not a
     leading Flatten() (an MLP on images is an FC network)."""
     shallow = list(_expand_shallow(ops))
-    flatten_first = bool(shallow) and _is_flatten(shallow[0])
+    flatten_first = _is_flatten(_first_op(ops))
     return (any(isinstance(op, ConvOp) for op in shallow)
             or (not flatten_first and any(isinstance(op, ReadoutOp) for op in shallow)))
 
 
 def _expand_shallow(ops):
+    """The elementary ops of `ops`, each repeat's body once (a repeat of 0 none)."""
     for op in ops:
         if isinstance(op, RepeatOp):
-            yield from _expand_shallow(op.body)
+            if op.n > 0:
+                yield from _expand_shallow(op.body)
         else:
             yield op
 
