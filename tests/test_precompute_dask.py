@@ -99,3 +99,37 @@ def test_worker_killed_mid_run_is_recovered(tmp_path, client, monkeypatch):
     assert os.path.exists(path / ".killed-once")
     assert _tree(str(path)) == _tree(str(ref))
     assert time.perf_counter() - t0 < 60
+
+
+def _self_cancelling_tile(job, i, j):
+    """The tile task, except that the first attempt at tile (0, 1) has the scheduler cancel it
+    (what happens to the tiles of a scattered job whose last replica died with a worker)."""
+    from distributed import Future, get_client, get_worker
+
+    from ntkx._src.precompute import schedule, store
+
+    flag = os.path.join(job.path, ".cancelled-once")
+    if (i, j) == (0, 1) and not os.path.exists(flag):
+        open(flag, "w").close()
+        client = get_client()
+        client.cancel([Future(get_worker().get_current_task(), client=client)], force=True)
+        time.sleep(2)
+    return store.write_tile(job.path, job.meta, i, j, schedule.compute_tile(job, i, j))
+
+
+def test_tiles_the_scheduler_cancels_are_rerun(tmp_path, client, monkeypatch):
+    from ntkx._src.precompute import schedule
+
+    x = np.random.default_rng(4).standard_normal((12, 3))
+    ref, path = tmp_path / "ref.zarr", tmp_path / "K.zarr"
+    P.precompute(SPEC, x, None, store=str(ref), tile=4, dtype=np.float64, progress=False)
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(schedule, "run_tile", _self_cancelling_tile)
+    res = P.precompute(SPEC, x, None, store=str(path), tile=4, dtype=np.float64, progress=False, scheduler=client)
+    assert os.path.exists(path / ".cancelled-once")
+    assert res.computed == 6
+    assert _tree(str(path)) == _tree(str(ref))

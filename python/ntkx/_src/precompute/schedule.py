@@ -127,17 +127,32 @@ def run_dask(job: TileJob, todo: List[Tile], on_done: OnDone, scheduler: Any, re
 
     client, own = _client(scheduler)
     try:
-        token = uuid.uuid4().hex[:12]
-        job_future = client.scatter(job, broadcast=True, hash=False)
-        keys = [f"ntkx-tile-{i}-{j}-{token}" for i, j in todo]
-        futures = client.map(run_tile, [job_future] * len(todo), [t[0] for t in todo], [t[1] for t in todo],
-                             key=keys, retries=retries, pure=False)
-        try:
-            for _, record in as_completed(futures, with_results=True):
-                on_done(record)
-        except BaseException:
-            client.cancel(futures)
-            raise
+        remaining = list(todo)
+        for _ in range(retries + 1):
+            token = uuid.uuid4().hex[:12]
+            job_future = client.scatter(job, broadcast=True, hash=False)
+            keys = [f"ntkx-tile-{i}-{j}-{token}" for i, j in remaining]
+            futures = client.map(run_tile, [job_future] * len(remaining), [t[0] for t in remaining],
+                                 [t[1] for t in remaining], key=keys, retries=retries, pure=False)
+            tiles = dict(zip(keys, remaining))
+            lost: List[Tile] = []
+            try:
+                for fut in as_completed(futures):
+                    # A worker that dies holding the scattered job can take its last replica
+                    # with it ("lose scattered data, which can't be recovered"); the scheduler
+                    # then cancels the tiles that need it. They rerun on a fresh scatter.
+                    if fut.cancelled():
+                        lost.append(tiles[fut.key])
+                        continue
+                    on_done(fut.result())
+            except BaseException:
+                client.cancel(futures)
+                raise
+            if not lost:
+                return
+            remaining = lost
+        raise RuntimeError(f"the Dask scheduler cancelled {len(remaining)} tiles {retries + 1} times (workers lost "
+                           f"the scattered job); the finished tiles are recorded: rerun to resume")
     finally:
         if own:
             client.close()
