@@ -82,20 +82,27 @@ def _killer_tile(job, i, j):
     return store.write_tile(job.path, job.meta, i, j, schedule.compute_tile(job, i, j))
 
 
-def test_worker_killed_mid_run_is_recovered(tmp_path, client, monkeypatch):
-    from ntkx._src.precompute import schedule
-
-    x = np.random.default_rng(3).standard_normal((12, 3))
-    ref, path = tmp_path / "ref.zarr", tmp_path / "K.zarr"
-    P.precompute(SPEC, x, None, store=str(ref), tile=4, dtype=np.float64, progress=False)
+def _with_tile_task(tmp_path, client, monkeypatch, tile_task, seed):
+    """Precomputes a 12 x 12 store on `client` with `tile_task` as the workers' tile task,
+    and locally without it: ``(result, path, reference path)``."""
     import sys
 
     import cloudpickle
 
+    from ntkx._src.precompute import schedule
+
+    x = np.random.default_rng(seed).standard_normal((12, 3))
+    ref, path = tmp_path / "ref.zarr", tmp_path / "K.zarr"
+    P.precompute(SPEC, x, None, store=str(ref), tile=4, dtype=np.float64, progress=False)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
-    monkeypatch.setattr(schedule, "run_tile", _killer_tile)
+    monkeypatch.setattr(schedule, "run_tile", tile_task)
+    res = P.precompute(SPEC, x, None, store=str(path), tile=4, dtype=np.float64, progress=False, scheduler=client)
+    return res, path, ref
+
+
+def test_worker_killed_mid_run_is_recovered(tmp_path, client, monkeypatch):
     t0 = time.perf_counter()
-    P.precompute(SPEC, x, None, store=str(path), tile=4, dtype=np.float64, progress=False, scheduler=client)
+    _, path, ref = _with_tile_task(tmp_path, client, monkeypatch, _killer_tile, 3)
     assert os.path.exists(path / ".killed-once")
     assert _tree(str(path)) == _tree(str(ref))
     assert time.perf_counter() - t0 < 60
@@ -118,18 +125,7 @@ def _self_cancelling_tile(job, i, j):
 
 
 def test_tiles_the_scheduler_cancels_are_rerun(tmp_path, client, monkeypatch):
-    from ntkx._src.precompute import schedule
-
-    x = np.random.default_rng(4).standard_normal((12, 3))
-    ref, path = tmp_path / "ref.zarr", tmp_path / "K.zarr"
-    P.precompute(SPEC, x, None, store=str(ref), tile=4, dtype=np.float64, progress=False)
-    import sys
-
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(schedule, "run_tile", _self_cancelling_tile)
-    res = P.precompute(SPEC, x, None, store=str(path), tile=4, dtype=np.float64, progress=False, scheduler=client)
+    res, path, ref = _with_tile_task(tmp_path, client, monkeypatch, _self_cancelling_tile, 4)
     assert os.path.exists(path / ".cancelled-once")
     assert res.computed == 6
     assert _tree(str(path)) == _tree(str(ref))

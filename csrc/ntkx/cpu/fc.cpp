@@ -464,6 +464,13 @@ NTKX_FLATTEN inline void ops_sum_add(double* __restrict acc, const double* __res
   }
 }
 
+/// Each op's activation constants (math::act_const), as program_ops reads them.
+std::vector<math::ActConst> program_consts(const FcProgram& pr) {
+  std::vector<math::ActConst> kc(size_t(pr.nops));
+  for (int64_t t = 0; t < pr.nops; ++t) kc[size_t(t)] = math::act_const(op_act_params(pr.ops[t]));
+  return kc;
+}
+
 /// The ops of a program on w pairs (one row point against w column points):
 /// registers reg[r] (field f at reg[r] + f kChunk; reg[nreg] the spare a SUM
 /// writes, swapped in), the row point's slots at s1[k l1], the columns' at
@@ -512,8 +519,7 @@ void panel_program(const FcPanelArgs<T>& a, const int64_t* off, Interrupt* inter
   const FcProgram& pr = *a.params.program;
   if (a.dgemm != nullptr && (a.d > (int64_t(1) << 30) || a.ld1 > (int64_t(1) << 30)))
     throw std::invalid_argument("ntkx: the fused BLAS path needs 32-bit sizes");
-  std::vector<math::ActConst> kc(size_t(pr.nops));
-  for (int64_t t = 0; t < pr.nops; ++t) kc[size_t(t)] = math::act_const(op_act_params(pr.ops[t]));
+  const std::vector<math::ActConst> kc = program_consts(pr);
   std::vector<double> inv1(a.rows), inv2(a.cols), sc1(a.rows), sc2(a.cols);
   for (int64_t i = 0; i < a.rows; ++i) inv1[i] = math::inv_norm(a.sq1[i]);
   for (int64_t j = 0; j < a.cols; ++j) inv2[j] = math::inv_norm(a.sq2[j]);
@@ -632,8 +638,8 @@ void program_points(const FcArgs<T>& a, std::vector<int64_t>* off, std::vector<d
 /// state evolves from its input angle as a reference point's does with itself at
 /// that angle. Zero points' outputs are 0 through their scales. Returns false (the
 /// ops are interpreted) otherwise, or when the table misses its check.
-bool program_table(const FcProgram& pr, const int64_t* off, const double* sq1, const double* pts1, int64_t n1,
-                   const double* sq2, const double* pts2, int64_t n2, int64_t pairs, AngleTable* table,
+bool program_table(const FcProgram& pr, const int64_t* off, int64_t nslots, const double* sq1, const double* pts1,
+                   int64_t n1, const double* sq2, const double* pts2, int64_t n2, int64_t pairs, AngleTable* table,
                    Poll* poll) {
   constexpr double kSlotTol = 4e-15;
   if (!AngleTable::pays(pairs, pr.nops)) return false;
@@ -643,8 +649,6 @@ bool program_table(const FcProgram& pr, const int64_t* off, const double* sq1, c
     if (op.kind != OpKind::kAct && op.bias != 0.0) return false;
     if (op.kind != OpKind::kDense && op.act != Act::kABRelu && op.act != Act::kArcCos2) return false;
   }
-  std::vector<int64_t> off_all(size_t(pr.nops));
-  const int64_t nslots = math::program_slots(pr, off_all.data());
   std::vector<double> ref;
   auto same = [&](const double* sq, const double* pts, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
@@ -660,8 +664,7 @@ bool program_table(const FcProgram& pr, const int64_t* off, const double* sq1, c
     return true;
   };
   if (!same(sq1, pts1, n1) || (pts2 != nullptr && !same(sq2, pts2, n2)) || ref.empty()) return false;
-  std::vector<math::ActConst> kc(size_t(pr.nops));
-  for (int64_t t = 0; t < pr.nops; ++t) kc[size_t(t)] = math::act_const(op_act_params(pr.ops[t]));
+  const std::vector<math::ActConst> kc = program_consts(pr);
   std::vector<double> scratch(size_t(4 * kChunk * (pr.nreg + 1)), 0.0);
   std::vector<double*> reg(size_t(pr.nreg + 1));
   auto exact = [&](double t, double* r, double* u) {
@@ -708,8 +711,9 @@ void fc_cpu(const FcArgs<T>& a, Interrupt* interrupt) {
     pa.slot_off = off.data();
     Poll poll(pi);
     const int64_t pairs = sym ? n1 * (n1 + 1) / 2 : n1 * n2;
-    if (program_table(*p.program, off.data(), a.sq1, pts1.data(), n1, a.sq2, sym ? nullptr : pts2.data(), n2, pairs,
-                      &table, &poll))
+    const int64_t nslots = int64_t(pts1.size()) / n1;  // program_points' slots per point
+    if (program_table(*p.program, off.data(), nslots, a.sq1, pts1.data(), n1, a.sq2, sym ? nullptr : pts2.data(), n2,
+                      pairs, &table, &poll))
       pa.table = &table;
     if (poll.stop()) throw Interrupted();
   } else if (whole) {
