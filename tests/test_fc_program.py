@@ -179,6 +179,11 @@ def test_finite_forward_of_a_block_is_the_literal_computation(rng):
     np.testing.assert_allclose(apply_fn(params, x), want, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="one parameter list per branch"):
         apply_fn(params[:2] + [branches[:1]] + params[3:], x)
+    # params of another network whose entries fit: apply_fn checks the structure itself
+    # (it summed the rows of the one array a FanInSum got, and zip truncated branches)
+    _, serial_params = stax.serial(stax.Dense(4), stax.Relu())[0](0, x.shape)
+    with pytest.raises(ValueError, match="needs a list of inputs"):
+        stax.serial(stax.Dense(4), stax.FanInSum())[1](serial_params, x)
     readout = stax.serial(net, stax.Dense(1))
     with pytest.raises(NotImplementedError, match="serial networks"):
         stax.empirical_kernels(readout, readout[0](0, x.shape)[1], x)

@@ -304,8 +304,11 @@ def _apply_fn(ops):
     def apply_fn(params: List[Params], x: Any, **kwargs: Any) -> np.ndarray:
         """The finite network's outputs on `x` (`(N, d)`, or NHWC images) in float64."""
         flat = list(_expand(ops))
-        network.check_params(flat, params, "apply_fn")
-        return network.forward(flat, params, np.asarray(x, dtype=np.float64), keep=False).out
+        x = np.asarray(x, dtype=np.float64)
+        # The shapes too: a FanIn of one array, or a parallel of more branches than inputs,
+        # would otherwise run (summing rows, zip truncating) instead of raising.
+        network.check_params(flat, params, "apply_fn", input_shape=x.shape)
+        return network.forward(flat, params, x, keep=False).out
 
     apply_fn.ntkx_ops = ops  # what ntkx.empirical_kernel_fn differentiates
     return apply_fn
