@@ -40,8 +40,8 @@ struct PyProgram {
     IArray oi = t[0].cast<IArray>();
     FArray of = t[1].cast<FArray>();
     srcs = t[2].cast<IArray>(), logc = t[3].cast<FArray>();
-    need(oi.ndim() == 2 && oi.shape(1) == 5 && of.ndim() == 2 && of.shape(1) == 5 && of.shape(0) == oi.shape(0),
-         "fc: program ops must be [nops, 5] int32 and [nops, 5] float64");
+    need(oi.ndim() == 2 && oi.shape(1) == 5 && of.ndim() == 2 && of.shape(1) == 7 && of.shape(0) == oi.shape(0),
+         "fc: program ops must be [nops, 5] int32 and [nops, 7] float64");
     need(srcs.ndim() == 1 && logc.ndim() == 1 && logc.shape(0) == srcs.shape(0), "fc: program sources mismatch");
     const int64_t n = oi.shape(0);
     ops.resize(size_t(n));
@@ -49,9 +49,11 @@ struct PyProgram {
     auto F = of.unchecked<2>();
     for (int64_t t2 = 0; t2 < n; ++t2) {
       ntkx::ProgOp& o = ops[size_t(t2)];
-      need(I(t2, 0) >= 0 && I(t2, 0) <= 3 && I(t2, 4) >= 0 && I(t2, 4) <= 3, "fc: program op or activation kind");
+      need(I(t2, 0) >= 0 && I(t2, 0) <= 5 && I(t2, 4) >= 0 && I(t2, 4) < ntkx::kNumActs,
+           "fc: program op or activation kind");
       o.kind = ntkx::OpKind(I(t2, 0)), o.dst = I(t2, 1), o.src = I(t2, 2), o.nsrc = I(t2, 3), o.act = Act(I(t2, 4));
       o.a = F(t2, 0), o.b = F(t2, 1), o.c = F(t2, 2), o.w = F(t2, 3), o.bias = F(t2, 4);
+      o.n_in = F(t2, 5), o.beta = F(t2, 6);
     }
     prog.ops = ops.data(), prog.nops = n;
     prog.srcs = srcs.data(), prog.src_logc = logc.data(), prog.nsrcs = srcs.shape(0);
@@ -128,7 +130,17 @@ PYBIND11_MODULE(_core, m) {
       .value("ABRelu", Act::kABRelu)
       .value("ArcCos0", Act::kArcCos0)
       .value("ArcCos2", Act::kArcCos2)
-      .value("Erf", Act::kErf);
+      .value("Erf", Act::kErf)
+      .value("Sign", Act::kSign)
+      .value("ArcCosN", Act::kArcCosN)
+      .value("Monomial", Act::kMonomial)
+      .value("Hermite", Act::kHermite)
+      .value("ExpNormalized", Act::kExpNormalized)
+      .value("Gelu", Act::kGelu)
+      .value("Sin", Act::kSin)
+      .value("Rbf", Act::kRbf)
+      .value("Exp", Act::kExp)
+      .value("Gaussian", Act::kGaussian);
 
   py::class_<FcParams>(m, "FcParams", "Dense(w_std, b_std) -> [act -> Dense] x depth (mirrors ntkx::FcParams).")
       .def(py::init<>())

@@ -25,6 +25,10 @@ TOL = {
     "nt_colinear": 1e-6,
     # literal numpy reference: same formulas, different evaluation order.
     "reference": 1e-12,
+    # numerical duals (tests/reference/activations.py): 2-D Gauss-Hermite quadrature at 200
+    # nodes of the smooth activations, adaptive polar quadrature of the homogeneous ones,
+    # through a two-activation recursion (measured <= 2.9e-14, Monomial(7)).
+    "quadrature": 1e-12,
     # mpmath at 50 digits on (anti)colinear and identical inputs.
     "mp_colinear": 1e-13,
     # mpmath at depth 1e5 (1e5 roundings accumulate).
@@ -142,6 +146,18 @@ TOL = {
 }
 
 HAS_NT = importlib.util.find_spec("neural_tangents") is not None
+
+
+def finite_nngp(net, x, draws: int) -> np.ndarray:
+    """The output covariance f(x) f(x)^T / k of a stax network's finite draws (seeds 0..draws-1),
+    averaged: its NNGP estimate at the network's widths."""
+    init_fn, apply_fn, _ = net
+    emp = np.zeros((len(x), len(x)))
+    for seed in range(draws):
+        _, params = init_fn(seed, x.shape)
+        f = apply_fn(params, x)
+        emp += f @ f.T / f.shape[1] / draws
+    return emp
 
 
 def rel_err(actual, desired) -> float:

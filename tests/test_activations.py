@@ -27,7 +27,7 @@ def test_core_names_and_degrees():
     assert [Activation(k).core_kind() for k in ("abrelu", "arccos0", "arccos2")] == [
         ntkx._core.Act.ABRelu, ntkx._core.Act.ArcCos0, ntkx._core.Act.ArcCos2]
     assert Activation("erf", 1.0).core_kind() == ntkx._core.Act.Erf
-    assert [k.degree for k in ActivationKind] == [1, 0, 2, None]
+    assert [k.degree for k in ActivationKind] == [1, 0, 2] + [None] * (len(ActivationKind) - 3)
 
 
 # The reprs are part of every snapshot key and of a precompute store's identity: pinned.
@@ -73,7 +73,22 @@ def test_constructor_errors():
         A.abrelu("x", 1)
     with pytest.raises(TypeError, match="Erf: c must be a number"):
         A.erf(1, 1, None)
-    with pytest.raises(NotImplementedError, match="RectifiedMonomial"):
-        A.rectified_monomial(3)
-    with pytest.raises(ValueError, match=r"one of \['abrelu', 'arccos0', 'arccos2', 'erf'\], got 'relu'"):
+    for bad in (-1, 16):
+        with pytest.raises(NotImplementedError, match="RectifiedMonomial"):
+            A.rectified_monomial(bad)
+        with pytest.raises(NotImplementedError, match="Monomial"):
+            A.monomial(bad)
+        with pytest.raises(NotImplementedError, match="Hermite"):
+            A.hermite(bad)
+    with pytest.raises(TypeError, match="degree must be an integer"):
+        A.monomial(2.5)
+    with pytest.raises(NotImplementedError, match="degree 3 to 15"):
+        Activation("arccosn", 2.0)  # degree 2 has its own kind
+    with pytest.raises(ValueError, match=r"one of \[.*'abrelu'.*'erf'.*\], got 'relu'"):
         Activation("relu")
+    with pytest.raises(ValueError, match="zero function"):
+        A.sin(0.0, 1.0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        A.rbf(-1.0)
+    with pytest.raises(ValueError, match="at most"):
+        A.exp(1.0, 1e200)

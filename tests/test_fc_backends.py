@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import ntkx
+from ntkx._src import activations as A
 from ntkx import _core
 from conftest import TOL, rel_err
 from reference import fc as ref
@@ -16,6 +17,10 @@ ACTS = {
     "step": ntkx.Activation("arccos0"),
     "requ": ntkx.Activation("arccos2"),
     "erf": ntkx.Activation("erf", 0.8, 1.3, 0.1),
+    # issue 17's closed forms: the CUDA kernel instantiates the same dual<K>
+    "gelu": A.gelu(), "sin": A.sin(1.1, 0.8, 0.3), "rbf": A.rbf(0.7), "exp": A.exp(0.8, 0.3),
+    "gaussian": A.gaussian(1.1, -0.6), "sign": A.sign(), "monomial": A.monomial(2), "hermite": A.hermite(3),
+    "rectified": A.rectified_monomial(3), "exp_normalized": A.exp_normalized(1.2, -0.4),
 }
 
 

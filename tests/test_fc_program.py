@@ -14,7 +14,8 @@ import pytest
 import ntkx
 from ntkx import stax
 from ntkx._src.fc_program import LAYER, SUM, compile_program
-from conftest import TOL, rel_err
+from conftest import TOL, finite_nngp, rel_err
+from reference import activations as ref_act
 from reference import fc as ref
 
 RELU, ERF = ref.Relu(), ref.Erf()
@@ -148,14 +149,9 @@ def test_matches_finite_network_at_large_width(rng):
                       stax.parallel(stax.serial(stax.Erf(), stax.Dense(width)), stax.Dense(width // 2)),
                       stax.FanInConcat(), stax.Dense(width, W_std=1.3), stax.Relu(), stax.Dense(1024, W_std=1.1))
     x = rng.standard_normal((4, 6))
-    init_fn, apply_fn, kernel_fn = net
-    emp = np.zeros((4, 4))
-    for seed in range(32):
-        shape, params = init_fn(seed, x.shape)
-        f = apply_fn(params, x)
-        assert shape == f.shape == (4, 1024)
-        emp += f @ f.T / f.shape[1] / 32
-    k = kernel_fn(x, None, "nngp")
+    assert net[0](0, x.shape)[0] == (4, 1024)
+    emp = finite_nngp(net, x, 32)
+    k = net[2](x, None, "nngp")
     assert np.max(np.abs(emp - k)) / np.max(np.abs(k)) <= 0.1
 
 
@@ -225,9 +221,9 @@ def test_refusals_name_what_runs(rng):
                                                                  stax.Identity()), stax.FanInSum())[2](x)
     with pytest.raises(NotImplementedError, match="channel axis"):
         stax.serial(stax.Dense(4), stax.FanOut(2), stax.FanInConcat(axis=0), stax.Dense(1))[2](x)
-    with pytest.raises(NotImplementedError, match="standard"):
-        stax.serial(stax.Dense(4), stax.FanOut(2), stax.parallel(stax.Dense(4, parameterization="standard"),
-                                                                 stax.Identity()), stax.FanInSum())[2](x)
+    with pytest.raises(NotImplementedError, match="CNTK uses the NTK parameterization"):
+        stax.serial(stax.Conv(4, (3, 3), padding="SAME", parameterization="standard"), stax.Relu(),
+                    stax.GlobalAvgPool(), stax.Dense(1))[2](np.ones((2, 4, 4, 1)))
     residual = NETS["residual"][0]
     with pytest.raises(NotImplementedError, match="CPU backend only"):
         residual[2](x, None, "ntk", device="cuda")
@@ -305,3 +301,60 @@ def test_a_leading_flatten_is_found_through_repeats(rng):
     got = stax.serial(stax.repeat(stax.serial(stax.Flatten(), stax.Dense(8, W_std=2.0)), 1), *body[1:])[2](
         images, None, ("nngp", "ntk"))
     assert rel_err(got.ntk, ref.ntk) <= TOL["route"]
+
+
+def _standard_net(s, std="standard"):
+    """A standard-parameterization residual net (layers and literal ops), one Dense in NTK form."""
+    layers = s.serial(s.Dense(16, W_std=1.3, b_std=0.2, parameterization=std), s.FanOut(2),
+                      s.parallel(s.serial(s.Relu(), s.Dense(16, W_std=1.4, b_std=0.0, parameterization=std)),
+                                 s.Identity()),
+                      s.FanInSum(), s.Gelu(), s.Dense(8, W_std=0.9), s.Erf(), s.Dense(1, parameterization=std))
+    ops = [("dense", 1.3, 0.2, 16, std), ("fanout", 2),
+           ("parallel", [[("act", ref.Relu()), ("dense", 1.4, 0.0, 16, std)], []]), ("sum",),
+           ("act", ref_act.gelu()), ("dense", 0.9, None, 8), ("act", ref.Erf()), ("dense", 1.0, None, 1, std)]
+    return layers, ops
+
+
+def test_standard_parameterization_matches_the_reference(rng):
+    """parameterization='standard' (Theta' = w^2 Theta + n_in K + 1[bias]) against the literal
+    recursion, cross and symmetric, including a zero row (no bias on it: b_std=None)."""
+    layers, ops = _standard_net(stax)
+    x = rng.standard_normal((5, 6)) * 0.6  # Gelu's quadrature (the reference) is at round-off for q <~ 4
+    k = layers[2](x, None, ("nngp", "ntk"))
+    nngp_ref, ntk_ref = ref.graph_kernels(x, None, ops)
+    assert rel_err(k.nngp, nngp_ref) <= TOL["quadrature"]
+    assert rel_err(k.ntk, ntk_ref) <= TOL["quadrature"]
+    cross = layers[2](x[:2], x[1:], "ntk")
+    assert rel_err(cross, ntk_ref[:2, 1:]) <= TOL["quadrature"]
+    ntk_form = stax.serial(stax.Dense(16, W_std=1.3, b_std=0.2), stax.FanOut(2),
+                           stax.parallel(stax.serial(stax.Relu(), stax.Dense(16, W_std=1.4, b_std=0.0)), stax.Identity()),
+                           stax.FanInSum(), stax.Gelu(), stax.Dense(8, W_std=0.9), stax.Erf(), stax.Dense(1))
+    assert np.array_equal(ntk_form[2](x, None, "nngp"), k.nngp)  # the NNGP does not depend on it
+    assert rel_err(ntk_form[2](x, None, "ntk"), k.ntk) > 0.5  # the NTK does (n_in = 6 and 16)
+    zero = np.vstack([x, np.zeros(6)])
+    plain = stax.serial(stax.Dense(8, W_std=1.2, parameterization="standard"), stax.Relu(),
+                        stax.Dense(1, parameterization="standard"))
+    kz = plain[2](zero, None, "ntk")
+    ref_z = ref.graph_kernels(zero, None, [("dense", 1.2, None, 8, "standard"), ("act", ref.Relu()),
+                                       ("dense", 1.0, None, 1, "standard")])[1]
+    assert np.all(np.isfinite(kz)) and rel_err(kz, ref_z) <= TOL["reference"]
+    with pytest.raises(ValueError, match="b_std = 0"):  # Theta = 1 over K = 0 at the zero row
+        stax.serial(stax.Dense(8, b_std=0.0, parameterization="standard"), stax.Relu(), stax.Dense(1))[2](
+            zero, None, "ntk")
+
+
+def test_standard_parameterization_matches_the_finite_network(rng):
+    """The analytic standard-parameterization NTK is the empirical NTK of the finite network at its
+    widths (width 512, 6 draws averaged, within 10%: it grows with the width, so a kernel that
+    ignored n_in would be off by orders of magnitude)."""
+    width = 512
+    net = stax.serial(stax.Dense(width, W_std=1.3, b_std=0.2, parameterization="standard"), stax.Relu(),
+                      stax.Dense(width, W_std=1.2, b_std=0.1, parameterization="standard"), stax.Erf(),
+                      stax.Dense(1, W_std=1.1, parameterization="standard"))
+    x = rng.standard_normal((3, 5))
+    emp = np.zeros((3, 3))
+    for seed in range(6):
+        _, params = net[0](seed, x.shape)
+        emp += stax.empirical_kernels(net, params, x).ntk / 6
+    k = net[2](x, None, "ntk")
+    assert np.max(np.abs(emp - k)) / np.max(np.abs(k)) <= 0.1

@@ -81,6 +81,42 @@ NETWORKS = {
         s.Flatten(), s.Dense(8, W_std=1.2, b_std=0.1), s.FanOut(2),
         s.parallel(s.serial(s.Relu(), s.Dense(8, W_std=1.3)), s.Identity()), s.FanInSum(), s.Relu(),
         s.Dense(1)), "images"),
+    # the closed-form activations of issue 17's step 2 (homogeneous path, two layers, biases)
+    "gelu": (lambda s: s.serial(s.Dense(8, W_std=1.3, b_std=0.2), s.Gelu(), s.Dense(8, W_std=1.3, b_std=0.2),
+                                s.Gelu(approximate=True), s.Dense(1, W_std=1.3, b_std=0.2)), "points"),
+    "sin_cos": (lambda s: s.serial(s.Dense(8, W_std=1.2, b_std=0.3), s.Sin(1.2, 0.7, 0.3), s.Dense(8, W_std=1.1),
+                                   s.Cos(0.9, 1.4, -0.2), s.Dense(1, W_std=1.3, b_std=0.1)), "points"),
+    "rbf_exp": (lambda s: s.serial(s.Dense(8, W_std=1.1, b_std=0.2), s.Rbf(0.6), s.Dense(8, W_std=0.9, b_std=0.1),
+                                   s.Exp(0.8, 0.4), s.Dense(1, W_std=1.2)), "points"),
+    "gaussian": (lambda s: s.serial(s.Dense(8, W_std=1.1, b_std=0.2), s.Gaussian(1.1, -0.7), s.Dense(8, b_std=0.3),
+                                    s.Gaussian(), s.Dense(1, W_std=1.2)), "points"),
+    "exp_normalized": (lambda s: s.serial(s.Dense(8, W_std=1.3, b_std=0.2), s.ExpNormalized(1.3, -0.5),
+                                          s.Dense(8, W_std=1.1), s.ExpNormalized(), s.Dense(1, b_std=0.1)), "points"),
+    "sigmoid_sign": (lambda s: s.serial(s.Dense(8, W_std=1.3, b_std=0.2), s.Sigmoid_like(), s.Dense(8, W_std=1.5),
+                                        s.Sign(), s.Dense(1, W_std=1.1, b_std=0.2)), "points"),
+    "monomials": (lambda s: s.serial(s.Dense(8, W_std=1.1, b_std=0.2), s.Monomial(3), s.Dense(8, W_std=0.8, b_std=0.1),
+                                     s.Monomial(2), s.Dense(8), s.Monomial(5), s.Dense(1, W_std=1.2)), "points"),
+    "hermite": (lambda s: s.serial(s.Dense(8, b_std=0.2), s.Hermite(3), s.Dense(8, W_std=0.9), s.Hermite(2),
+                                   s.Dense(1, b_std=0.1)), "points"),
+    "rectified_cubic": (lambda s: s.serial(s.Dense(8, W_std=1.3, b_std=0.2), s.RectifiedMonomial(3),
+                                           s.Dense(1, W_std=0.9, b_std=0.1)), "points"),
+    "rectified_quartic": (lambda s: s.serial(s.Dense(8, W_std=1.1), s.RectifiedMonomial(4), s.Dense(1)), "points"),
+    "residual_smooth": (lambda s: s.serial(
+        s.Dense(8, W_std=1.2, b_std=0.1),
+        s.repeat(s.serial(s.FanOut(2), s.parallel(s.serial(s.Gelu(), s.Dense(8, W_std=1.4, b_std=0.2)),
+                                                   s.serial(s.Sin(), s.Dense(8, W_std=0.7))), s.FanInSum()), 2),
+        s.Monomial(2), s.Dense(1, W_std=0.8)), "points"),
+    # parameterization='standard' (neural-tangents' Sohl-Dickstein et al. 2020 NTK: the widths enter)
+    "standard_mlp": (lambda s: s.serial(s.Dense(16, W_std=1.3, b_std=0.2, parameterization="standard"), s.Relu(),
+                                        s.Dense(32, W_std=1.1, b_std=0.0, parameterization="standard"), s.Erf(),
+                                        s.Dense(1, W_std=0.9, parameterization="standard")), "points"),
+    "standard_mixed": (lambda s: s.serial(
+        s.Flatten(), s.Dense(8, W_std=1.2, b_std=0.1, parameterization="standard"), s.FanOut(2),
+        s.parallel(s.serial(s.Gelu(), s.Dense(8, W_std=1.4, parameterization="standard")), s.Identity()),
+        s.FanInSum(), s.FanOut(2), s.parallel(s.serial(s.Relu(), s.Dense(24, b_std=0.3)),
+                                               s.Dense(8, parameterization="standard")),
+        s.FanInConcat(), s.Dense(4, parameterization="standard"), s.Relu(), s.Dense(1, parameterization="standard")),
+        "images"),
     "cnn_gap": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
                                    s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
                                    s.GlobalAvgPool(), s.Dense(1, W_std=1.2)), "images"),
@@ -90,7 +126,7 @@ NETWORKS = {
 
 
 #: Networks whose symmetric diagonal neural-tangents 0.6.5 returns as NaN (measured).
-NT_NAN_DIAGONAL = ("requ", "step")
+NT_NAN_DIAGONAL = ("requ", "step", "rectified_cubic", "rectified_quartic")
 
 
 def _inputs(kind: str):
@@ -158,7 +194,7 @@ def test_supported_networks_agree_with_neural_tangents(net):
                 assert rel_err(got, np.where(diag, got, ref)) <= TOL["nt"], (net, g)  # off the diagonal
                 d_ours, d_nt = np.diag(got), np.diag(ref)
                 assert np.all(np.isfinite(d_ours)) and np.all(d_ours > 0), (net, g)
-                # neural-tangents 0.6.5 returns NaN on this diagonal for RectifiedMonomial(0) and (2)
+                # neural-tangents 0.6.5 returns NaN on this diagonal for RectifiedMonomial(n), n != 1
                 # (its angle of a point with itself); judged where it has a value
                 fin = np.isfinite(d_nt)
                 assert fin.any() or net in NT_NAN_DIAGONAL, (net, g)

@@ -149,9 +149,13 @@ def test_training_refuses_bad_input_and_diverging_rates():
         train(net, params[:-1], x, y, learning_rate=0.1, steps=1)
 
 
-def test_standard_parameterization_has_no_analytic_kernel_yet():
+def test_standard_parameterization_kernels_fc_only():
+    """Standard FC networks have analytic kernels (tests/test_fc_program.py checks them); standard
+    conv networks are finite networks only."""
+    x = _data("fc", 2)
+    assert np.all(np.isfinite(_fc("standard")[2](x, None, "ntk")))
     with pytest.raises(NotImplementedError, match="NTK parameterization"):
-        _fc("standard")[2](_data("fc", 2))
+        _cnn("standard")[2](_data("cnn", 2))
     with pytest.raises(ValueError, match="parameterization"):
         stax.Dense(3, parameterization="mean_field")
 

@@ -8,6 +8,16 @@ class Act:
     ArcCos0: "Act"
     ArcCos2: "Act"
     Erf: "Act"
+    Sign: "Act"
+    ArcCosN: "Act"
+    Monomial: "Act"
+    Hermite: "Act"
+    ExpNormalized: "Act"
+    Gelu: "Act"
+    Sin: "Act"
+    Rbf: "Act"
+    Exp: "Act"
+    Gaussian: "Act"
 
 class Readout:
     Vanilla: "Readout"

@@ -13,18 +13,29 @@ from ntkx._src.stax import (
     Abs,
     ArcCosine,
     Conv,
+    Cos,
     Dense,
     Erf,
+    Exp,
+    ExpNormalized,
     FanInConcat,
     FanInSum,
     FanOut,
     Flatten,
+    Gaussian,
+    Gelu,
     GlobalAvgPool,
+    Hermite,
     Identity,
     Layer,
     LeakyRelu,
+    Monomial,
+    Rbf,
     RectifiedMonomial,
     Relu,
+    Sigmoid_like,
+    Sign,
+    Sin,
     empirical_kernels,
     parallel,
     repeat,
@@ -32,9 +43,10 @@ from ntkx._src.stax import (
 )
 
 __all__ = [
-    "ABRelu", "Abs", "ArcCosine", "Conv", "Dense", "Erf", "FanInConcat", "FanInSum", "FanOut", "Flatten",
-    "GlobalAvgPool", "Identity", "Layer", "LeakyRelu", "RectifiedMonomial", "Relu",
-    "empirical_kernels", "parallel", "repeat", "serial",
+    "ABRelu", "Abs", "ArcCosine", "Conv", "Cos", "Dense", "Erf", "Exp", "ExpNormalized",
+    "FanInConcat", "FanInSum", "FanOut", "Flatten", "Gaussian", "Gelu", "GlobalAvgPool", "Hermite",
+    "Identity", "Layer", "LeakyRelu", "Monomial", "Rbf", "RectifiedMonomial", "Relu",
+    "Sigmoid_like", "Sign", "Sin", "empirical_kernels", "parallel", "repeat", "serial",
 ]
 
 

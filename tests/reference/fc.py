@@ -599,7 +599,10 @@ def fc_kernels(x1: np.ndarray, x2: Optional[np.ndarray], depth: int,
 # ---------------------------------------------------------------------------
 #
 # A network is a list of ops, written independently of ntkx's stax:
-#   ("dense", w_std, b_std, width)  affine layer, NTK parameterization
+#   ("dense", w_std, b_std, width)  affine layer, NTK parameterization (b_std None: no bias)
+#   ("dense", w_std, b_std, width, "standard")  the standard parameterization (neural-tangents'
+#                                   Sohl-Dickstein et al. 2020 form: Theta' = w^2 Theta + n_in K + 1[bias],
+#                                   n_in the input width)
 #   ("act", activation)             an activation spec (see `as_activation`)
 #   ("fanout", n)                   n copies of the current value
 #   ("parallel", [ops, ops, ...])   one op list per copy
@@ -614,10 +617,12 @@ def fc_kernels(x1: np.ndarray, x2: Optional[np.ndarray], depth: int,
 def _graph_step(op: Any, v: Any) -> Any:
     kind = op[0]
     if kind == "dense":
-        _, w, b, width = op
-        q, qp, c, theta, _ = v
-        w2, b2 = float(w) ** 2, float(b) ** 2
+        _, w, b, width = op[:4]
+        q, qp, c, theta, n_in = v
+        w2, b2 = float(w) ** 2, 0.0 if b is None else float(b) ** 2
         c_next = w2 * c + b2
+        if len(op) == 5 and op[4] == "standard":  # Theta' = w^2 Theta + n_in K + [a bias, even b = 0]
+            return (w2 * q + b2, w2 * qp + b2, c_next, w2 * theta + n_in * c + (b is not None), int(width))
         return (w2 * q + b2, w2 * qp + b2, c_next, w2 * theta + c_next, int(width))
     if kind == "act":
         act = as_activation(op[1])

@@ -669,7 +669,7 @@ void run(const CntkArgs<T>& a, Interrupt* interrupt) {
 
 template <typename T, bool kNtk>
 void dispatch(const CntkArgs<T>& a, Interrupt* interrupt) {
-  with_act(a.params.act, [&](auto k) { run<T, decltype(k)::value, kNtk>(a, interrupt); });
+  with_cntk_act(a.params.act, [&](auto k) { run<T, decltype(k)::value, kNtk>(a, interrupt); });
 }
 
 }  // namespace
@@ -689,7 +689,7 @@ void cntk_maps(const CntkParams& p, const double* x, int64_t n, double* out, int
   Poll poll(nullptr);
   const math::ActConst k = math::cntk_act_const(p);
   threads = threads > 0 ? threads : openmp_threads();
-  with_act(p.act, [&](auto kind) { fill_maps<decltype(kind)::value>(p, k, set, threads, poll); });
+  with_cntk_act(p.act, [&](auto kind) { fill_maps<decltype(kind)::value>(p, k, set, threads, poll); });
   const int64_t per = set.map_stride / kLanes;  // n_act * n_fields * P Q
   for (int64_t i = 0; i < n; ++i) {
     const double* src = set.map(i);

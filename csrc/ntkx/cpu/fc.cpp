@@ -454,6 +454,37 @@ NTKX_FLATTEN void ops_layer(const math::ActConst k, const double* sr, double* ds
   }
 }
 
+NTKX_FLATTEN inline void ops_dense_std(const double* sr, double* ds, int64_t w, double ui, double vi, double zi,
+                                       double yi, const double* __restrict uj, const double* __restrict vj,
+                                       const double* __restrict zj, const double* __restrict yj) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    const math::Dual du{st.rho, st.delta, st.eps, 1.0};
+    math::mix_pair_std(st, du, ui, vi, zi, yi, uj[jj], vj[jj], zj[jj], yj[jj]);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
+template <Act K>
+NTKX_FLATTEN void ops_layer_std(const math::ActConst k, const double* sr, double* ds, int64_t w, const double* p1,
+                                int64_t l1, const double* p2, int64_t l2) {
+  const double ui = p1[0], vi = p1[l1], gi = p1[2 * l1], si = p1[3 * l1], zi = p1[4 * l1], yi = p1[5 * l1];
+  const double* __restrict uj = p2;
+  const double* __restrict vj = p2 + l2;
+  const double* __restrict gj = p2 + 2 * l2;
+  const double* __restrict sj = p2 + 3 * l2;
+  const double* __restrict zj = p2 + 4 * l2;
+  const double* __restrict yj = p2 + 5 * l2;
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    const math::Dual du = math::dual<K>(k, st, gi, si, gj[jj], sj[jj]);
+    math::mix_pair_std(st, du, ui, vi, zi, yi, uj[jj], vj[jj], zj[jj], yj[jj]);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
 NTKX_FLATTEN inline void ops_sum_add(double* __restrict acc, const double* __restrict sr, int64_t w, double ui,
                         const double* __restrict uj) {
 #pragma omp simd
@@ -498,6 +529,10 @@ bool program_ops(const FcProgram& pr, const int64_t* off, const math::ActConst* 
     const math::ActConst k = kc[t];
     if (op.kind == OpKind::kDense) {
       ops_dense(sr, ds, w, p1[0], p1[l1], p2, p2 + l2);
+    } else if (op.kind == OpKind::kDenseStd) {
+      ops_dense_std(sr, ds, w, p1[0], p1[l1], p1[2 * l1], p1[3 * l1], p2, p2 + l2, p2 + 2 * l2, p2 + 3 * l2);
+    } else if (op.kind == OpKind::kLayerStd) {
+      with_act(op.act, [&](auto tag) { ops_layer_std<decltype(tag)::value>(k, sr, ds, w, p1, l1, p2, l2); });
     } else if (op.kind == OpKind::kAct) {
       with_act(op.act, [&](auto tag) { ops_act<decltype(tag)::value>(k, sr, ds, w, p1[0], p1[l1], p2, p2 + l2); });
     } else {

@@ -90,7 +90,7 @@ void launch(const CntkArgs<T>& a, int device) {
 template <typename T>
 void cntk_cuda(const CntkArgs<T>& a, int device) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  with_act(a.params.act, [&](auto k) { launch<T, decltype(k)::value>(a, device); });
+  with_cntk_act(a.params.act, [&](auto k) { launch<T, decltype(k)::value>(a, device); });
 }
 
 template void cntk_cuda<float>(const CntkArgs<float>&, int);

@@ -58,7 +58,7 @@ void emulate(const CntkArgs<T>& a, bool reverse) {
 template <typename T>
 void cntk_emulate_cuda(const CntkArgs<T>& a, bool reverse) {
   if (a.n1 == 0 || a.n2 == 0) return;
-  with_act(a.params.act, [&](auto k) { emulate<T, decltype(k)::value>(a, reverse); });
+  with_cntk_act(a.params.act, [&](auto k) { emulate<T, decltype(k)::value>(a, reverse); });
 }
 
 template void cntk_emulate_cuda<float>(const CntkArgs<float>&, bool);

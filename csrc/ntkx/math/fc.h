@@ -28,6 +28,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "ntkx/math/common.h"
 
@@ -35,13 +37,30 @@ namespace ntkx {
 
 struct FcProgram;  // math/fc_program.h
 
-/// Activation families with closed-form duals.
+/// Activation families with closed-form duals. Parameters live in FcParams' a, b, c
+/// (a degree n as the double a).
 enum class Act : int {
   kABRelu = 0,   ///< phi(x) = a min(x, 0) + b max(x, 0): ReLU (0, 1), leaky (alpha, 1), abs (-1, 1), arc-cosine order 1
   kArcCos0 = 1,  ///< phi(x) = 1[x > 0] (arc-cosine order 0, step); phi' = 0 almost everywhere
   kArcCos2 = 2,  ///< phi(x) = max(x, 0)^2 (arc-cosine order 2, ReQU)
   kErf = 3,      ///< phi(x) = a erf(b x) + c (neural-tangents' stax.Erf)
+  kSign = 4,     ///< phi(x) = sign(x); phi' = 0 almost everywhere (as neural-tangents)
+  kArcCosN = 5,  ///< phi(x) = max(x, 0)^n, n = a >= 3 (Cho & Saul's J_n recursion)
+  kMonomial = 6, ///< phi(x) = x^n, n = a
+  kHermite = 7,  ///< neural-tangents' Hermite(n), n = a: K' = K^n (exact for unit-variance inputs)
+  kExpNormalized = 8,  ///< neural-tangents' ExpNormalized(gamma = a, shift = b): K' = sqrt(q q') e^{gamma (rho + shift)}
+  kGelu = 9,     ///< phi(x) = x Phi(x) (exact Gelu)
+  kSin = 10,     ///< phi(x) = a sin(b x + c) (Cos: c + pi/2)
+  kRbf = 11,     ///< phi(x) = sqrt(2) sin(sqrt(2 gamma) x + pi/4), gamma = a: K' = exp(-gamma |x - x'|^2)
+  kExp = 12,     ///< phi(x) = a exp(b x)
+  kGaussian = 13,  ///< phi(x) = a exp(b x^2)
 };
+/// Number of Act kinds (the bindings check codes against it).
+constexpr int kNumActs = 14;
+
+/// Highest degree of Monomial / Hermite (their duals are polynomials in rho) and of
+/// the rectified monomials (J_n's recursion).
+constexpr int kMaxDegree = 15;
 
 /// One fully-connected architecture: Dense(w_std, b_std) -> [act -> Dense] x depth
 /// (every Dense sharing w_std / b_std, or layer l having w_layers[l] / b_layers[l]).
@@ -97,17 +116,95 @@ struct PointLayer {
 struct ActConst {
   double kappa;   ///< ABRelu: (a - b)^2 / (a^2 + b^2)
   bool fold;      ///< ABRelu with a == -b (abs-like): r(theta) = r(pi - theta)
-  double a2, c2;  ///< Erf: a^2 and c^2
+  double a2, c2;  ///< Erf, Sin, Exp, Gaussian: a^2 (Erf: and c^2)
+  double p0, p1;  ///< Sin: b^2, cos 2c. Exp: b^2. Gaussian: b. Rbf, ExpNormalized: gamma
+  int n;          ///< ArcCosN, Monomial, Hermite: the degree
+  double j0;      ///< ArcCosN: J_n(0) = pi (2n - 1)!!, formed as the pair code forms J_n at theta = 0
+  /// Monomial, Hermite: r = sum_k coef[k] rho^k (coef >= 0, sum 1), D = sum_k dcoef[k] rho^k.
+  double coef[kMaxDegree + 1], dcoef[kMaxDegree + 1];
 };
 
+/// Cho & Saul's J_n(theta) of the rectified monomial max(x, 0)^n, and J_{n-1} in
+/// *jm1, from cos theta = c and sin theta = s by the recursion
+///   J_0 = pi - t,  J_1 = s + (pi - t) c,  J_m = (2m - 1) c J_{m-1} + (m - 1)^2 s^2 J_{m-2}.
+template <typename V>
+NTKX_HD V arccos_j(int n, V t, V s, V c, V* jm1) {
+  V j0 = kPi - t, j1 = s + (kPi - t) * c;
+  if (n == 0) {
+    *jm1 = V(0.0) * t;
+    return j0;
+  }
+  const V s2 = s * s;
+  for (int m = 2; m <= n; ++m) {
+    const V jm = double(2 * m - 1) * c * j1 + double((m - 1) * (m - 1)) * s2 * j0;
+    j0 = j1, j1 = jm;
+  }
+  *jm1 = j0;
+  return j1;
+}
+
+/// E[u^n v^n] / (2n - 1)!! for unit-variance u, v of correlation rho, as Hermite
+/// coefficients: x^n = sum_k h_k He_k(x), h_k = n! / (k! 2^j j!) with n - k = 2j, so
+/// E[u^n v^n] = sum_k h_k^2 k! rho^k. Writes coef[0..n] (the normalized weights) and
+/// returns (2n - 1)!! (their sum before normalizing).
+inline double monomial_coefs(int n, double* coef) {
+  double total = 0.0;
+  for (int k = 0; k <= n; ++k) {
+    coef[k] = 0.0;
+    if ((n - k) % 2) continue;
+    const int j = (n - k) / 2;
+    double h = 1.0;  // n! / (k! 2^j j!)
+    for (int m = k + 1; m <= n; ++m) h *= m;
+    for (int m = 1; m <= j; ++m) h /= 2.0 * m;
+    double kf = 1.0;
+    for (int m = 2; m <= k; ++m) kf *= m;
+    coef[k] = h * h * kf;
+    total += coef[k];
+  }
+  for (int k = 0; k <= n; ++k) coef[k] /= total;
+  return total;
+}
+
 inline ActConst act_const(const FcParams& p) {
-  ActConst k{0.0, false, p.a * p.a, p.c * p.c};
+  ActConst k{};
+  k.a2 = p.a * p.a, k.c2 = p.c * p.c;
   if (p.act == Act::kABRelu) {
     const double n2 = p.a * p.a + p.b * p.b;
     k.kappa = (p.a - p.b) * (p.a - p.b) / n2;
     k.fold = (p.a == -p.b);
+  } else if (p.act == Act::kSin) {
+    k.p0 = p.b * p.b, k.p1 = std::cos(2.0 * p.c);
+  } else if (p.act == Act::kExp) {
+    k.p0 = p.b * p.b;
+  } else if (p.act == Act::kGaussian) {
+    k.p0 = p.b;
+  } else if (p.act == Act::kRbf || p.act == Act::kExpNormalized) {
+    k.p0 = p.a;
+  } else if (p.act == Act::kArcCosN || p.act == Act::kMonomial || p.act == Act::kHermite) {
+    const int n = int(p.a);
+    k.n = n < 0 ? 0 : (n > kMaxDegree ? kMaxDegree : n);
+    if (p.act == Act::kArcCosN) {
+      double jm1;
+      k.j0 = arccos_j(k.n, 0.0, 0.0, 1.0, &jm1);
+    } else if (p.act == Act::kHermite) {
+      k.coef[k.n] = 1.0;
+      if (k.n > 0) k.dcoef[k.n - 1] = double(k.n);
+    } else {
+      const double mn = monomial_coefs(k.n, k.coef);
+      if (k.n > 0) {
+        double lower[kMaxDegree + 1];
+        const double mn1 = monomial_coefs(k.n - 1, lower);  // D = n^2 E[u^{n-1} v^{n-1}] / (2n - 1)!!
+        for (int j = 0; j < k.n; ++j) k.dcoef[j] = double(k.n) * double(k.n) * lower[j] * mn1 / mn;
+      }
+    }
   }
   return k;
+}
+
+/// Whether the activation's kernel depends on the variances q, q' and not only on the
+/// angle (these carry g = sqrt(q) per point, and V where the dual normalizes by it).
+constexpr bool act_needs_q(Act a) {
+  return a == Act::kGelu || a == Act::kSin || a == Act::kRbf || a == Act::kExp || a == Act::kGaussian;
 }
 
 /// gamma^2 = 2 b^2 Q / (1 + 2 b^2 Q) of erf(b u), u ~ N(0, Q), without overflow:
@@ -127,23 +224,138 @@ NTKX_HD double erf_moment(double a2, double c2, double x) { return a2 * (2.0 * k
 /// as the pair code squares it, so an identical pair has 1 - r = 0 exactly).
 NTKX_HD double erf_variance(double a, double c, double gamma) { return erf_moment(a * a, c * c, gamma * gamma); }
 
-/// log V(Q) = log E[phi(u)^2], u ~ N(0, Q), from log Q (host only).
-/// A zero-variance input gives phi(0)^2 (zero except for erf with c != 0).
-inline double log_second_moment(const FcParams& p, double logq) {
+/// Raw moments of the activations whose kernel depends on the variances (Gelu, Sin,
+/// Gaussian): T = E[phi(u) phi(v)] and Tdot = E[phi'(u) phi'(v)] for (u, v) of
+/// variances gi^2, gj^2 and correlation rho (delta = 1 - rho, eps = 1 + rho, each
+/// accurate). Every difference the closed forms take is formed from nonnegative
+/// pieces of delta / eps, and an identical pair (delta = 0, eps = 2, gi = gj) runs the
+/// same operations as the per-point variance V = T(g, g) of act_point, so its
+/// correlation is exactly 1.
+///   Gelu (Tsuchida et al. 2020, as neural-tangents): with S = rho gi gj,
+///     D2 = (q + 1)(q' + 1) - S^2 = q + q' + 1 + q q' delta eps,  A = atan2(S, sqrt D2),
+///     T = [(S^2 + q q' D2) / ((q + 1)(q' + 1) sqrt D2) + S A] / (2 pi) + S / 4,
+///     Tdot = 1/4 + A / (2 pi) + S / (2 pi sqrt D2) (1 / D2 + (1 - q q') / ((q + 1)(q' + 1)) + 1).
+///   Sin(a, b, c): with A = (gi - gj)^2 / 2 + gi gj delta = (q + q') / 2 - S and
+///     B = (gi - gj)^2 / 2 + gi gj eps = (q + q') / 2 + S,
+///     T = a^2 / 2 (e^{-b^2 A} - cos(2c) e^{-b^2 B}),  Tdot = a^2 b^2 / 2 (e^{-b^2 A} + cos(2c) e^{-b^2 B}),
+///     the difference as -e^{-b^2 A} expm1(-2 b^2 S) + (1 - cos 2c) e^{-b^2 B} where 2 b^2 |S| < 1.
+///   Gaussian(a, b): D2 = (1 - 2bq)(1 - 2bq') - 4 b^2 S^2 = 1 - 2b (q + q') + 4 b^2 q q' delta eps,
+///     T = a^2 / sqrt D2,  Tdot = 4 a^2 b^2 S / D2^{3/2}.
+template <Act K>
+NTKX_HD void act_moments(const ActConst& k, double gi, double gj, double rho, double delta, double eps, double* t,
+                         double* tdot) {
+  const double gg = gi * gj, s = rho * gg;
+  if (K == Act::kGelu) {
+    const double qi = gi * gi, qj = gj * gj, qq = qi * qj, pp1 = (qi + 1.0) * (qj + 1.0);
+    const double d2 = qi + qj + 1.0 + qq * (delta * eps);
+    const double dl = std::sqrt(d2);
+    const double ang = std::atan2(s, dl);
+    *t = ((s * s + qq * d2) / (pp1 * dl) + s * ang) * (0.5 * kInvPi) + 0.25 * s;
+    *tdot = 0.25 + ang * (0.5 * kInvPi) + s / dl * (0.5 * kInvPi) * (1.0 / d2 + (1.0 - qq) / pp1 + 1.0);
+  } else if (K == Act::kSin) {
+    const double dd = 0.5 * (gi - gj) * (gi - gj);
+    const double ea = std::exp(-k.p0 * (dd + gg * delta)), eb = std::exp(-k.p0 * (dd + gg * eps));
+    const double x = 2.0 * k.p0 * s;
+    const double diff = std::fabs(x) < 1.0 ? -ea * std::expm1(-x) + (1.0 - k.p1) * eb : ea - k.p1 * eb;
+    *t = 0.5 * k.a2 * diff;
+    *tdot = 0.5 * k.a2 * k.p0 * (ea + k.p1 * eb);
+  } else {  // kGaussian
+    const double b = k.p0, qi = gi * gi, qj = gj * gj;
+    const double d2 = 1.0 - 2.0 * b * (qi + qj) + 4.0 * b * b * (qi * qj) * (delta * eps);
+    const double det = std::sqrt(d2);
+    *t = k.a2 / det;
+    *tdot = 4.0 * k.a2 * b * b * s / (d2 * det);
+  }
+}
+
+/// Names for error messages.
+inline const char* act_name(Act a) {
+  switch (a) {
+    case Act::kABRelu: return "ABRelu";
+    case Act::kArcCos0: return "RectifiedMonomial(0)";
+    case Act::kArcCos2: return "RectifiedMonomial(2)";
+    case Act::kErf: return "Erf";
+    case Act::kSign: return "Sign";
+    case Act::kArcCosN: return "RectifiedMonomial";
+    case Act::kMonomial: return "Monomial";
+    case Act::kHermite: return "Hermite";
+    case Act::kExpNormalized: return "ExpNormalized";
+    case Act::kGelu: return "Gelu";
+    case Act::kSin: return "Sin";
+    case Act::kRbf: return "Rbf";
+    case Act::kExp: return "Exp";
+    case Act::kGaussian: return "Gaussian";
+  }
+  return "activation";
+}
+
+/// The per-point quantities of an activation on an input of log-variance `logq`
+/// (host only): returns log V = log E[phi(u)^2], u ~ N(0, Q), and sets the fields
+/// the pair code reads, g and s (PointLayer): erf's gamma and V; sqrt(Q) and V for the
+/// kinds of act_needs_q (V = T(g, g) of act_moments, or 1 for Rbf; Exp's lives in
+/// logs only). A zero-variance input gives phi(0)^2. Throws std::invalid_argument where
+/// the activation's moments leave float64 (a q-dependent kind on an overflowing
+/// variance; Gaussian with b q >= 1/4, whose E[phi^2] is infinite).
+inline double act_point(const FcParams& p, double logq, double* g, double* s) {
   const double ninf = -std::numeric_limits<double>::infinity();
+  const bool zero = logq == ninf;
+  *g = *s = 0.0;
   switch (p.act) {
     case Act::kABRelu:
-      return logq == ninf ? ninf : std::log(0.5 * (p.a * p.a + p.b * p.b)) + logq;
+      return zero ? ninf : std::log(0.5 * (p.a * p.a + p.b * p.b)) + logq;
     case Act::kArcCos0:
-      return logq == ninf ? ninf : std::log(0.5);
+      return zero ? ninf : std::log(0.5);
     case Act::kArcCos2:
-      return logq == ninf ? ninf : std::log(1.5) + 2.0 * logq;
+      return zero ? ninf : std::log(1.5) + 2.0 * logq;
     case Act::kErf: {
-      const double v = erf_variance(p.a, p.c, std::sqrt(erf_gamma2(p.b, std::exp(logq))));
-      return v > 0.0 ? std::log(v) : ninf;
+      *g = std::sqrt(erf_gamma2(p.b, std::exp(logq)));
+      *s = erf_variance(p.a, p.c, *g);
+      return *s > 0.0 ? std::log(*s) : ninf;
     }
+    case Act::kSign:
+      return zero ? ninf : 0.0;
+    case Act::kExpNormalized:
+      return zero ? ninf : logq + p.a * (1.0 + p.b);
+    case Act::kArcCosN:
+    case Act::kMonomial:
+    case Act::kHermite: {
+      const ActConst k = act_const(p);
+      if (k.n == 0 && p.act != Act::kArcCosN) return 0.0;  // phi = 1 (x^0 = 1 at 0, as neural-tangents)
+      if (zero) return ninf;
+      // V = J_n(0) / (2 pi) q^n, (2n - 1)!! q^n, q^n.
+      double c = 1.0;
+      if (p.act == Act::kArcCosN) c = k.j0 * (0.5 * kInvPi);
+      if (p.act == Act::kMonomial) {
+        double coef[kMaxDegree + 1];
+        c = monomial_coefs(k.n, coef);
+      }
+      return std::log(c) + double(k.n) * logq;
+    }
+    default:
+      break;
   }
-  return ninf;
+  // The kinds of act_needs_q.
+  const double q = std::exp(logq);
+  if (!(q < std::numeric_limits<double>::infinity()))
+    throw std::invalid_argument(std::string(act_name(p.act)) +
+                                ": an activation input's variance overflows float64 (log q = " +
+                                std::to_string(logq) + "); its kernel depends on q itself, not only on angles");
+  *g = std::sqrt(q);
+  if (p.act == Act::kRbf) {
+    *s = 1.0;
+    return 0.0;
+  }
+  if (p.act == Act::kExp) return (p.a != 0.0 ? 2.0 * std::log(std::fabs(p.a)) : ninf) + 2.0 * p.b * p.b * q;
+  if (p.act == Act::kGaussian && !(2.0 * p.b * (2.0 * q) < 1.0))
+    throw std::invalid_argument("Gaussian(a, b): an activation input has b q >= 1/4 (b = " + std::to_string(p.b) +
+                                ", q = " + std::to_string(q) + "), where E[phi^2] of a exp(b u^2) is infinite");
+  const ActConst k = act_const(p);
+  double t = 0.0, tdot = 0.0;
+  if (p.act == Act::kGelu) act_moments<Act::kGelu>(k, *g, *g, 1.0, 0.0, 2.0, &t, &tdot);
+  if (p.act == Act::kSin) act_moments<Act::kSin>(k, *g, *g, 1.0, 0.0, 2.0, &t, &tdot);
+  if (p.act == Act::kGaussian) act_moments<Act::kGaussian>(k, *g, *g, 1.0, 0.0, 2.0, &t, &tdot);
+  *s = t;
+  return t > 0.0 ? std::log(t) : ninf;
 }
 
 /// Mixes the Dense layer's weight part (log A) with its bias (log b^2):
@@ -187,14 +399,9 @@ inline double point_layer0(const FcParams& p, double sqnorm, double lsc, int64_t
 inline double point_layer(const FcParams& p, int64_t l, double logq_prev, PointLayer* out) {
   const double ninf = -std::numeric_limits<double>::infinity();
   const double w = p.w_of(l), b = p.b_of(l);
-  const double logv = log_second_moment(p, logq_prev);
+  const double logv = act_point(p, logq_prev, &out->g, &out->s);
   const double log_a = (w != 0.0 && logv != ninf) ? 2.0 * std::log(std::fabs(w)) + logv : ninf;
   const double log_b2 = b != 0.0 ? 2.0 * std::log(std::fabs(b)) : ninf;
-  out->g = out->s = 0.0;
-  if (p.act == Act::kErf) {
-    out->g = std::sqrt(erf_gamma2(p.b, std::exp(logq_prev)));
-    out->s = erf_variance(p.a, p.c, out->g);
-  }
   return mix_point(log_a, log_b2, out);
 }
 
@@ -242,7 +449,7 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     o.omr = (1.5 * x_minus_sin(2.0 * theta, s2t) + 2.0 * pt * sin_t * sin_t) * (kInvPi / 3.0);
     o.opr = 1.0 + o.r;
     o.d = 4.0 * (sin_t + pt * c) * (kInvPi / 3.0);
-  } else {
+  } else if (K == Act::kErf) {
     // Erf, with g = gamma, s = V per point (see PointLayer):
     //   E[phi phi] = T(t) = a^2 (2/pi) asin(g g' cos t) + c^2,   r = T / sqrt(V V'),
     //   E[phi' phi'] sqrt(Q Q') = a^2 (2/pi) g g' / sqrt(1 - (g g' cos t)^2).
@@ -273,6 +480,66 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     o.omr = ok ? (gap + amp * dasin) / den : 1.0;
     o.opr = ok ? 1.0 + o.r : 1.0;
     o.d = ok ? amp * gg / (sq * den) : 0.0;
+  } else if (K == Act::kSign) {
+    // E[sign u sign v] = 1 - 2 t / pi; phi' = 0 a.e. (neural-tangents zeroes the NTK too).
+    o.r = 1.0 - 2.0 * kInvPi * theta;
+    o.omr = 2.0 * kInvPi * theta;
+    o.opr = 2.0 - 2.0 * kInvPi * theta;
+    o.d = 0.0;
+  } else if (K == Act::kArcCosN) {
+    // r = J_n(t) / J_n(0), D = n^2 J_{n-1}(t) / J_n(0) (Price: d/dSigma E[phi phi] = E[phi' phi'],
+    // phi_n' = n phi_{n-1}). An identical pair forms J_n(0) as act_const did: 1 - r = 0 exactly.
+    double jm1;
+    const double j = arccos_j(k.n, theta, sin_t, st.rho, &jm1);
+    o.r = j / k.j0;
+    o.omr = (k.j0 - j) / k.j0;
+    o.opr = 1.0 + o.r;
+    o.d = double(k.n) * double(k.n) * jm1 / k.j0;
+  } else if (K == Act::kMonomial || K == Act::kHermite) {
+    // r = sum_k c_k rho^k with c_k >= 0, sum c_k = 1: 1 -+ r = sum_k c_k (1 -+ rho^k), each
+    // term from the accurate complement, 1 - |rho|^k = (1 - |rho|) sum_{j<k} |rho|^j with
+    // 1 - |rho| = delta (rho >= 0) or eps (rho < 0).
+    const bool neg = st.rho < 0.0;
+    const double ar = std::fabs(st.rho), small = sel(neg, st.eps, st.delta);
+    double pw = 1.0, geo = 0.0, r = 0.0, omr = 0.0, opr = 0.0, d = 0.0;
+    for (int e = 0; e <= k.n; ++e) {
+      const bool odd = (e & 1) != 0;
+      const double xe = sel(neg && odd, -pw, pw);    // rho^e
+      const double low = small * geo;                // 1 - |rho|^e
+      r += k.coef[e] * xe;
+      omr += k.coef[e] * sel(neg && odd, 1.0 + pw, low);
+      opr += k.coef[e] * sel(neg && odd, low, 1.0 + pw);
+      d += k.dcoef[e] * xe;
+      geo += pw, pw *= ar;
+    }
+    o.r = r, o.omr = omr, o.opr = opr, o.d = d;
+  } else if (K == Act::kExpNormalized) {
+    // r = e^{gamma (rho - 1)} = e^{-gamma delta}, D = gamma r.
+    o.r = std::exp(-k.p0 * st.delta);
+    o.omr = -std::expm1(-k.p0 * st.delta);
+    o.opr = 1.0 + o.r;
+    o.d = k.p0 * o.r;
+  } else if (K == Act::kRbf || K == Act::kExp) {
+    // r = e^{-c A}, A = (g - g')^2 / 2 + g g' delta = (q + q') / 2 - S >= 0 (g = sqrt q), c = 2 gamma
+    // (Rbf, whose V = 1) or b^2 (Exp, V = a^2 e^{2 b^2 q}); D = c g g' r.
+    const double c = K == Act::kRbf ? 2.0 * k.p0 : k.p0;
+    const double arg = c * (0.5 * (gi - gj) * (gi - gj) + gi * gj * st.delta);
+    o.r = std::exp(-arg);
+    o.omr = -std::expm1(-arg);
+    o.opr = 1.0 + o.r;
+    o.d = c * gi * gj * o.r;
+  } else {
+    // Gelu, Sin, Gaussian: the raw moments over sqrt(V V') (g = sqrt q, s = V per point).
+    double t, tdot;
+    act_moments<K>(k, gi, gj, st.rho, st.delta, st.eps, &t, &tdot);
+    const double den = std::sqrt(si * sj);
+    const bool ok = den > 0.0;
+    double r = t / den;
+    r = r > 1.0 ? 1.0 : (r < -1.0 ? -1.0 : r);
+    o.r = ok ? r : 0.0;
+    o.omr = ok ? 1.0 - r : 1.0;
+    o.opr = ok ? 1.0 + r : 1.0;
+    o.d = ok ? tdot * (gi * gj) / den : 0.0;
   }
   return o;
 }

@@ -11,6 +11,9 @@
 //   DENSE(w, b):  K' = w^2 K + b^2,  Theta' = w^2 Theta + K'        (mix_pair, D = 1)
 //   ACT(phi):     K' = E[phi phi'],  Theta' = E[phi' phi''] Theta    (dual<K>)
 //   LAYER:        ACT then DENSE on its result (layer_step, one pass)
+//   DENSE_STD / LAYER_STD: the same in the standard parameterization (neural-tangents'
+//                 parameterization='standard'): K' as DENSE, Theta' = w^2 Theta + n_in K + beta
+//                 (n_in the input width, beta = 1 with a bias), two more slots z, y per point
 //   SUM(c_k):     K' = sum_k c_k K_k,  Theta' = sum_k c_k Theta_k   (c_k = 1: FanInSum;
 //                 c_k = width_k / sum width: FanInConcat along channels, neural-tangents'
 //                 weighted mean)
@@ -40,6 +43,8 @@ enum class OpKind : int {
   kAct = 1,    ///< dst = act(src); per-point slots g, s (erf's gamma and V)
   kLayer = 2,  ///< dst = Dense(w, bias)(act(src)); slots u, v, g, s
   kSum = 3,    ///< dst = sum_k c_k src_k; one slot u_k per source
+  kDenseStd = 4,  ///< DENSE in the standard parameterization; slots u, v, z, y
+  kLayerStd = 5,  ///< LAYER in the standard parameterization; slots u, v, g, s, z, y
 };
 
 /// One op of an FC program.
@@ -53,6 +58,9 @@ struct ProgOp {
   Act act = Act::kABRelu;   ///< ACT / LAYER: activation and its parameters (FcParams' a, b, c)
   double a = 0.0, b = 1.0, c = 0.0;
   double w = 1.0, bias = 0.0;  ///< DENSE / LAYER: W_std, b_std
+  /// kDenseStd / kLayerStd: the input width n_in, and beta = 1 when the layer has a bias
+  /// (b_std given, even 0: its gradient adds 1 to the NTK, as in neural-tangents), else 0.
+  double n_in = 0.0, beta = 0.0;
 };
 
 /// Number of per-point slots an op reads.
@@ -62,6 +70,8 @@ inline int64_t op_slots(const ProgOp& op) {
     case OpKind::kAct: return 2;
     case OpKind::kLayer: return 4;
     case OpKind::kSum: return op.nsrc;
+    case OpKind::kDenseStd: return 4;
+    case OpKind::kLayerStd: return 6;
   }
   return 0;
 }
@@ -106,8 +116,11 @@ inline void check_program(const FcProgram& pr) {
     if (op.kind == OpKind::kSum) {
       if (op.nsrc < 1 || op.src < 0 || int64_t(op.src) + op.nsrc > pr.nsrcs) bad("sum sources out of range");
       for (int32_t k = 0; k < op.nsrc; ++k) reg(pr.srcs[op.src + k]);
-    } else if (op.kind == OpKind::kDense || op.kind == OpKind::kAct || op.kind == OpKind::kLayer) {
+    } else if (op.kind == OpKind::kDense || op.kind == OpKind::kAct || op.kind == OpKind::kLayer ||
+               op.kind == OpKind::kDenseStd || op.kind == OpKind::kLayerStd) {
       reg(op.src);
+      if ((op.kind == OpKind::kDenseStd || op.kind == OpKind::kLayerStd) && !(op.n_in >= 1.0))
+        bad("a standard-parameterization Dense needs its input width");
     } else {
       bad("unknown op kind");
     }
@@ -124,11 +137,10 @@ inline int64_t program_slots(const FcProgram& pr, int64_t* offsets) {
   return s;
 }
 
-/// log E[phi(u)^2] and, for erf, (gamma, V) of an activation on a register with
-/// log-variance `lq`; checks erf's float64 limits (see FcProgram::max_erf_t).
+/// math::act_point of an activation on a register with log-variance `lq` (log E[phi(u)^2]
+/// and its slots g, s), after checking erf's float64 limits (see FcProgram::max_erf_t).
 inline double program_act_point(const FcProgram& pr, const ProgOp& op, double lq, double* g, double* s) {
   const FcParams ap = op_act_params(op);
-  *g = *s = 0.0;
   if (op.act == Act::kErf) {
     const double ninf = -std::numeric_limits<double>::infinity();
     const double g2 = erf_gamma2(op.b, std::exp(lq));
@@ -142,10 +154,8 @@ inline double program_act_point(const FcProgram& pr, const ProgOp& op, double lq
           "Erf: 2 b^2 q of an activation input passes " + std::to_string(pr.max_erf_t) +
           ", where the NTK's derivative term 1/sqrt(1 - gamma^4) loses float64 accuracy; ntkx refuses it rather "
           "than return an inaccurate value (get='nngp' is exact); rescale b or the inputs");
-    *g = std::sqrt(g2);
-    *s = erf_variance(op.a, op.c, *g);
   }
-  return log_second_moment(ap, lq);
+  return act_point(ap, lq, g, s);
 }
 
 /// Dense(w, bias) of a register with log-variance `lq`: returns the new log Q, sets u, v.
@@ -157,6 +167,26 @@ inline double program_dense_point(const ProgOp& op, double lq, double* u, double
   const double out = mix_point(log_a, log_b2, &pl);
   *u = pl.u, *v = pl.v;
   return out;
+}
+
+/// The standard parameterization's extra slots of a Dense from log Q of its input (lq)
+/// and of its output (lq_out): z = sqrt(n_in Q / Q_out), y = sqrt(beta / Q_out), so that
+/// the NTK's Theta' = w^2 Theta + n_in K + beta (neural-tangents' standard Dense) is, per
+/// pair, tau' = u u' tau + z z' rho + y y'. A point whose output variance is 0 while the
+/// layer has a bias gradient (b_std = 0 given) has Theta' = 1 over K' = 0, which the
+/// normalized recursion cannot carry: refused.
+inline void program_dense_std_point(const ProgOp& op, double lq, double lq_out, double* z, double* y) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  if (lq_out == ninf) {
+    if (op.beta != 0.0)
+      throw std::invalid_argument(
+          "parameterization='standard': a point's variance is 0 after a Dense with b_std = 0, whose bias still "
+          "adds 1 to the NTK; ntkx's normalized recursion cannot carry that: use b_std=None (no bias) or b_std > 0");
+    *z = *y = 0.0;
+    return;
+  }
+  *z = lq == ninf ? 0.0 : std::exp(0.5 * (std::log(op.n_in) + lq - lq_out));
+  *y = op.beta != 0.0 ? std::exp(0.5 * (std::log(op.beta) - lq_out)) : 0.0;
 }
 
 /// Per-point pass of one point: log Q of every register in `lq` (nreg entries,
@@ -178,6 +208,18 @@ inline double program_point(const FcProgram& pr, const int64_t* off, double* lq,
       case OpKind::kLayer: {
         const double lv = program_act_point(pr, op, lq[op.src], &sl[2 * ld], &sl[3 * ld]);
         lq[op.dst] = program_dense_point(op, lv, &sl[0], &sl[ld]);
+        break;
+      }
+      case OpKind::kDenseStd: {
+        const double lin = lq[op.src];  // dst may be src
+        lq[op.dst] = program_dense_point(op, lin, &sl[0], &sl[ld]);
+        program_dense_std_point(op, lin, lq[op.dst], &sl[2 * ld], &sl[3 * ld]);
+        break;
+      }
+      case OpKind::kLayerStd: {
+        const double lv = program_act_point(pr, op, lq[op.src], &sl[2 * ld], &sl[3 * ld]);
+        lq[op.dst] = program_dense_point(op, lv, &sl[0], &sl[ld]);
+        program_dense_std_point(op, lv, lq[op.dst], &sl[4 * ld], &sl[5 * ld]);
         break;
       }
       case OpKind::kSum: {
@@ -225,6 +267,16 @@ NTKX_HD_HOT void act_pair(ActConst k, PairState& st, double gi, double si, doubl
 NTKX_HD_HOT void dense_pair(PairState& st, double ui, double vi, double uj, double vj) {
   const Dual du{st.rho, st.delta, st.eps, 1.0};
   mix_pair(st, du, ui, vi, uj, vj, false);
+}
+
+/// A standard-parameterization Dense of one pair on the (activation's) normalized dual
+/// `du` of its input: the NNGP part is mix_pair's, the NTK tau' = u u' D tau + z z' r + y y'
+/// (see program_dense_std_point).
+NTKX_HD_HOT void mix_pair_std(PairState& st, const Dual& du, double ui, double vi, double zi, double yi, double uj,
+                              double vj, double zj, double yj) {
+  const double tau = st.tau;
+  mix_pair(st, du, ui, vi, uj, vj, false);
+  st.tau = ui * uj * du.d * tau + zi * zj * du.r + yi * yj;
 }
 
 }  // namespace math

@@ -3,8 +3,8 @@ and the one set of constructors every front end builds them with.
 
 `ActivationKind` names the families ``ntkx::Act`` computes (csrc/ntkx/math/); an
 `Activation` is one member of a family with its parameters and a display name. The
-constructors (`abrelu`, `relu`, `leaky_relu`, `abs_`, `rectified_monomial`, `erf`)
-are used by `ntkx.stax`'s layers, and `NAMED` holds the activations that strings name
+constructors (`abrelu`, `relu`, `leaky_relu`, `abs_`, `rectified_monomial`, `erf`, `sign`,
+`monomial`, `hermite`, `exp_normalized`, `gelu`, `sin`, `rbf`, `exp`, `gaussian`) are used by `ntkx.stax`'s layers, and `NAMED` holds the activations that strings name
 (architecture strings' ``act=``, the estimators' ``activation=``).
 """
 
@@ -16,6 +16,7 @@ import math
 from typing import Any, Dict, Optional
 
 from ntkx import _core
+from ntkx._src import validate
 
 #: Largest |a|, |b| of an ABRelu and |a|, |c| of an Erf: their squares and sums of
 #: squares must stay finite in float64.
@@ -34,6 +35,16 @@ class ActivationKind(str, enum.Enum):
     ARCCOS0 = "arccos0"  #: the step max(x, 0)^0 (arc-cosine kernel of order 0)
     ARCCOS2 = "arccos2"  #: ReQU max(x, 0)^2 (arc-cosine kernel of order 2)
     ERF = "erf"  #: a erf(b x) + c
+    SIGN = "sign"  #: sign(x)
+    ARCCOSN = "arccosn"  #: max(x, 0)^n, n = a >= 3 (Cho & Saul's J_n)
+    MONOMIAL = "monomial"  #: x^n, n = a
+    HERMITE = "hermite"  #: neural-tangents' Hermite(n), n = a (He_n / sqrt(n!), unit-variance inputs)
+    EXP_NORMALIZED = "expnormalized"  #: neural-tangents' ExpNormalized(gamma = a, shift = b)
+    GELU = "gelu"  #: x Phi(x)
+    SIN = "sin"  #: a sin(b x + c)
+    RBF = "rbf"  #: sqrt(2) sin(sqrt(2 gamma) x + pi/4), gamma = a
+    EXP = "exp"  #: a exp(b x)
+    GAUSSIAN = "gaussian"  #: a exp(b x^2)
 
     def __repr__(self) -> str:
         return repr(self.value)
@@ -56,10 +67,29 @@ class ActivationKind(str, enum.Enum):
 
 
 _CORE_NAME = {ActivationKind.ABRELU: "ABRelu", ActivationKind.ARCCOS0: "ArcCos0",
-              ActivationKind.ARCCOS2: "ArcCos2", ActivationKind.ERF: "Erf"}
+              ActivationKind.ARCCOS2: "ArcCos2", ActivationKind.ERF: "Erf", ActivationKind.SIGN: "Sign",
+              ActivationKind.ARCCOSN: "ArcCosN", ActivationKind.MONOMIAL: "Monomial",
+              ActivationKind.HERMITE: "Hermite", ActivationKind.EXP_NORMALIZED: "ExpNormalized",
+              ActivationKind.GELU: "Gelu", ActivationKind.SIN: "Sin", ActivationKind.RBF: "Rbf",
+              ActivationKind.EXP: "Exp", ActivationKind.GAUSSIAN: "Gaussian"}
+#: The kinds whose bias-free networks the engines rescale exactly (fc.homogeneous_degree);
+#: the others carry the inputs' scales in logs.
 _DEGREE = {ActivationKind.ABRELU: 1, ActivationKind.ARCCOS0: 0, ActivationKind.ARCCOS2: 2}
 #: The parameters of each kind that are amplitudes (bounded by MAX_ACT_PARAM, not both 0).
-_AMPLITUDES = {ActivationKind.ABRELU: "ab", ActivationKind.ERF: "ac"}
+_AMPLITUDES = {ActivationKind.ABRELU: "ab", ActivationKind.ERF: "ac", ActivationKind.SIN: "a",
+               ActivationKind.EXP: "a", ActivationKind.GAUSSIAN: "a"}
+#: Other parameters bounded by MAX_ACT_PARAM in magnitude (their squares stay finite).
+_BOUNDED = {ActivationKind.SIN: "b", ActivationKind.EXP: "b", ActivationKind.GAUSSIAN: "b",
+            ActivationKind.RBF: "a", ActivationKind.EXP_NORMALIZED: "a"}
+#: Parameters that must be >= 0.
+_NONNEGATIVE = {ActivationKind.RBF: "a", ActivationKind.EXP_NORMALIZED: "a"}
+#: Kinds whose a is an integer degree, and its range (csrc/ntkx/math/fc.h's kMaxDegree).
+MAX_DEGREE = 15
+_DEGREES = {ActivationKind.ARCCOSN: range(3, MAX_DEGREE + 1), ActivationKind.MONOMIAL: range(0, MAX_DEGREE + 1),
+            ActivationKind.HERMITE: range(0, MAX_DEGREE + 1)}
+#: The kinds the CNTK engine computes (csrc/ntkx/math/cntk.h).
+CNTK_KINDS = frozenset({ActivationKind.ABRELU, ActivationKind.ARCCOS0, ActivationKind.ARCCOS2,
+                        ActivationKind.ERF})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,15 +131,21 @@ class Activation:
                 raise TypeError(f"{label}: parameter {field} must be a number, got {v!r}") from None
             if not math.isfinite(f):
                 raise ValueError(f"{label}: parameter {field} must be finite, got {v!r}")
-            if field in _AMPLITUDES.get(kind, "") and abs(f) > MAX_ACT_PARAM:
+            if field in _AMPLITUDES.get(kind, "") + _BOUNDED.get(kind, "") and abs(f) > MAX_ACT_PARAM:
                 raise ValueError(f"{label}: |{field}| must be at most {MAX_ACT_PARAM:g} (its square must stay "
                                  f"finite in float64), got {v!r}")
+            if field in _NONNEGATIVE.get(kind, "") and f < 0:
+                raise ValueError(f"{label}: parameter {field} must be >= 0, got {v!r}")
             object.__setattr__(self, field, f)
+        if kind in _DEGREES and (self.a != int(self.a) or int(self.a) not in _DEGREES[kind]):
+            span = _DEGREES[kind]
+            raise NotImplementedError(f"{label}: ntkx has closed forms for degree {span.start} to {span.stop - 1}, "
+                                      f"got {self.a!r}")
         if kind in _AMPLITUDES:
             big = max(abs(getattr(self, p)) for p in _AMPLITUDES[kind])
             if big == 0.0:
                 raise ValueError(f"{label} is the zero function; its kernels are identically 0"
-                                 if kind is ActivationKind.ERF else
+                                 if kind is not ActivationKind.ABRELU else
                                  "ABRelu(a=0, b=0) is the zero function; its kernels are identically 0")
             if big < 1.0 / MAX_ACT_PARAM:
                 raise ValueError(f"{label}: the larger amplitude must be at least {1.0 / MAX_ACT_PARAM:g} in magnitude "
@@ -152,19 +188,79 @@ def abs_() -> Activation:
     return abrelu(-1.0, 1.0, "Abs")
 
 
+def _degree(degree: Any, what: str) -> int:
+    return validate.check_degree(degree, what, MAX_DEGREE)
+
+
 def rectified_monomial(degree: int) -> Activation:
-    """``max(x, 0) ** degree`` for degree 0 (step), 1 (ReLU, = ``abrelu(0, 1)``) or 2 (ReQU):
-    the arc-cosine family of Cho & Saul (2009).
+    """``max(x, 0) ** degree``, degree 0 to 15: the arc-cosine family of Cho & Saul (2009);
+    degree 0 is the step, 1 ReLU (= ``abrelu(0, 1)``), 2 ReQU, higher ones J_n's recursion.
 
     Raises:
-      NotImplementedError: another degree (ntkx has no closed form for it).
+      NotImplementedError: a negative degree or one above 15.
     """
-    if degree not in (0, 1, 2):
-        raise NotImplementedError(f"RectifiedMonomial({degree!r}): ntkx has closed forms for degree 0, 1, 2")
+    degree = _degree(degree, "RectifiedMonomial")
     if degree == 1:
         return abrelu(0.0, 1.0)
+    if degree > 2:
+        return Activation(ActivationKind.ARCCOSN, float(degree), 0.0, 0.0, f"RectifiedMonomial({degree})")
     kind = ActivationKind.ARCCOS0 if degree == 0 else ActivationKind.ARCCOS2
     return Activation(kind, name=f"RectifiedMonomial({degree})")
+
+
+def sign() -> Activation:
+    """``sign(x)``; its derivative is taken as 0 (as neural-tangents)."""
+    return Activation(ActivationKind.SIGN, 0.0, 0.0, 0.0, "Sign")
+
+
+def monomial(degree: int) -> Activation:
+    """``x ** degree``, degree 0 to 15 (neural-tangents: 0 to 5)."""
+    degree = _degree(degree, "Monomial")
+    return Activation(ActivationKind.MONOMIAL, float(degree), 0.0, 0.0, f"Monomial({degree})")
+
+
+def hermite(degree: int) -> Activation:
+    """neural-tangents' ``Hermite(degree)``: the Hermite polynomial He_n / sqrt(n!), whose
+    kernel K' = K^n (and Theta' = n K^(n-1) Theta) holds for unit-variance inputs (as there)."""
+    degree = _degree(degree, "Hermite")
+    return Activation(ActivationKind.HERMITE, float(degree), 0.0, 0.0, f"Hermite({degree})")
+
+
+def exp_normalized(gamma: float = 1.0, shift: float = -1.0) -> Activation:
+    """neural-tangents' ``ExpNormalized(gamma, shift)``: K' = sqrt(q q') exp(gamma (rho + shift)),
+    Theta' = gamma exp(gamma (rho + shift)) Theta (a kernel map; it has no finite network)."""
+    g, sh = _number(gamma, "ExpNormalized: gamma"), _number(shift, "ExpNormalized: shift")
+    return Activation(ActivationKind.EXP_NORMALIZED, g, sh, 0.0, f"ExpNormalized({g}, {sh})")
+
+
+def gelu() -> Activation:
+    """``x Phi(x)`` (the exact Gelu)."""
+    return Activation(ActivationKind.GELU, 0.0, 0.0, 0.0, "Gelu")
+
+
+def sin(a: float = 1.0, b: float = 1.0, c: float = 0.0, name: Optional[str] = None) -> Activation:
+    """``a * sin(b x + c)``, named ``Sin(a, b, c)`` unless `name` is given."""
+    a, b, c = _number(a, "Sin: a"), _number(b, "Sin: b"), _number(c, "Sin: c")
+    return Activation(ActivationKind.SIN, a, b, c, f"Sin({a}, {b}, {c})" if name is None else name)
+
+
+def rbf(gamma: float = 1.0) -> Activation:
+    """``sqrt(2) sin(sqrt(2 gamma) x + pi/4)``, whose kernel is exp(-gamma |x - x'|^2)-like:
+    K' = exp(-gamma (q + q' - 2 K))."""
+    g = _number(gamma, "Rbf: gamma")
+    return Activation(ActivationKind.RBF, g, 0.0, 0.0, f"Rbf({g})")
+
+
+def exp(a: float = 1.0, b: float = 1.0) -> Activation:
+    """``a * exp(b x)``."""
+    a, b = _number(a, "Exp: a"), _number(b, "Exp: b")
+    return Activation(ActivationKind.EXP, a, b, 0.0, f"Exp({a}, {b})")
+
+
+def gaussian(a: float = 1.0, b: float = -1.0) -> Activation:
+    """``a * exp(b x^2)`` (b q < 1/4 on every input of variance q, else E[phi^2] is infinite)."""
+    a, b = _number(a, "Gaussian: a"), _number(b, "Gaussian: b")
+    return Activation(ActivationKind.GAUSSIAN, a, b, 0.0, f"Gaussian({a}, {b})")
 
 
 def erf(a: float = 1.0, b: float = 1.0, c: float = 0.0, name: Optional[str] = None) -> Activation:

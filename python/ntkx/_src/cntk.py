@@ -16,7 +16,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from ntkx._src.activations import ActivationKind, relu
+from ntkx._src.activations import CNTK_KINDS, ActivationKind, relu
 from ntkx._src.backend import core as _core
 from ntkx._src import backend, validate
 from ntkx._src.backend import finish_work, float64_work
@@ -67,6 +67,10 @@ class CntkSpec:
     def to_core(self, P: int, Q: int, C: int) -> "_core.CntkParams":
         if not isinstance(self.activation, Activation):
             raise TypeError(f"CntkSpec.activation must be an ntkx.Activation, got {type(self.activation).__name__}")
+        if self.activation.kind not in CNTK_KINDS:
+            raise NotImplementedError(f"the CNTK has no {self.activation.name or self.activation.kind} (it computes "
+                                      "ABRelu / Relu / LeakyRelu / Abs, RectifiedMonomial(0), RectifiedMonomial(2) "
+                                      "and Erf; the FC engine has every closed-form activation)")
         if not isinstance(self.convs, (tuple, list)) or not all(isinstance(c, ConvLayer) for c in self.convs):
             raise TypeError("CntkSpec.convs must be a tuple of ntkx.ConvLayer")
         if not self.convs:

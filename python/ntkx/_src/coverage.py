@@ -25,7 +25,7 @@ class Entry(NamedTuple):
     note: str
 
 
-_ACT_PLANNED = "a closed-form dual to add to csrc/ntkx/math/ (issue 17, step 2)"
+_FC_ONLY = "FC networks (the CNTK computes ReLU-family, step, ReQU and Erf)"
 _CONV_LATER = "the convolutional family beyond SAME padding / stride 1 is a later step"
 _PROGRAM = "FC networks; run by the per-layer register program (csrc/ntkx/math/fc_program.h), CPU backend"
 _NO_KERNEL = "no closed-form infinite-width kernel in ntkx's scope"
@@ -37,31 +37,33 @@ COVERAGE: Dict[str, Entry] = {
     "repeat": Entry("supported", "stored compactly (depth 10^6 needs no list of layers)"),
     "parallel": Entry("supported", "between FanOut and FanIn*, any nesting; " + _PROGRAM),
     # fully connected and readouts
-    "Dense": Entry("supported", "NTK parameterization, any W_std / b_std and activation per layer, a network "
-                                "may end in an activation (parameterization='standard' kernels are planned)"),
+    "Dense": Entry("supported", "any W_std / b_std and activation per layer, a network may end in an activation; "
+                                "parameterization='ntk' or 'standard' (s=(1, 1))"),
     "Identity": Entry("supported", "anywhere in a supported network"),
     "Flatten": Entry("supported", "first, on images (an MLP on images), or as a CNN readout (vanilla CNTK)"),
     "GlobalAvgPool": Entry("supported", "as the CNN readout (CNTK-GAP)"),
-    "Conv": Entry("supported", "padding='SAME', stride 1, odd square filters; " + _CONV_LATER),
+    "Conv": Entry("supported", "padding='SAME', stride 1, odd square filters, NTK parameterization (standard: "
+                               "finite networks only); " + _CONV_LATER),
     # activations
     "Relu": Entry("supported", "exact arc-cosine recursion"),
     "LeakyRelu": Entry("supported", "as ABRelu(alpha, 1)"),
     "ABRelu": Entry("supported", "finite a, b"),
     "Abs": Entry("supported", "as ABRelu(-1, 1)"),
     "Erf": Entry("supported", "a * erf(b x) + c"),
-    "RectifiedMonomial": Entry("supported", "degree 0, 1, 2; degree > 2 (Cho & Saul's J_n) is planned"),
-    "Gelu": Entry("planned", _ACT_PLANNED),
-    "Sin": Entry("planned", _ACT_PLANNED),
-    "Cos": Entry("planned", _ACT_PLANNED),
-    "Rbf": Entry("planned", _ACT_PLANNED),
-    "Gaussian": Entry("planned", _ACT_PLANNED),
-    "Exp": Entry("planned", _ACT_PLANNED),
-    "ExpNormalized": Entry("planned", _ACT_PLANNED),
-    "Sigmoid_like": Entry("planned", _ACT_PLANNED),
-    "Sign": Entry("planned", _ACT_PLANNED),
-    "Monomial": Entry("planned", _ACT_PLANNED),
-    "Polynomial": Entry("planned", _ACT_PLANNED),
-    "Hermite": Entry("planned", _ACT_PLANNED),
+    "RectifiedMonomial": Entry("supported", "degree 0 to 15: exact arc-cosine forms for 0, 1, 2, Cho & Saul's J_n "
+                                             "recursion above"),
+    "Gelu": Entry("supported", "exact Gelu kernel (`approximate` only changes apply_fn, as in neural-tangents); " + _FC_ONLY),
+    "Sin": Entry("supported", "a sin(b x + c); " + _FC_ONLY),
+    "Cos": Entry("supported", "as Sin(a, b, c + pi/2); " + _FC_ONLY),
+    "Rbf": Entry("supported", _FC_ONLY),
+    "Gaussian": Entry("supported", "a exp(b x^2), b q < 1/4 on every input; " + _FC_ONLY),
+    "Exp": Entry("supported", _FC_ONLY),
+    "ExpNormalized": Entry("supported", "gamma >= 0; a kernel map, apply_fn raises (as neural-tangents); " + _FC_ONLY),
+    "Sigmoid_like": Entry("supported", "as Erf(0.5, 1/2.4020563531719796, 0.5)"),
+    "Sign": Entry("supported", "derivative taken as 0, as neural-tangents; " + _FC_ONLY),
+    "Monomial": Entry("supported", "degree 0 to 15 (neural-tangents: 0 to 5); " + _FC_ONLY),
+    "Polynomial": Entry("planned", "its dual needs one per-point slot per degree (neural-tangents' r_l(q)); a later program op"),
+    "Hermite": Entry("supported", "degree 0 to 15; neural-tangents' kernel K^n, exact for unit-variance inputs; " + _FC_ONLY),
     "Gabor": Entry("refused", _NO_KERNEL + " (neural-tangents itself computes it numerically)"),
     "Elementwise": Entry("refused", "an arbitrary jax function with a user-given dual; ntkx's duals are compiled"),
     "ElementwiseNumerical": Entry("refused", _NO_KERNEL + ": a numerical (quadrature) dual of any function"),

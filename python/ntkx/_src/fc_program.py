@@ -27,14 +27,11 @@ from ntkx._src.activations import Activation
 from ntkx._src.network import ActOp, DenseOp, FanInOp, FanOutOp, ParallelOp, ReadoutOp, RepeatOp
 
 # Op kinds of math/fc_program.h (OpKind).
-DENSE, ACT, LAYER, SUM = 0, 1, 2, 3
+DENSE, ACT, LAYER, SUM, DENSE_STD, LAYER_STD = 0, 1, 2, 3, 4, 5
 
 #: Longest program (ops after repeats are unrolled); its per-point arrays are one
 #: allocation per call, so the bound keeps a typo from asking for terabytes.
 MAX_PROGRAM_OPS = 1_000_000
-
-_CORE_ACT = {"ABRelu": 0, "ArcCos0": 1, "ArcCos2": 2, "Erf": 3}
-
 
 @dataclasses.dataclass(frozen=True)
 class Value:
@@ -52,7 +49,8 @@ class FcProgram:
 
     Attributes:
       ops_i: `(nops, 5)` int32: kind, dst, src, nsrc, activation kind.
-      ops_f: `(nops, 5)` float64: activation a, b, c; Dense W_std, b_std.
+      ops_f: `(nops, 7)` float64: activation a, b, c; Dense W_std, b_std; and in the standard
+        parameterization the Dense's input width and 1 where it has a bias (else 0, and 0 0 for NTK).
       srcs, src_logc: SUM sources (registers) and the log of each one's weight.
       nreg: registers (0 is the input).
       out: the register read out.
@@ -85,12 +83,12 @@ class _Builder:
         self.n_ssa = 1  # 0: the input
 
     def emit(self, kind: int, srcs: Sequence[int], act: Optional[Activation] = None, w: float = 1.0,
-             b: float = 0.0, logc: Sequence[float] = ()) -> int:
+             b: float = 0.0, logc: Sequence[float] = (), std: Tuple[float, float] = (0.0, 0.0)) -> int:
         if len(self.ops) >= MAX_PROGRAM_OPS:
             raise NotImplementedError(f"the network unrolls to more than {MAX_PROGRAM_OPS} ops")
         dst = self.n_ssa
         self.n_ssa += 1
-        self.ops.append((kind, dst, tuple(srcs), (w, b), act, tuple(logc)))
+        self.ops.append((kind, dst, tuple(srcs), (w, b) + tuple(std), act, tuple(logc)))
         return dst
 
     def finish(self, out: int) -> FcProgram:
@@ -123,7 +121,7 @@ class _Builder:
         if last.get(0, -1) < 0:
             free.append(0)
         rows_i, rows_f, srcs_all, logc_all = [], [], [], []
-        for t, (kind, dst, srcs, (w, b), act, logc) in enumerate(fused):
+        for t, (kind, dst, srcs, (w, b, n_in, beta), act, logc) in enumerate(fused):
             src_regs = [reg[s] for s in srcs]
             for s in set(srcs):  # sources dying here may be overwritten by this op
                 if last[s] == t:
@@ -137,17 +135,19 @@ class _Builder:
                 nreg += 1
             reg[dst] = r
             a = (act.a, act.b, act.c) if act is not None else (0.0, 1.0, 0.0)
-            code = _CORE_ACT[act.core_kind().name] if act is not None else 0
+            code = int(act.core_kind().value) if act is not None else 0
             if kind == SUM:
                 rows_i.append((SUM, r, len(srcs_all), len(src_regs), 0))
                 srcs_all.extend(src_regs)
                 logc_all.extend(logc if logc else [0.0] * len(src_regs))
             else:
+                if n_in > 0:  # the standard parameterization's variants of DENSE / LAYER
+                    kind = DENSE_STD if kind == DENSE else LAYER_STD
                 rows_i.append((kind, r, src_regs[0], 1, code))
-            rows_f.append(a + (w, b))
+            rows_f.append(a + (w, b, n_in, beta))
         acts = tuple(op[4] for op in fused if op[4] is not None)
         return FcProgram(
-            np.asarray(rows_i, dtype=np.int32).reshape(-1, 5), np.asarray(rows_f, dtype=np.float64).reshape(-1, 5),
+            np.asarray(rows_i, dtype=np.int32).reshape(-1, 5), np.asarray(rows_f, dtype=np.float64).reshape(-1, 7),
             np.asarray(srcs_all, dtype=np.int32), np.asarray(logc_all, dtype=np.float64), nreg, reg[out], acts)
 
 
@@ -189,10 +189,9 @@ def _step(op: Any, v: Any, bld: _Builder) -> Any:
 
     if isinstance(op, DenseOp):
         v = _one(v, "Dense")
-        if op.parameterization != "ntk":
-            raise NotImplementedError("parameterization='standard' kernels are not computed yet (NTK "
-                                      "parameterization only)")
-        return Value(bld.emit(DENSE, [v.ssa], w=op.W_std, b=op.b_std or 0.0), True, op.out_dim)
+        # standard: neural-tangents' Theta' = w^2 Theta + n_in K + [bias] with n_in the input width
+        std = (float(v.width), 0.0 if op.b_std is None else 1.0) if op.parameterization == "standard" else (0.0, 0.0)
+        return Value(bld.emit(DENSE, [v.ssa], w=op.W_std, b=op.b_std or 0.0, std=std), True, op.out_dim)
     if isinstance(op, ActOp):
         v = _one(v, op.act.name or "an activation")
         if not v.gaussian:

@@ -16,9 +16,10 @@ backend. Conventions follow neural-tangents (arXiv:1912.02803).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.polynomial import hermite_e
 from scipy import special
 
 from ntkx._src import activations, network, validate
@@ -34,9 +35,10 @@ Params = Any
 
 
 SUPPORTED = (
-    "ntkx's FC kernels support serial([Flatten()], Dense, [activation, Dense] x L, [activation]) with any "
-    "W_std / b_std per Dense, Identity anywhere, and one activation kind among Relu, LeakyRelu, ABRelu, Abs, "
-    "Erf, RectifiedMonomial(0|1|2) / ArcCosine(0|1|2), repeated with stax.repeat or listed"
+    "ntkx's FC kernels support serial / repeat of Dense (any W_std / b_std per layer), Identity, Flatten() "
+    "first, FanOut / parallel / FanInSum / FanInConcat, and the activations Relu, LeakyRelu, ABRelu, Abs, Erf, "
+    "Sigmoid_like, Gelu, Sin, Cos, Rbf, Exp, Gaussian, ExpNormalized, Sign, Monomial, Hermite and "
+    "RectifiedMonomial / ArcCosine (one kind per layer, any mix)"
 )
 
 
@@ -89,9 +91,10 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch
       W_std: weight standard deviation.
       b_std: bias standard deviation; ``None`` means no bias.
       batch_axis, channel_axis: only the defaults 0 and -1 (inputs `(N, d)`).
-      parameterization: ``'ntk'`` or ``'standard'``. ``kernel_fn`` (the analytic kernels)
-        runs ``'ntk'`` only; ``init_fn``, ``apply_fn``, `empirical_kernels` and
-        ``ntkx.theory``'s training run both.
+      parameterization: ``'ntk'`` or ``'standard'``; every entry point runs both. In the
+        standard one the NNGP is the same and the NTK is neural-tangents' (Sohl-Dickstein
+        et al. 2020) ``Theta' = W_std^2 Theta + n_in K + 1[b_std is not None]``, n_in the
+        layer's input width (FC networks; the register program).
       s: neural-tangents' widening factors of the standard parameterization; they do
         not enter the NTK parameterization (ignored there, as in neural-tangents), and
         only ``(1, 1)`` is supported under ``'standard'``.
@@ -167,19 +170,77 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     return Layer([ReadoutOp("flatten")])
 
 
-def _act_layer(act: Activation) -> Layer:
+def _no_finite_network(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    def refuse(x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{name} is a kernel map with no finite network (as in neural-tangents); "
+                                  "its kernel_fn works, apply_fn does not")
+    return refuse
+
+
+def _hermite_fns(n: int):
+    """He_n(x) / sqrt(n!) and its derivative n He_{n-1}(x) / sqrt(n!)."""
+    norm = math.sqrt(math.factorial(n))
+    unit = np.zeros(n + 1)
+    unit[n] = 1.0
+    lower = np.zeros(max(n, 1))
+    if n > 0:
+        lower[n - 1] = n
+    return (lambda x: hermite_e.hermeval(x, unit) / norm,
+            lambda x: hermite_e.hermeval(x, lower) / norm if n > 0 else np.zeros_like(x))
+
+
+def _gelu_fns(approximate: bool):
+    """jax.nn.gelu's two forms and their derivatives."""
+    if not approximate:
+        return (lambda x: 0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0))),
+                lambda x: 0.5 * (1.0 + special.erf(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+    c = math.sqrt(2.0 / math.pi)
+
+    def dphi(x):
+        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+    return lambda x: 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3))), dphi
+
+
+def _act_layer(act: Activation, fns=None) -> Layer:
     """The layer of a closed-form activation: `act` for the kernels, and its numpy
-    ``phi`` and ``phi'`` for the finite network (one switch over the kinds)."""
+    ``phi`` and ``phi'`` for the finite network (one switch over the kinds; `fns`
+    overrides them where the kernel does not say which function it is, as Gelu's
+    approximate form)."""
+    if fns is not None:
+        return Layer([ActOp(act, *fns)])
     a, b, c = act.a, act.b, act.c
-    if act.kind is ActivationKind.ABRELU:
+    K = ActivationKind
+    if act.kind is K.ABRELU:
         if a == 0:  # ReLU-like: one pass, no temporaries of the negative branch
             return Layer([ActOp(act, lambda x: np.maximum(x, 0) * b if b != 1 else np.maximum(x, 0),
                                 lambda x: (x > 0) * b)])
         return Layer([ActOp(act, lambda x: np.where(x > 0, b * x, a * x), lambda x: np.where(x > 0, b, a))])
-    if act.kind is ActivationKind.ARCCOS0:  # phi' taken as 0, as neural-tangents does
-        return Layer([ActOp(act, lambda x: (x > 0).astype(x.dtype), lambda x: np.zeros_like(x))])
-    if act.kind is ActivationKind.ARCCOS2:
-        return Layer([ActOp(act, lambda x: np.maximum(x, 0) ** 2, lambda x: 2 * np.maximum(x, 0))])
+    if act.kind in (K.ARCCOS0, K.SIGN):  # phi' taken as 0, as neural-tangents does
+        phi = (lambda x: (x > 0).astype(x.dtype)) if act.kind is K.ARCCOS0 else np.sign
+        return Layer([ActOp(act, phi, lambda x: np.zeros_like(x))])
+    if act.kind in (K.ARCCOS2, K.ARCCOSN):
+        n = 2 if act.kind is K.ARCCOS2 else int(a)
+        return Layer([ActOp(act, lambda x: np.maximum(x, 0) ** n, lambda x: n * np.maximum(x, 0) ** (n - 1))])
+    if act.kind is K.MONOMIAL:
+        n = int(a)
+        return Layer([ActOp(act, lambda x: x ** n, lambda x: n * x ** (n - 1) if n > 0 else np.zeros_like(x))])
+    if act.kind is K.HERMITE:
+        return Layer([ActOp(act, *_hermite_fns(int(a)))])
+    if act.kind is K.EXP_NORMALIZED:
+        return Layer([ActOp(act, _no_finite_network("ExpNormalized"), _no_finite_network("ExpNormalized"))])
+    if act.kind is K.GELU:
+        return Layer([ActOp(act, *_gelu_fns(False))])
+    if act.kind is K.SIN:
+        return Layer([ActOp(act, lambda x: a * np.sin(b * x + c), lambda x: a * b * np.cos(b * x + c))])
+    if act.kind is K.RBF:
+        w = math.sqrt(2.0 * a)
+        return Layer([ActOp(act, lambda x: math.sqrt(2.0) * np.sin(w * x + math.pi / 4),
+                            lambda x: math.sqrt(2.0) * w * np.cos(w * x + math.pi / 4))])
+    if act.kind is K.EXP:
+        return Layer([ActOp(act, lambda x: a * np.exp(b * x), lambda x: a * b * np.exp(b * x))])
+    if act.kind is K.GAUSSIAN:
+        return Layer([ActOp(act, lambda x: a * np.exp(b * x * x), lambda x: 2.0 * a * b * x * np.exp(b * x * x))])
     return Layer([ActOp(act, lambda x: a * special.erf(b * x) + c,
                         lambda x: a * b * 2.0 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)))])
 
@@ -210,8 +271,8 @@ def Abs(do_stabilize: bool = False) -> Layer:
 
 
 def RectifiedMonomial(degree: int) -> Layer:
-    """``max(x, 0) ** degree`` for degree 0 (step), 1 (ReLU) or 2 (ReQU): the arc-cosine
-    family of Cho & Saul (2009). Degree 0's derivative is taken as 0 (as neural-tangents)."""
+    """``max(x, 0) ** degree``, degree 0 to 15: the arc-cosine family of Cho & Saul (2009)
+    (degree > 2 by J_n's recursion). Degree 0's derivative is taken as 0 (as neural-tangents)."""
     return _act_layer(activations.rectified_monomial(degree))
 
 
@@ -224,6 +285,69 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """``a * erf(b x) + c`` (neural-tangents' ``stax.Erf``); finite parameters (see
     `ntkx.Activation`)."""
     return _act_layer(activations.erf(a, b, c))
+
+
+def Sigmoid_like() -> Layer:
+    """``0.5 erf(x / 2.4020563531719796) + 0.5`` (neural-tangents' ``stax.Sigmoid_like``: an Erf)."""
+    return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
+
+
+def Sign() -> Layer:
+    """``sign(x)``; its derivative is taken as 0, so it adds nothing to the NTK (as neural-tangents)."""
+    return _act_layer(activations.sign())
+
+
+def Monomial(degree: int) -> Layer:
+    """``x ** degree`` for degree 0 to 15 (neural-tangents has 0 to 5)."""
+    return _act_layer(activations.monomial(degree))
+
+
+def Hermite(degree: int) -> Layer:
+    """The normalized Hermite polynomial ``He_n(x) / sqrt(n!)``. As in neural-tangents, the
+    kernel is K' = K^n (Theta' = n K^(n-1) Theta), which assumes unit-variance inputs
+    (``std(x, axis=channel) == 1``); degree 0 to 15."""
+    return _act_layer(activations.hermite(degree))
+
+
+def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Layer:
+    """neural-tangents' "Gaussian normalized kernel" map: K' = sqrt(q q') exp(gamma (K / sqrt(q q') +
+    shift)), Theta' = gamma exp(gamma (rho + shift)) Theta; gamma >= 0. ntkx's correlations are
+    always in [-1, 1], so `do_clip` changes nothing. It has no finite network: apply_fn raises
+    NotImplementedError (as neural-tangents)."""
+    return _act_layer(activations.exp_normalized(gamma, shift))
+
+
+def Gelu(approximate: bool = False) -> Layer:
+    """``x Phi(x)``. `approximate` (jax.nn.gelu's tanh form) only changes the finite
+    network's apply_fn, as in neural-tangents; the kernel is the exact Gelu's."""
+    act = activations.gelu()
+    return _act_layer(act, _gelu_fns(bool(approximate)))
+
+
+def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """``a * sin(b x + c)``."""
+    return _act_layer(activations.sin(a, b, c))
+
+
+def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """``a * cos(b x + c)`` = ``Sin(a, b, c + pi/2)`` (as neural-tangents)."""
+    return Sin(a=a, b=b, c=c + math.pi / 2)
+
+
+def Rbf(gamma: float = 1.0) -> Layer:
+    """``sqrt(2) sin(sqrt(2 gamma) x + pi/4)``, whose kernel is K' = exp(-gamma (q + q' - 2K)):
+    after a Dense of W_std = 1 on inputs of dimension d, exp(-gamma |x - x'|^2 / d); gamma >= 0."""
+    return _act_layer(activations.rbf(gamma))
+
+
+def Exp(a: float = 1.0, b: float = 1.0) -> Layer:
+    """``a * exp(b x)``."""
+    return _act_layer(activations.exp(a, b))
+
+
+def Gaussian(a: float = 1.0, b: float = -1.0) -> Layer:
+    """``a * exp(b x^2)``; needs b q < 1/4 on every input variance q (else E[phi^2] is infinite)."""
+    return _act_layer(activations.gaussian(a, b))
 
 
 def Identity() -> Layer:
@@ -602,13 +726,16 @@ def _kernel_object(ops: Sequence[Any], kernel_fn: Any, x1: Any, x2: Any, kwargs:
 
 def _kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dict) -> Union[np.ndarray, Kernels]:
     """The kernels `get` names of the network `ops` (what `kernel_fn` computes)."""
-    if any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops)):
-        raise NotImplementedError(
-            "kernel_fn: ntkx's analytic kernels use the NTK parameterization; a network with "
-            "parameterization='standard' layers runs as a finite network only (init_fn, apply_fn, "
-            "stax.empirical_kernels, ntkx.theory.train)")
+    standard = any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops))
     if is_cnn(ops):
+        if standard:
+            raise NotImplementedError(
+                "kernel_fn: ntkx's CNTK uses the NTK parameterization; parameterization='standard' conv "
+                "networks run as finite networks only (init_fn, apply_fn, stax.empirical_kernels); standard FC "
+                "networks have kernels")
         return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
+    if standard:  # neural-tangents' standard Dense: the register program's DENSE_STD ops
+        return _program_kernels(ops, x1, x2, get, kwargs)
     try:
         spec, ends_in_act, flatten_first = compile_fc_program(ops)
     except NotImplementedError:  # not one FcSpec: the general program, or its own error

@@ -74,6 +74,18 @@ def check_depth(depth: Any) -> int:
     return int(depth)
 
 
+def check_degree(degree: Any, what: str, max_degree: int) -> int:
+    """An activation's degree: an int in [0, max_degree]. Out of range is NotImplementedError, as
+    neural-tangents raises for degrees it has no closed form of; not an int is TypeError."""
+    if isinstance(degree, (bool, np.bool_)) or not isinstance(degree, (int, np.integer)):
+        raise TypeError(f"{what}: degree must be an integer, got {degree!r}")
+    if degree < 0:
+        raise NotImplementedError(f"{what}: `degree` must be a non-negative integer, got {degree!r}")
+    if degree > max_degree:
+        raise NotImplementedError(f"{what}({degree}): ntkx has closed forms up to degree {max_degree}")
+    return int(degree)
+
+
 def check_nonneg(value: Any, name: str, strict: bool = False) -> float:
     """A finite number >= 0 (> 0 with `strict`), or a clear TypeError / ValueError."""
     try:
