@@ -26,17 +26,18 @@ using IArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using FArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 /// An FC program (math/fc_program.h) from Python's arrays (ntkx._src.fc_program):
-/// ops_i [nops, 5] int32 (kind, dst, src, nsrc, act), ops_f [nops, 5] float64 (a,
-/// b, c, w, bias), srcs int32 and src_logc float64 of the SUMs. Holds the ops; the
-/// FcProgram borrows them.
+/// ops_i [nops, 5] int32 (kind, dst, src, nsrc, act), ops_f [nops, 7] float64 (a,
+/// b, c, w, bias, n_in, beta), srcs int32 and src_logc float64 of the SUMs, and the
+/// Polynomial coefficients. Holds the ops; the FcProgram borrows them.
 struct PyProgram {
   std::vector<ntkx::ProgOp> ops;
   IArray srcs;
-  FArray logc;
+  FArray logc, poly;
   ntkx::FcProgram prog;
 
   PyProgram(const py::tuple& t) {
-    need(t.size() == 8, "fc: program must be (ops_i, ops_f, srcs, src_logc, nreg, out, max_erf_t, want_ntk)");
+    need(t.size() == 9,
+         "fc: program must be (ops_i, ops_f, srcs, src_logc, nreg, out, max_erf_t, want_ntk, poly)");
     IArray oi = t[0].cast<IArray>();
     FArray of = t[1].cast<FArray>();
     srcs = t[2].cast<IArray>(), logc = t[3].cast<FArray>();
@@ -59,6 +60,9 @@ struct PyProgram {
     prog.srcs = srcs.data(), prog.src_logc = logc.data(), prog.nsrcs = srcs.shape(0);
     prog.nreg = t[4].cast<int32_t>(), prog.out = t[5].cast<int32_t>();
     prog.max_erf_t = t[6].cast<double>(), prog.want_ntk = t[7].cast<bool>();
+    poly = t[8].cast<FArray>();
+    need(poly.ndim() == 1, "fc: program polynomial coefficients must be 1-D");
+    prog.poly = poly.data(), prog.npoly = poly.shape(0);
   }
 };
 
@@ -140,7 +144,8 @@ PYBIND11_MODULE(_core, m) {
       .value("Sin", Act::kSin)
       .value("Rbf", Act::kRbf)
       .value("Exp", Act::kExp)
-      .value("Gaussian", Act::kGaussian);
+      .value("Gaussian", Act::kGaussian)
+      .value("Polynomial", Act::kPolynomial);
 
   py::class_<FcParams>(m, "FcParams", "Dense(w_std, b_std) -> [act -> Dense] x depth (mirrors ntkx::FcParams).")
       .def(py::init<>())

@@ -1,6 +1,7 @@
 """The closed-form activations beyond the ReLU family and Erf (issue 17, step 2).
 
-Each dual (csrc/ntkx/math/fc.h: ``dual<K>``, ``act_moments``, ``act_point``) is checked
+Each dual (csrc/ntkx/math/fc.h: ``dual<K>``, ``act_moments``, ``act_point``; Polynomial's
+``poly_point`` / ``poly_pair``) is checked
 against a dual computed without its closed form (tests/reference/activations.py:
 Gauss-Hermite quadrature of the literal phi, polar quadrature for the homogeneous
 non-smooth ones, neural-tangents' documented formula for its kernel maps), through
@@ -39,6 +40,9 @@ CASES = {
     "rectified3": (lambda: stax.RectifiedMonomial(3), ref.rectified_monomial(3)),
     "rectified5": (lambda: stax.RectifiedMonomial(5), ref.rectified_monomial(5)),
     "exp_normalized": (lambda: stax.ExpNormalized(1.3, -0.5), ref.ExpNormalizedNT(1.3, -0.5)),
+    "polynomial": (lambda: stax.Polynomial([0.2, -0.5, 0.7, 0.1]), ref.polynomial([0.2, -0.5, 0.7, 0.1])),
+    "polynomial_odd": (lambda: stax.Polynomial([0.0, 1.0, 0.0, -0.3, 0.0, 0.05]),
+                       ref.polynomial([0.0, 1.0, 0.0, -0.3, 0.0, 0.05])),
 }
 
 
@@ -103,7 +107,7 @@ def test_finite_network_derivatives_match_finite_differences(rng):
     h = 1e-6
     layers = [stax.Gelu(), stax.Gelu(approximate=True), stax.Sin(1.2, 0.7, 0.3), stax.Cos(), stax.Rbf(0.6),
               stax.Exp(0.8, 0.4), stax.Gaussian(1.1, -0.7), stax.Monomial(3), stax.Hermite(4),
-              stax.RectifiedMonomial(3), stax.Sigmoid_like()]
+              stax.RectifiedMonomial(3), stax.Sigmoid_like(), stax.Polynomial([0.3, -1.0, 0.5, 0.2])]
     for layer in layers:
         op = layer.ops[0]
         fd = (op.phi(x + h) - op.phi(x - h)) / (2 * h)
@@ -145,3 +149,10 @@ def test_refusals(rng):
             bad()
     with pytest.raises(ValueError, match="must be >= 0"):
         stax.ExpNormalized(-1.0)
+    with pytest.raises(ValueError, match="zero function"):
+        stax.Polynomial([0.0, 0.0])
+    with pytest.raises(NotImplementedError, match="up to degree 15"):
+        stax.Polynomial([1.0] * 17)
+    with pytest.raises(NotImplementedError, match="the CNTK has no Polynomial"):
+        stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Polynomial([0, 1, 1]), stax.GlobalAvgPool(),
+                    stax.Dense(1))[2](imgs, None, "nngp")

@@ -18,6 +18,7 @@ class Act:
     Rbf: "Act"
     Exp: "Act"
     Gaussian: "Act"
+    Polynomial: "Act"
 
 class Readout:
     Vanilla: "Readout"

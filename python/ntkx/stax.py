@@ -30,6 +30,7 @@ from ntkx._src.stax import (
     Layer,
     LeakyRelu,
     Monomial,
+    Polynomial,
     Rbf,
     RectifiedMonomial,
     Relu,
@@ -45,7 +46,7 @@ from ntkx._src.stax import (
 __all__ = [
     "ABRelu", "Abs", "ArcCosine", "Conv", "Cos", "Dense", "Erf", "Exp", "ExpNormalized",
     "FanInConcat", "FanInSum", "FanOut", "Flatten", "Gaussian", "Gelu", "GlobalAvgPool", "Hermite",
-    "Identity", "Layer", "LeakyRelu", "Monomial", "Rbf", "RectifiedMonomial", "Relu",
+    "Identity", "Layer", "LeakyRelu", "Monomial", "Polynomial", "Rbf", "RectifiedMonomial", "Relu",
     "Sigmoid_like", "Sign", "Sin", "empirical_kernels", "parallel", "repeat", "serial",
 ]
 

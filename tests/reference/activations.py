@@ -4,7 +4,7 @@ Each activation here has the ``T(q, q', c)`` / ``Tdot(q, q', c)`` interface of
 ``fc.Activation`` (so ``fc.graph_kernels`` and ``fc.kernel_recursion`` run it), computed
 without the closed forms ntkx uses:
 
-* smooth activations (Gelu, Sin, Rbf, Exp, Gaussian, Monomial, Hermite): 2-D
+* smooth activations (Gelu, Sin, Rbf, Exp, Gaussian, Monomial, Polynomial, Hermite): 2-D
   Gauss-Hermite quadrature of the literal numpy ``phi`` and ``phi'``
   (``duals.dual_quadrature``), exact for polynomials and at round-off level for these
   entire functions at the moderate variances the tests use;
@@ -102,6 +102,13 @@ def gaussian(a: float, b: float) -> Quadrature:
 
 def monomial(n: int) -> Quadrature:
     return Quadrature(lambda x: x ** n, lambda x: n * x ** (n - 1) if n > 0 else 0.0 * x, n=max(n + 2, 8))
+
+
+def polynomial(coef) -> Quadrature:
+    c = np.asarray(coef, dtype=np.float64)
+    dc = np.polynomial.polynomial.polyder(c) if len(c) > 1 else np.zeros(1)
+    return Quadrature(lambda x: np.polynomial.polynomial.polyval(x, c),
+                      lambda x: np.polynomial.polynomial.polyval(x, dc), n=max(len(c) + 2, 8))
 
 
 def hermite_function(n: int) -> Quadrature:

@@ -485,6 +485,16 @@ NTKX_FLATTEN void ops_layer_std(const math::ActConst k, const double* sr, double
   }
 }
 
+NTKX_FLATTEN inline void ops_act_poly(const double* sr, double* ds, int64_t w, const double* p1, int64_t l1,
+                                      const double* p2, int64_t l2, int m) {
+#pragma omp simd
+  for (int64_t jj = 0; jj < w; ++jj) {
+    math::PairState st{sr[jj], sr[kChunk + jj], sr[2 * kChunk + jj], sr[3 * kChunk + jj]};
+    math::poly_pair(st, p1, l1, p2 + jj, l2, m);
+    ds[jj] = st.rho, ds[kChunk + jj] = st.delta, ds[2 * kChunk + jj] = st.eps, ds[3 * kChunk + jj] = st.tau;
+  }
+}
+
 NTKX_FLATTEN inline void ops_sum_add(double* __restrict acc, const double* __restrict sr, int64_t w, double ui,
                         const double* __restrict uj) {
 #pragma omp simd
@@ -533,6 +543,8 @@ bool program_ops(const FcProgram& pr, const int64_t* off, const math::ActConst* 
       ops_dense_std(sr, ds, w, p1[0], p1[l1], p1[2 * l1], p1[3 * l1], p2, p2 + l2, p2 + 2 * l2, p2 + 3 * l2);
     } else if (op.kind == OpKind::kLayerStd) {
       with_act(op.act, [&](auto tag) { ops_layer_std<decltype(tag)::value>(k, sr, ds, w, p1, l1, p2, l2); });
+    } else if (op.kind == OpKind::kAct && op.act == Act::kPolynomial) {
+      ops_act_poly(sr, ds, w, p1, l1, p2, l2, int(op.a));
     } else if (op.kind == OpKind::kAct) {
       with_act(op.act, [&](auto tag) { ops_act<decltype(tag)::value>(k, sr, ds, w, p1[0], p1[l1], p2, p2 + l2); });
     } else {

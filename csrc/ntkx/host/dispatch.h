@@ -34,8 +34,10 @@ decltype(auto) with_act(Act kind, F&& f) {
     case Act::kRbf: return f(ActTag<Act::kRbf>{});
     case Act::kExp: return f(ActTag<Act::kExp>{});
     case Act::kGaussian: return f(ActTag<Act::kGaussian>{});
+    case Act::kPolynomial: break;  // one slot per degree: its own program op (math::poly_pair)
   }
-  throw std::invalid_argument("ntkx: unknown activation kind");
+  throw std::invalid_argument(kind == Act::kPolynomial ? "ntkx: Polynomial runs in the register program only"
+                                                       : "ntkx: unknown activation kind");
 }
 
 /// with_act for the CNTK, whose diagonal maps and duals (math/cntk.h) cover ABRelu, the

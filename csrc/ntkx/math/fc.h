@@ -54,12 +54,13 @@ enum class Act : int {
   kRbf = 11,     ///< phi(x) = sqrt(2) sin(sqrt(2 gamma) x + pi/4), gamma = a: K' = exp(-gamma |x - x'|^2)
   kExp = 12,     ///< phi(x) = a exp(b x)
   kGaussian = 13,  ///< phi(x) = a exp(b x^2)
+  kPolynomial = 14,  ///< phi(x) = sum_k coef_k x^k (register program only: its dual needs a slot per degree)
 };
 /// Number of Act kinds (the bindings check codes against it).
-constexpr int kNumActs = 14;
+constexpr int kNumActs = 15;
 
-/// Highest degree of Monomial / Hermite (their duals are polynomials in rho) and of
-/// the rectified monomials (J_n's recursion).
+/// Highest degree of Monomial / Hermite / Polynomial (their duals are polynomials in rho)
+/// and of the rectified monomials (J_n's recursion).
 constexpr int kMaxDegree = 15;
 
 /// One fully-connected architecture: Dense(w_std, b_std) -> [act -> Dense] x depth
@@ -285,6 +286,7 @@ inline const char* act_name(Act a) {
     case Act::kRbf: return "Rbf";
     case Act::kExp: return "Exp";
     case Act::kGaussian: return "Gaussian";
+    case Act::kPolynomial: return "Polynomial";
   }
   return "activation";
 }
@@ -331,6 +333,8 @@ inline double act_point(const FcParams& p, double logq, double* g, double* s) {
       }
       return std::log(c) + double(k.n) * logq;
     }
+    case Act::kPolynomial:
+      throw std::invalid_argument("ntkx: Polynomial has one slot per degree: it runs as a program op (poly_point)");
     default:
       break;
   }
@@ -404,6 +408,25 @@ inline double point_layer(const FcParams& p, int64_t l, double logq_prev, PointL
   const double log_b2 = b != 0.0 ? 2.0 * std::log(std::fabs(b)) : ninf;
   return mix_point(log_a, log_b2, out);
 }
+
+/// rho^e and its complements 1 - rho^e, 1 + rho^e for e = 0, 1, 2, ... in turn, each
+/// accurate near rho = +-1: 1 - |rho|^e = (1 - |rho|) sum_{j<e} |rho|^j with 1 - |rho| =
+/// delta (rho >= 0) or eps (rho < 0), and 1 -+ rho^e = 1 -+ |rho|^e or its sign flip.
+struct PowWalk {
+  bool neg;
+  double ar, small, pw = 1.0, geo = 0.0;
+  NTKX_HD PowWalk(double rho, double delta, double eps)
+      : neg(rho < 0.0), ar(std::fabs(rho)), small(sel(rho < 0.0, eps, delta)) {}
+  /// The current power e (starting at 0): sets x = rho^e, om = 1 - rho^e, op = 1 + rho^e.
+  NTKX_HD void get(int e, double* x, double* om, double* op) const {
+    const bool flip = neg && (e & 1) != 0;
+    const double low = small * geo;  // 1 - |rho|^e
+    *x = sel(flip, -pw, pw);
+    *om = sel(flip, 1.0 + pw, low);
+    *op = sel(flip, low, 1.0 + pw);
+  }
+  NTKX_HD void next() { geo += pw, pw *= ar; }
+};
 
 /// Normalized dual of an activation at the previous layer's angle.
 struct Dual {
@@ -499,18 +522,13 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     // r = sum_k c_k rho^k with c_k >= 0, sum c_k = 1: 1 -+ r = sum_k c_k (1 -+ rho^k), each
     // term from the accurate complement, 1 - |rho|^k = (1 - |rho|) sum_{j<k} |rho|^j with
     // 1 - |rho| = delta (rho >= 0) or eps (rho < 0).
-    const bool neg = st.rho < 0.0;
-    const double ar = std::fabs(st.rho), small = sel(neg, st.eps, st.delta);
-    double pw = 1.0, geo = 0.0, r = 0.0, omr = 0.0, opr = 0.0, d = 0.0;
-    for (int e = 0; e <= k.n; ++e) {
-      const bool odd = (e & 1) != 0;
-      const double xe = sel(neg && odd, -pw, pw);    // rho^e
-      const double low = small * geo;                // 1 - |rho|^e
-      r += k.coef[e] * xe;
-      omr += k.coef[e] * sel(neg && odd, 1.0 + pw, low);
-      opr += k.coef[e] * sel(neg && odd, low, 1.0 + pw);
+    PowWalk pw(st.rho, st.delta, st.eps);
+    double r = 0.0, omr = 0.0, opr = 0.0, d = 0.0;
+    for (int e = 0; e <= k.n; ++e, pw.next()) {
+      double xe, om, op;
+      pw.get(e, &xe, &om, &op);
+      r += k.coef[e] * xe, omr += k.coef[e] * om, opr += k.coef[e] * op;
       d += k.dcoef[e] * xe;
-      geo += pw, pw *= ar;
     }
     o.r = r, o.omr = omr, o.opr = opr, o.d = d;
   } else if (K == Act::kExpNormalized) {
@@ -542,6 +560,61 @@ NTKX_HD Dual dual(ActConst k, const PairState& st, double gi, double si, double 
     o.d = ok ? tdot * (gi * gj) / den : 0.0;
   }
   return o;
+}
+
+/// Polynomial(coef) on an input of log-variance `logq` (host only; neural-tangents'
+/// closed form): with the Hermite expansion x^k = sum_l h_{k,l} He_l(x), E[phi(u) phi(v)]
+/// = sum_l R_l(q) R_l(q') rho^l, where
+///   R_l(q) = sum_{k = l + 2i} coef_k k! / (2^i i! sqrt(l!)) q^{k/2}.
+/// Writes the per-point unit vector e_l = R_l / sqrt(V) at e[l ld], l < m, and returns
+/// log V, V = sum_l R_l^2 (-inf, with e = 0, for a zero function of this input).
+inline double poly_point(const double* coef, int m, double logq, double* e, int64_t ld) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const double sq = logq == ninf ? 0.0 : std::exp(0.5 * logq);  // sqrt q
+  if (!(sq < std::numeric_limits<double>::infinity()))
+    throw std::invalid_argument("Polynomial: an activation input's variance overflows float64 (log q = " +
+                                std::to_string(logq) + ")");
+  double r[kMaxDegree + 1], v = 0.0;
+  for (int l = 0; l < m; ++l) {
+    double lf = 1.0;
+    for (int j = 2; j <= l; ++j) lf *= j;
+    double acc = 0.0;
+    for (int k = l, i = 0; k < m; k += 2, ++i) {
+      double c = coef[k];  // coef_k k! / (2^i i! sqrt(l!)) sqrt(q)^k
+      for (int j = l + 1; j <= k; ++j) c *= j;  // k! / l!
+      for (int j = 1; j <= i; ++j) c /= 2.0 * j;
+      acc += c * std::sqrt(lf) * std::pow(sq, double(k));
+    }
+    r[l] = acc;
+    v += acc * acc;
+  }
+  if (!(v < std::numeric_limits<double>::infinity()))
+    throw std::invalid_argument("Polynomial: E[phi(u)^2] overflows float64 (log q = " + std::to_string(logq) + ")");
+  const double inv = v > 0.0 ? 1.0 / std::sqrt(v) : 0.0;
+  for (int l = 0; l < m; ++l) e[l * ld] = r[l] * inv;
+  return v > 0.0 ? std::log(v) : ninf;
+}
+
+/// Polynomial's ACT on one pair from the two points' unit vectors e, e' (stride li, lj):
+///   r = sum_l e_l e_l' rho^l,  1 -+ r = sum_l [(e_l - e_l')^2 / 2 + e_l e_l' (1 -+ rho^l)]
+/// (sum_l e_l^2 = 1 per point), D = sum_{l >= 1} l e_l e_l' rho^{l-1}; tau' = D tau.
+NTKX_HD void poly_pair(PairState& st, const double* ei, int64_t li, const double* ej, int64_t lj, int m) {
+  PowWalk pw(st.rho, st.delta, st.eps);
+  double r = 0.0, omr = 0.0, opr = 0.0, d = 0.0, prev = 0.0, na = 0.0, nb = 0.0;  // prev = rho^{l-1}
+  for (int l = 0; l < m; ++l, pw.next()) {
+    double xl, om, op;
+    pw.get(l, &xl, &om, &op);
+    const double a = ei[l * li], b = ej[l * lj], ab = a * b, h = 0.5 * (a - b) * (a - b);
+    r += ab * xl, omr += h + ab * om, opr += h + ab * op;
+    d += double(l) * ab * prev;
+    na += a * a, nb += b * b;
+    prev = xl;
+  }
+  const bool ok = na > 0.0 && nb > 0.0;  // a zero point (e = 0): r = 0, delta = eps = 1, tau' = 0
+  st.rho = r;
+  st.delta = ok ? omr : 1.0;
+  st.eps = ok ? opr : 1.0;
+  st.tau = d * st.tau;
 }
 
 /// Applies one Dense layer's mixing to a normalized dual (or, at layer 0, to the

@@ -67,7 +67,7 @@ struct ProgOp {
 inline int64_t op_slots(const ProgOp& op) {
   switch (op.kind) {
     case OpKind::kDense: return 2;
-    case OpKind::kAct: return 2;
+    case OpKind::kAct: return op.act == Act::kPolynomial ? int64_t(op.a) : 2;  // Polynomial: e_0 .. e_{m-1}
     case OpKind::kLayer: return 4;
     case OpKind::kSum: return op.nsrc;
     case OpKind::kDenseStd: return 4;
@@ -88,6 +88,10 @@ struct FcProgram {
   /// Erf NTKs whose 2 b^2 Q passes this are refused (fc.py's MAX_ERF_T; see there).
   double max_erf_t = 1e6;
   bool want_ntk = true;             ///< whether the NTK is asked (the erf bound applies)
+  /// Polynomial ACT ops' coefficients: op a = their count m (1 .. kMaxDegree + 1), b = the
+  /// offset of coef_0 here.
+  const double* poly = nullptr;
+  int64_t npoly = 0;
 };
 
 /// The activation parameters of an op as FcParams (what fc.h's per-point helpers read).
@@ -119,6 +123,12 @@ inline void check_program(const FcProgram& pr) {
     } else if (op.kind == OpKind::kDense || op.kind == OpKind::kAct || op.kind == OpKind::kLayer ||
                op.kind == OpKind::kDenseStd || op.kind == OpKind::kLayerStd) {
       reg(op.src);
+      if (op.act == Act::kPolynomial && op.kind != OpKind::kDense && op.kind != OpKind::kDenseStd) {
+        if (op.kind != OpKind::kAct) bad("a Polynomial activation runs as an ACT op");
+        if (!(op.a >= 1.0 && op.a <= kMaxDegree + 1 && op.a == double(int64_t(op.a))) || !(op.b >= 0.0) ||
+            op.b != double(int64_t(op.b)) || int64_t(op.b) + int64_t(op.a) > pr.npoly)
+          bad("Polynomial coefficients out of range");
+      }
       if ((op.kind == OpKind::kDenseStd || op.kind == OpKind::kLayerStd) && !(op.n_in >= 1.0))
         bad("a standard-parameterization Dense needs its input width");
     } else {
@@ -202,7 +212,9 @@ inline double program_point(const FcProgram& pr, const int64_t* off, double* lq,
         lq[op.dst] = program_dense_point(op, lq[op.src], &sl[0], &sl[ld]);
         break;
       case OpKind::kAct: {
-        lq[op.dst] = program_act_point(pr, op, lq[op.src], &sl[0], &sl[ld]);
+        lq[op.dst] = op.act == Act::kPolynomial
+                         ? poly_point(pr.poly + int64_t(op.b), int(op.a), lq[op.src], sl, ld)
+                         : program_act_point(pr, op, lq[op.src], &sl[0], &sl[ld]);
         break;
       }
       case OpKind::kLayer: {

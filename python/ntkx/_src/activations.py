@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ntkx import _core
 from ntkx._src import validate
@@ -45,6 +45,7 @@ class ActivationKind(str, enum.Enum):
     RBF = "rbf"  #: sqrt(2) sin(sqrt(2 gamma) x + pi/4), gamma = a
     EXP = "exp"  #: a exp(b x)
     GAUSSIAN = "gaussian"  #: a exp(b x^2)
+    POLYNOMIAL = "polynomial"  #: sum_k coef_k x^k (`PolynomialActivation`; a = the number of coefficients)
 
     def __repr__(self) -> str:
         return repr(self.value)
@@ -71,7 +72,8 @@ _CORE_NAME = {ActivationKind.ABRELU: "ABRelu", ActivationKind.ARCCOS0: "ArcCos0"
               ActivationKind.ARCCOSN: "ArcCosN", ActivationKind.MONOMIAL: "Monomial",
               ActivationKind.HERMITE: "Hermite", ActivationKind.EXP_NORMALIZED: "ExpNormalized",
               ActivationKind.GELU: "Gelu", ActivationKind.SIN: "Sin", ActivationKind.RBF: "Rbf",
-              ActivationKind.EXP: "Exp", ActivationKind.GAUSSIAN: "Gaussian"}
+              ActivationKind.EXP: "Exp", ActivationKind.GAUSSIAN: "Gaussian",
+              ActivationKind.POLYNOMIAL: "Polynomial"}
 #: The kinds whose bias-free networks the engines rescale exactly (fc.homogeneous_degree);
 #: the others carry the inputs' scales in logs.
 _DEGREE = {ActivationKind.ABRELU: 1, ActivationKind.ARCCOS0: 0, ActivationKind.ARCCOS2: 2}
@@ -154,6 +156,37 @@ class Activation:
     def core_kind(self) -> "_core.Act":
         """The compiled backend's activation enum."""
         return getattr(_core.Act, self.kind.core_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolynomialActivation(Activation):
+    """``sum_k coef[k] x^k`` (neural-tangents' ``stax.Polynomial``): an `Activation` of kind
+    ``'polynomial'`` whose `a` is ``len(coef)``. Its dual needs one per-point slot per
+    degree, so it runs in the FC register program (CPU backend).
+
+    Raises:
+      ValueError: no coefficient, all zero, a non-finite one, one beyond 1e150 in magnitude,
+        or more than 16 (degree 15).
+    """
+
+    coef: Tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        label = self.name or "Polynomial"
+        try:
+            coef = tuple(float(c) for c in self.coef)
+        except (TypeError, ValueError):
+            raise TypeError(f"{label}: coef must be a sequence of numbers, got {self.coef!r}") from None
+        if not coef or not any(coef):
+            raise ValueError(f"{label} is the zero function; its kernels are identically 0")
+        if len(coef) > MAX_DEGREE + 1:
+            raise NotImplementedError(f"{label}: ntkx has closed forms up to degree {MAX_DEGREE} "
+                                      f"({MAX_DEGREE + 1} coefficients), got {len(coef)}")
+        if not all(math.isfinite(c) and abs(c) <= MAX_ACT_PARAM for c in coef):
+            raise ValueError(f"{label}: coefficients must be finite and at most {MAX_ACT_PARAM:g} in magnitude")
+        object.__setattr__(self, "coef", coef)
+        object.__setattr__(self, "a", float(len(coef)))
 
 
 # ----------------------------------------------------------------------------- constructors
@@ -280,3 +313,13 @@ NAMED: Dict[str, Activation] = {
     "requ": Activation(ActivationKind.ARCCOS2, 0.0, 0.0, 0.0, "RectifiedMonomial(2)"),
     "erf": erf(name="Erf"),
 }
+
+
+def polynomial(coef: Sequence[float]) -> PolynomialActivation:
+    """``coef[0] + coef[1] x + ... + coef[n] x^n`` (neural-tangents' coefficient order), n <= 15."""
+    try:
+        coef = tuple(float(c) for c in coef)
+    except TypeError:
+        raise TypeError(f"Polynomial: coef must be a sequence of numbers, got {coef!r}") from None
+    return PolynomialActivation(ActivationKind.POLYNOMIAL, float(len(coef)), 0.0, 0.0, f"Polynomial({list(coef)})",
+                                coef)

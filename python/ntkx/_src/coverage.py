@@ -62,7 +62,8 @@ COVERAGE: Dict[str, Entry] = {
     "Sigmoid_like": Entry("supported", "as Erf(0.5, 1/2.4020563531719796, 0.5)"),
     "Sign": Entry("supported", "derivative taken as 0, as neural-tangents; " + _FC_ONLY),
     "Monomial": Entry("supported", "degree 0 to 15 (neural-tangents: 0 to 5); " + _FC_ONLY),
-    "Polynomial": Entry("planned", "its dual needs one per-point slot per degree (neural-tangents' r_l(q)); a later program op"),
+    "Polynomial": Entry("supported", "degree <= 15; one per-point slot per degree, so FC networks on the "
+                                     "register program (CPU backend)"),
     "Hermite": Entry("supported", "degree 0 to 15; neural-tangents' kernel K^n, exact for unit-variance inputs; " + _FC_ONLY),
     "Gabor": Entry("refused", _NO_KERNEL + " (neural-tangents itself computes it numerically)"),
     "Elementwise": Entry("refused", "an arbitrary jax function with a user-given dual; ntkx's duals are compiled"),

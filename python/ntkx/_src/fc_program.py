@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ntkx._src.activations import Activation
+from ntkx._src.activations import Activation, ActivationKind
 from ntkx._src.network import ActOp, DenseOp, FanInOp, FanOutOp, ParallelOp, ReadoutOp, RepeatOp
 
 # Op kinds of math/fc_program.h (OpKind).
@@ -55,6 +55,7 @@ class FcProgram:
       nreg: registers (0 is the input).
       out: the register read out.
       activations: the program's activations (for the scale rules of `fc_kernels`).
+      poly: the Polynomial activations' coefficients (an ACT op's a, b: count, offset).
     """
 
     ops_i: np.ndarray
@@ -64,6 +65,7 @@ class FcProgram:
     nreg: int
     out: int
     activations: Tuple[Activation, ...]
+    poly: np.ndarray
 
     @property
     def n_ops(self) -> int:
@@ -72,7 +74,7 @@ class FcProgram:
     def to_core(self, max_erf_t: float, want_ntk: bool) -> tuple:
         """The tuple ``_core.fc(program=...)`` takes."""
         return (self.ops_i, self.ops_f, self.srcs, self.src_logc, self.nreg, self.out, float(max_erf_t),
-                bool(want_ntk))
+                bool(want_ntk), self.poly)
 
 
 class _Builder:
@@ -103,7 +105,7 @@ class _Builder:
         while t < len(ops):
             op = ops[t]
             if (op[0] == ACT and t + 1 < len(ops) and ops[t + 1][0] == DENSE and ops[t + 1][2] == (op[1],)
-                    and uses.get(op[1], 0) == 1):
+                    and uses.get(op[1], 0) == 1 and op[4].kind is not ActivationKind.POLYNOMIAL):
                 nxt = ops[t + 1]
                 fused.append((LAYER, nxt[1], op[2], nxt[3], op[4], ()))
                 t += 2
@@ -120,7 +122,7 @@ class _Builder:
         nreg = 1
         if last.get(0, -1) < 0:
             free.append(0)
-        rows_i, rows_f, srcs_all, logc_all = [], [], [], []
+        rows_i, rows_f, srcs_all, logc_all, poly = [], [], [], [], []
         for t, (kind, dst, srcs, (w, b, n_in, beta), act, logc) in enumerate(fused):
             src_regs = [reg[s] for s in srcs]
             for s in set(srcs):  # sources dying here may be overwritten by this op
@@ -135,6 +137,9 @@ class _Builder:
                 nreg += 1
             reg[dst] = r
             a = (act.a, act.b, act.c) if act is not None else (0.0, 1.0, 0.0)
+            if act is not None and act.kind is ActivationKind.POLYNOMIAL:  # (count, offset) of its coefficients
+                a = (float(len(act.coef)), float(len(poly)), 0.0)
+                poly.extend(act.coef)
             code = int(act.core_kind().value) if act is not None else 0
             if kind == SUM:
                 rows_i.append((SUM, r, len(srcs_all), len(src_regs), 0))
@@ -148,7 +153,8 @@ class _Builder:
         acts = tuple(op[4] for op in fused if op[4] is not None)
         return FcProgram(
             np.asarray(rows_i, dtype=np.int32).reshape(-1, 5), np.asarray(rows_f, dtype=np.float64).reshape(-1, 7),
-            np.asarray(srcs_all, dtype=np.int32), np.asarray(logc_all, dtype=np.float64), nreg, reg[out], acts)
+            np.asarray(srcs_all, dtype=np.int32), np.asarray(logc_all, dtype=np.float64), nreg, reg[out], acts,
+            np.asarray(poly, dtype=np.float64))
 
 
 def compile_program(ops: Sequence[Any], d: int) -> FcProgram:

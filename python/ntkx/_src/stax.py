@@ -37,7 +37,7 @@ Params = Any
 SUPPORTED = (
     "ntkx's FC kernels support serial / repeat of Dense (any W_std / b_std per layer), Identity, Flatten() "
     "first, FanOut / parallel / FanInSum / FanInConcat, and the activations Relu, LeakyRelu, ABRelu, Abs, Erf, "
-    "Sigmoid_like, Gelu, Sin, Cos, Rbf, Exp, Gaussian, ExpNormalized, Sign, Monomial, Hermite and "
+    "Sigmoid_like, Gelu, Sin, Cos, Rbf, Exp, Gaussian, ExpNormalized, Sign, Monomial, Hermite, Polynomial and "
     "RectifiedMonomial / ArcCosine (one kind per layer, any mix)"
 )
 
@@ -287,6 +287,16 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     return _act_layer(activations.erf(a, b, c))
 
 
+def Polynomial(coef: Sequence[float]) -> Layer:
+    """``coef[0] + coef[1] x + ... + coef[n] x^n`` (neural-tangents' ``stax.Polynomial``), n <= 15.
+    Its kernel runs in the FC register program (CPU backend)."""
+    act = activations.polynomial(coef)
+    c = np.asarray(act.coef)
+    dc = np.polynomial.polynomial.polyder(c) if len(c) > 1 else np.zeros(1)
+    return _act_layer(act, (lambda x: np.polynomial.polynomial.polyval(x, c),
+                            lambda x: np.polynomial.polynomial.polyval(x, dc)))
+
+
 def Sigmoid_like() -> Layer:
     """``0.5 erf(x / 2.4020563531719796) + 0.5`` (neural-tangents' ``stax.Sigmoid_like``: an Erf)."""
     return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
@@ -520,6 +530,8 @@ def compile_fc_program(ops: Sequence[Any]) -> Tuple[FcSpec, bool, bool]:
     if depth == 0:
         return FcSpec(0, first.W_std, first.b_std or 0.0), False, flatten_first
     acts = {a.act for (a, _), _ in flat}
+    if any(a.kind is ActivationKind.POLYNOMIAL for a in acts):
+        raise NotImplementedError("Polynomial runs in the register program")  # _kernels falls back to it
     if len(acts) > 1:
         raise NotImplementedError(f"all activations must be the same, got {sorted(a.name for a in acts)}. {SUPPORTED}")
     runs = [((first.W_std, first.b_std or 0.0), 1)] + [((d.W_std, d.b_std or 0.0), n) for (_, d), n in flat]
