@@ -202,8 +202,11 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&ntkx::host::cntk_params), py::arg("P"), py::arg("Q"), py::arg("C"), py::arg("w_std"),
            py::arg("b_std"), py::arg("filt"), py::arg("final_act"), py::arg("act"), py::arg("a"), py::arg("b"),
            py::arg("c"), py::arg("readout"), py::arg("out_w_std"), py::arg("out_b_std"),
-           py::arg("train_first") = true, py::arg("train_last") = true)
+           py::arg("train_first") = true, py::arg("train_last") = true,
+           py::arg("std_fan_in") = std::vector<double>{}, py::arg("std_beta") = std::vector<double>{},
+           py::arg("out_nin") = 0.0, py::arg("out_beta") = 0.0)
       .def_readonly("P", &ntkx::CntkParams::P)
+      .def_readonly("standard", &ntkx::CntkParams::standard)
       .def_readonly("Q", &ntkx::CntkParams::Q)
       .def_readonly("C", &ntkx::CntkParams::C)
       .def_readonly("n_conv", &ntkx::CntkParams::n_conv)

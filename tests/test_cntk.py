@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -134,6 +136,28 @@ def test_emulated_cuda_matches_openmp(act, readout, rng):
     cpu_sym = ntkx.cntk_kernels(x1, None, spec, device="cpu")
     assert rel_err(sym.ntk, cpu_sym.ntk) <= TOL["emulator"]
     assert np.array_equal(sym.ntk, sym.ntk.T)
+
+
+@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("readout", ["gap", "vanilla"])
+def test_standard_parameterization_on_every_backend(act, readout, rng):
+    """parameterization='standard' conv stacks (math::conv_theta, the standard readout): the
+    fused ReLU 3x3 path, the general rows and the emulated CUDA tiles agree, a net of NTK layers
+    given as a CntkStandard of no standard layer is the NTK net, and the standard NTK differs."""
+    from ntkx._src.cntk import CntkStandard
+    x1 = rng.standard_normal((3, 5, 4, 2))
+    x2 = rng.standard_normal((2, 5, 4, 2))
+    base = make_spec(act, readout, depth=3, bias=0.1, final_act=True)
+    n = len(base.convs)
+    std = dataclasses.replace(base, standard=CntkStandard((True,) * n, (6,) * n, (True, False, True), True, False))
+    cpu = ntkx.cntk_kernels(x1, x2, std, device="cpu")
+    emu = ntkx.cntk_kernels(x1, x2, std, device="emulate")
+    assert rel_err(emu.ntk, cpu.ntk) <= TOL["emulator"] and rel_err(emu.nngp, cpu.nngp) <= TOL["emulator"]
+    ntk = ntkx.cntk_kernels(x1, x2, base, device="cpu")
+    assert np.array_equal(cpu.nngp, ntk.nngp)  # the NNGP does not depend on the parameterization
+    assert rel_err(cpu.ntk, ntk.ntk) > 0.5
+    none = dataclasses.replace(base, standard=CntkStandard((False,) * n, (6,) * n, (True,) * n, False, True))
+    assert rel_err(ntkx.cntk_kernels(x1, x2, none, device="cpu").ntk, ntk.ntk) <= TOL["route"]
 
 
 def test_packed_pairs_match_the_emulator(rng):

@@ -221,9 +221,6 @@ def test_refusals_name_what_runs(rng):
                                                                  stax.Identity()), stax.FanInSum())[2](x)
     with pytest.raises(NotImplementedError, match="channel axis"):
         stax.serial(stax.Dense(4), stax.FanOut(2), stax.FanInConcat(axis=0), stax.Dense(1))[2](x)
-    with pytest.raises(NotImplementedError, match="CNTK uses the NTK parameterization"):
-        stax.serial(stax.Conv(4, (3, 3), padding="SAME", parameterization="standard"), stax.Relu(),
-                    stax.GlobalAvgPool(), stax.Dense(1))[2](np.ones((2, 4, 4, 1)))
     residual = NETS["residual"][0]
     with pytest.raises(NotImplementedError, match="CPU backend only"):
         residual[2](x, None, "ntk", device="cuda")

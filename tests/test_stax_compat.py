@@ -123,6 +123,14 @@ NETWORKS = {
     "cnn_gap": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
                                    s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1), s.Relu(),
                                    s.GlobalAvgPool(), s.Dense(1, W_std=1.2)), "images"),
+    "cnn_standard": (lambda s: s.serial(
+        s.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.1, parameterization="standard"), s.Relu(),
+        s.Conv(6, (3, 3), padding="SAME", W_std=1.3, b_std=0.2), s.Relu(),
+        s.GlobalAvgPool(), s.Dense(1, W_std=1.2, b_std=0.1, parameterization="standard")), "images"),
+    "cnn_standard_flatten": (lambda s: s.serial(
+        s.Conv(8, (3, 3), padding="SAME", W_std=1.4, parameterization="standard"), s.Erf(),
+        s.Conv(4, (5, 5), padding="SAME", W_std=1.1, b_std=0.0, parameterization="standard"), s.Flatten(),
+        s.Dense(1, parameterization="standard")), "images"),
     "cnn_flatten": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME"), s.Erf(), s.Flatten(), s.Dense(1)),
                     "images"),
 }

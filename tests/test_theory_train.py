@@ -149,13 +149,17 @@ def test_training_refuses_bad_input_and_diverging_rates():
         train(net, params[:-1], x, y, learning_rate=0.1, steps=1)
 
 
-def test_standard_parameterization_kernels_fc_only():
-    """Standard FC networks have analytic kernels (tests/test_fc_program.py checks them); standard
-    conv networks are finite networks only."""
-    x = _data("fc", 2)
-    assert np.all(np.isfinite(_fc("standard")[2](x, None, "ntk")))
-    with pytest.raises(NotImplementedError, match="NTK parameterization"):
-        _cnn("standard")[2](_data("cnn", 2))
+def test_standard_parameterization_has_kernels():
+    """Standard FC and conv networks have analytic kernels (checked against neural-tangents in
+    tests/test_stax_compat.py), larger than the NTK parameterization's at these widths."""
+    def cnn(par):  # one activation kind (the CNTK's rule)
+        return stax.serial(stax.Conv(3, (3, 3), padding="SAME", W_std=1.5, b_std=0.1, parameterization=par),
+                           stax.Relu(), stax.GlobalAvgPool(), stax.Dense(2, W_std=1.5, parameterization=par))
+
+    for kind, net in (("fc", _fc), ("cnn", cnn)):
+        x = _data(kind, 2)
+        std, ntk = net("standard")[2](x, None, "ntk"), net("ntk")[2](x, None, "ntk")
+        assert np.all(np.isfinite(std)) and np.trace(std) > np.trace(ntk)
     with pytest.raises(ValueError, match="parameterization"):
         stax.Dense(3, parameterization="mean_field")
 

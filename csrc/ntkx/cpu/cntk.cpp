@@ -120,7 +120,8 @@ inline void hsum(const double* __restrict src, double* __restrict dst, int w, in
 /// Everything but S and T stays in L1, and the sums run in the same order as the
 /// CUDA tile's box passes.
 template <bool kNtk, class Row>
-void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, int t_mode, Row row) {
+void conv_rows(const CntkParams& p, int layer, Scratch& sc, int h, int w, int rad, double scale, double bias,
+               int t_mode, Row row) {
   const int q = 2 * rad + 1;
   const int64_t rw = int64_t(w) * kLanes;
   double* __restrict S = sc.s.data();
@@ -160,7 +161,9 @@ void conv_rows(Scratch& sc, int h, int w, int rad, double scale, double bias, in
       if (kNtk) {
         double* __restrict to = T + int64_t(r) * rw + off;
         if (t_mode == 0) {
-          store(to, scale * at + 0.0 + so);
+          store(to, math::conv_theta(p, layer, scale * at, so));
+        } else if (t_mode == 1 && p.standard) {
+          store(to, math::conv_theta(p, layer, bcast(0.0), so));
         } else {
           store(to, (t_mode == 1 ? 1.0 : 0.0) * so);
         }
@@ -260,7 +263,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
     }
   };
   const int q0 = p.filt[0];
-  conv_rows<kNtk>(sc, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], p.train_first ? 1 : 2, products);
+  conv_rows<kNtk>(p, 0, sc, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], p.train_first ? 1 : 2, products);
 
   const int nf = p.n_fields();
   const int nact = p.n_act();
@@ -340,7 +343,7 @@ void run_slice(const CntkParams& p, const math::ActConst& kref, const math::Slic
     };
     if (st + 1 < p.n_conv) {
       const int q = p.filt[st + 1];
-      conv_rows<kNtk>(sc, h, w, q / 2, math::conv_scale(p, st + 1), p.b2[st + 1], 0, dual_row);
+      conv_rows<kNtk>(p, st + 1, sc, h, w, q / 2, math::conv_scale(p, st + 1), p.b2[st + 1], 0, dual_row);
     } else {
       for (int r = 0; r < h; ++r) dual_row(r, S + int64_t(r) * rw, T + int64_t(r) * rw);
     }
@@ -448,7 +451,9 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
     for (int s = 0; s < w; ++s) {
       const int64_t e = int64_t(s) * kLanes;
       const v8 c = scale * (load(k0 + e) + load(k1 + e) + load(k2 + e)) + bias;
-      const v8 tv = kNtk && kT0 ? scale * (load(t0 + e) + load(t1 + e) + load(t2 + e)) + 0.0 + c : tscale * c;
+      const v8 tv = kNtk && kT0   ? math::conv_theta(p, st, scale * (load(t0 + e) + load(t1 + e) + load(t2 + e)), c)
+                    : p.standard ? tscale * math::conv_theta(p, st, bcast(0.0), c)
+                                 : tscale * c;
       if (!kAct) {  // no activation before the readout
         sk += c;
         if (kNtk) stv += tv;

@@ -95,14 +95,16 @@ struct CntkTile {
   }
 
   /// v-pass: dst[e] = scale * (column-window sum of tmp) + bias (+ add[e]).
+  /// Vertical box pass: dst = scale (vertical sum of tmp) + bias, or with `add` (the layer's
+  /// new Sigma) Theta' = math::conv_theta of conv layer `layer` of *p.
   NTKX_HD static void vpass(int tid, const double* tmp, double* dst, int h, int w, int rad, double scale,
-                            double bias, const double* add) {
+                            double bias, const double* add, const CntkParams* p = nullptr, int layer = 0) {
     for (int e = tid; e < h * w; e += kThreads) {
       const int r = e / w, s = e % w;
       const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
       double acc = tmp[lo * w + s];
       for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
-      dst[e] = add ? scale * acc + bias + add[e] : scale * acc + bias;
+      dst[e] = add ? math::conv_theta(*p, layer, scale * acc + bias, add[e]) : scale * acc + bias;
     }
   }
 
@@ -131,7 +133,8 @@ struct CntkTile {
     if (k == 2) {
       vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], nullptr);
       if (a.want_ntk)
-        for (int e = tid; e < n; e += kThreads) sh.t[e] = p.train_first ? sh.s[e] : 0.0;
+        for (int e = tid; e < n; e += kThreads)
+          sh.t[e] = p.train_first ? (p.standard ? math::conv_theta(p, 0, 0.0, sh.s[e]) : sh.s[e]) : 0.0;
       return;
     }
     const int cp = a.want_ntk ? 4 : 2;
@@ -175,7 +178,7 @@ struct CntkTile {
     if (sub == 1) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
     if (sub == 2) return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1], nullptr);
     if (sub == 3) return hpass(tid, sh.t, sh.tmp, h, w, q / 2);
-    vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0, sh.s);
+    vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0, sh.s, &p, stage + 1);
   }
 
   /// Block reduction, first half: every thread's partial sums into shared memory.

@@ -21,7 +21,8 @@ inline void need_arg(bool ok, const std::string& msg) {
 inline CntkParams cntk_params(int P, int Q, int C, const std::vector<double>& w_std,
                               const std::vector<double>& b_std, const std::vector<int>& filt, bool final_act, Act act,
                               double a, double b, double c, Readout readout, double out_w_std, double out_b_std,
-                              bool train_first, bool train_last) {
+                              bool train_first, bool train_last, const std::vector<double>& std_fan_in = {},
+                              const std::vector<double>& std_beta = {}, double out_nin = 0.0, double out_beta = 0.0) {
   CntkParams p;
   need_arg(w_std.size() == b_std.size() && w_std.size() == filt.size(),
            "CntkParams: w_std, b_std and filt need one entry per conv layer");
@@ -35,6 +36,22 @@ inline CntkParams cntk_params(int P, int Q, int C, const std::vector<double>& w_
   p.final_act = final_act, p.act = act, p.a = a, p.b = b, p.c = c, p.readout = readout;
   p.out_w2 = out_w_std * out_w_std, p.out_b2 = out_b_std * out_b_std;
   p.train_first = train_first, p.train_last = train_last;
+  // parameterization='standard': std_fan_in / std_beta per conv layer (empty: NTK).
+  need_arg(std_fan_in.size() == std_beta.size() && (std_fan_in.empty() || std_fan_in.size() == w_std.size()),
+           "CntkParams: std_fan_in and std_beta need one entry per conv layer (or none)");
+  p.standard = !std_fan_in.empty();
+  for (size_t l = 0; l < std_fan_in.size(); ++l) {
+    if (std_fan_in[l] < 0.0) {  // an NTK-parameterization layer of a mixed network: Theta' = ... + Sigma'
+      p.std_a[l] = 1.0, p.std_c[l] = 0.0;
+      continue;
+    }
+    need_arg(p.w2[l] > 0.0 && std_fan_in[l] >= 1.0,
+             "CntkParams: a standard-parameterization conv layer needs W_std > 0 and its fan-in");
+    p.std_a[l] = std_fan_in[l] / p.w2[l];
+    p.std_c[l] = std_beta[l] - p.std_a[l] * p.b2[l];
+  }
+  p.out_nin = out_nin, p.out_beta = out_beta;
+  need_arg(!p.standard || out_nin >= 0.0, "CntkParams: a standard-parameterization readout needs its fan-in");
   check_cntk_params(p);
   return p;
 }

@@ -60,6 +60,15 @@ struct CntkParams {
   bool train_first = true;
   /// The readout Dense is trained (else its NNGP term is left out of the NTK).
   bool train_last = true;
+  /// parameterization='standard' (neural-tangents' Sohl-Dickstein et al. 2020 form): conv
+  /// layer l's NTK is Theta' = w^2 box(Kd Theta) + fan_in K-term + 1[bias], written from the
+  /// layer's new Sigma' as Theta' = w^2 box(Kd Theta) + std_a[l] Sigma' + std_c[l] with
+  /// std_a = fan_in / w^2 (fan_in = q^2 C_in) and std_c = 1[bias] - std_a b^2 (see conv_theta).
+  bool standard = false;
+  double std_a[kMaxConv];
+  double std_c[kMaxConv];
+  /// Standard readout Dense: NTK = w_o^2 mean(RT) + out_nin mean(R) + out_beta (train_last).
+  double out_nin = 0.0, out_beta = 0.0;
 
   NTKX_HD int n_act() const { return n_conv - 1 + (final_act ? 1 : 0); }
   /// Per-position fields of the diagonal maps (see math::MapField).
@@ -256,13 +265,22 @@ NTKX_HD double conv_scale(double w2, int q, int channels) { return w2 / (double(
 /// layers after it one channel (the dual of the activation).
 NTKX_HD double conv_scale(const CntkParams& p, int l) { return conv_scale(p.w2[l], p.filt[l], l == 0 ? p.C : 1); }
 
+/// Theta' of conv layer l from its scaled box of Kd Theta (`bt` = w^2 box(Kd Theta), or 0 for
+/// the first layer) and its new Sigma' (`sn`): bt + Sigma' (NTK parameterization) or
+/// bt + std_a[l] Sigma' + std_c[l] (standard); any lane type.
+template <typename V>
+NTKX_HD V conv_theta(const CntkParams& p, int l, V bt, V sn) {
+  return p.standard ? bt + p.std_a[l] * sn + p.std_c[l] : bt + 0.0 + sn;
+}
+
 /// The readout of one pair from its sums over positions (vanilla) or position pairs
 /// (GAP) of R and RT (see the file comment): NNGP and NTK.
 NTKX_HD void cntk_readout(const CntkParams& p, double sum_k, double sum_t, double* nngp, double* ntk) {
   const double pq = double(p.P) * double(p.Q);
   const double norm = p.readout == Readout::kGap ? 1.0 / (pq * pq) : 1.0 / pq;
   *nngp = p.out_w2 * (sum_k * norm) + p.out_b2;
-  *ntk = p.out_w2 * (sum_t * norm) + (p.train_last ? *nngp : 0.0);
+  const double last = p.standard ? p.out_nin * (sum_k * norm) + p.out_beta : *nngp;
+  *ntk = p.out_w2 * (sum_t * norm) + (p.train_last ? last : 0.0);
 }
 
 /// Geometry of one displacement slice (di, dj): positions (i, j) of x with

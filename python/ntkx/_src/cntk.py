@@ -41,6 +41,24 @@ class ConvLayer:
 
 
 @dataclasses.dataclass(frozen=True)
+class CntkStandard:
+    """What the standard parameterization (neural-tangents' ``parameterization='standard'``)
+    adds to a `CntkSpec`: per conv layer whether it is standard, its output channels and
+    whether it has a bias (b_std given, even 0); likewise for the readout Dense.
+
+    A standard layer's NTK is ``Theta' = W_std^2 box(Kd Theta) + fan_in box_mean(K) + 1[bias]``
+    with fan_in = q^2 C_in; the readout's ``NTK = w_o^2 mean(RT) + n_in mean(R) + 1[bias]``,
+    n_in the channels (GAP) or positions x channels (Flatten).
+    """
+
+    layers: Tuple[bool, ...]
+    chans: Tuple[int, ...]
+    biased: Tuple[bool, ...]
+    out_standard: bool = False
+    out_biased: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class CntkSpec:
     """``Conv -> [act -> Conv] ... -> [act] -> readout -> Dense`` (see math/cntk.h).
 
@@ -53,6 +71,8 @@ class CntkSpec:
       train_first: the first conv layer is trained (``False``: its contribution to
         the NTK is dropped, Arora et al.'s ``fix`` option).
       train_last: the readout Dense is trained (``False``: likewise).
+      standard: None (NTK parameterization throughout), or which layers use the standard
+        one (`CntkStandard`). Left out of a precompute store's identity when None.
     """
 
     convs: Tuple[ConvLayer, ...]
@@ -63,6 +83,10 @@ class CntkSpec:
     out_b_std: float = 0.0
     train_first: bool = True
     train_last: bool = True
+    standard: Optional[CntkStandard] = None
+
+    #: Fields a precompute store's identity omits at their default (added after stores existed).
+    IDENTITY_OPTIONAL = ("standard",)
 
     def to_core(self, P: int, Q: int, C: int) -> "_core.CntkParams":
         if not isinstance(self.activation, Activation):
@@ -92,12 +116,38 @@ class CntkSpec:
             bool(self.final_act), kind, float(act.a), float(act.b), float(act.c),
             _core.Readout.Gap if self.readout == "gap" else _core.Readout.Vanilla,
             validate.check_std(self.out_w_std, "out W_std"), validate.check_std(self.out_b_std, "out b_std"),
-            bool(self.train_first), bool(self.train_last),
+            bool(self.train_first), bool(self.train_last), *self._standard_args(P, Q, C),
         )
+
+    def _standard_args(self, P: int, Q: int, C: int) -> tuple:
+        """(std_fan_in, std_beta, out_nin, out_beta) of `_core.CntkParams` (empty for NTK)."""
+        st = self.standard
+        if st is None:
+            return ([], [], 0.0, 0.0)
+        n = len(self.convs)
+        if not (len(st.layers) == len(st.chans) == len(st.biased) == n):
+            raise ValueError(f"CntkSpec.standard needs one entry per conv layer ({n})")
+        fan_in, beta = [], []
+        for i, c in enumerate(self.convs):
+            if not st.layers[i]:
+                fan_in.append(-1.0), beta.append(0.0)
+                continue
+            if c.w_std == 0:
+                raise ValueError(f"conv layer {i}: parameterization='standard' kernels need W_std > 0")
+            fan_in.append(float(c.filt * c.filt * (C if i == 0 else st.chans[i - 1])))
+            beta.append(1.0 if st.biased[i] else 0.0)
+        if st.out_standard:
+            out_nin = float(st.chans[-1] * (1 if self.readout == "gap" else P * Q))
+            out_beta = 1.0 if st.out_biased else 0.0
+        else:  # an NTK readout: its term is the NNGP, w_o^2 mean(R) + b_o^2
+            out_nin, out_beta = float(self.out_w_std) ** 2, float(self.out_b_std) ** 2
+        return (fan_in, beta, out_nin, out_beta)
 
     def homogeneous_degree(self) -> Optional[int]:
         """e with K(s x, t x') = (s t)^e K(x, x'), or None (see fc.homogeneous_degree)."""
         biased = any(c.b_std for c in self.convs) or bool(self.out_b_std)
+        if self.standard is not None:  # a standard layer's bias gradient adds 1 to the NTK, even at b_std = 0
+            biased = biased or any(self.standard.biased) or self.standard.out_biased
         return homogeneous_degree(self.activation, len(self.convs) - 1 + (1 if self.final_act else 0), biased)
 
 #: log2 range the CNTK backend's variances must stay in: it forms products of two

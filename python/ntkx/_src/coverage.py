@@ -42,8 +42,8 @@ COVERAGE: Dict[str, Entry] = {
     "Identity": Entry("supported", "anywhere in a supported network"),
     "Flatten": Entry("supported", "first, on images (an MLP on images), or as a CNN readout (vanilla CNTK)"),
     "GlobalAvgPool": Entry("supported", "as the CNN readout (CNTK-GAP)"),
-    "Conv": Entry("supported", "padding='SAME', stride 1, odd square filters, NTK parameterization (standard: "
-                               "finite networks only); " + _CONV_LATER),
+    "Conv": Entry("supported", "padding='SAME', stride 1, odd square filters, parameterization='ntk' or "
+                               "'standard' (s=(1, 1)); " + _CONV_LATER),
     # activations
     "Relu": Entry("supported", "exact arc-cosine recursion"),
     "LeakyRelu": Entry("supported", "as ABRelu(alpha, 1)"),

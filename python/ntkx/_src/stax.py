@@ -24,7 +24,7 @@ from scipy import special
 
 from ntkx._src import activations, network, validate
 from ntkx._src.activations import Activation, ActivationKind
-from ntkx._src.cntk import _MAX_CONV, CntkSpec, ConvLayer, cntk_kernels
+from ntkx._src.cntk import _MAX_CONV, CntkSpec, CntkStandard, ConvLayer, cntk_kernels
 from ntkx._src.fc import FcSpec, Get, Kernel, Kernels, fc_kernels, result
 from ntkx._src.fc_program import compile_program
 from ntkx._src.network import ActOp, ConvOp, DenseOp, FanInOp, FanOutOp, ParallelOp, ReadoutOp, RepeatOp
@@ -674,9 +674,14 @@ def compile_cnn(ops: Sequence[Any]) -> CntkSpec:
                                   f"{SUPPORTED_CNN}")
     act = kinds.pop() if kinds else activations.relu()
     dense = seq[i + 1]
+    standard = None
+    if any(op.parameterization == "standard" for op in convs + [dense]):
+        standard = CntkStandard(tuple(c.parameterization == "standard" for c in convs),
+                                tuple(int(c.out_chan) for c in convs), tuple(c.b_std is not None for c in convs),
+                                dense.parameterization == "standard", dense.b_std is not None)
     return CntkSpec(
         tuple(ConvLayer(c.W_std, c.b_std or 0.0, c.filt) for c in convs), act, final_act,
-        "gap" if seq[i].kind == "gap" else "vanilla", dense.W_std, dense.b_std or 0.0)
+        "gap" if seq[i].kind == "gap" else "vanilla", dense.W_std, dense.b_std or 0.0, standard=standard)
 
 
 #: Rows (images) per call when `kernel_fn`'s ``get=None`` computes the diagonals
@@ -740,11 +745,6 @@ def _kernels(ops: Sequence[Any], x1: Any, x2: Any, get: Get, kwargs: dict) -> Un
     """The kernels `get` names of the network `ops` (what `kernel_fn` computes)."""
     standard = any(isinstance(op, (DenseOp, ConvOp)) and op.parameterization != "ntk" for op in _expand_shallow(ops))
     if is_cnn(ops):
-        if standard:
-            raise NotImplementedError(
-                "kernel_fn: ntkx's CNTK uses the NTK parameterization; parameterization='standard' conv "
-                "networks run as finite networks only (init_fn, apply_fn, stax.empirical_kernels); standard FC "
-                "networks have kernels")
         return cntk_kernels(x1, x2, compile_cnn(ops), get, **kwargs)
     if standard:  # neural-tangents' standard Dense: the register program's DENSE_STD ops
         return _program_kernels(ops, x1, x2, get, kwargs)

@@ -189,7 +189,11 @@ def _spec_of_kernel_fn(fn: Callable) -> Optional[Any]:
 
 def describe_spec(spec: Any) -> Dict[str, Any]:
     """A JSON-able description of an FcSpec / CntkSpec (its dataclass fields, recursively)."""
-    return json.loads(json.dumps(dataclasses.asdict(spec), sort_keys=True, default=repr))
+    d = dataclasses.asdict(spec)
+    for name in getattr(spec, "IDENTITY_OPTIONAL", ()):  # fields newer than the stores: absent at default
+        if d.get(name) is None:
+            d.pop(name, None)
+    return json.loads(json.dumps(d, sort_keys=True, default=repr))
 
 
 @dataclasses.dataclass(frozen=True)
