@@ -82,6 +82,7 @@ def test_constructor_errors():
             A.hermite(bad)
     with pytest.raises(TypeError, match="degree must be an integer"):
         A.monomial(2.5)
+    assert A.monomial(2.0) == A.monomial(2)  # an integral float, as neural-tangents takes it
     with pytest.raises(NotImplementedError, match="degree 3 to 15"):
         Activation("arccosn", 2.0)  # degree 2 has its own kind
     with pytest.raises(ValueError, match=r"one of \[.*'abrelu'.*'erf'.*\], got 'relu'"):

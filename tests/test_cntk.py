@@ -156,6 +156,7 @@ def test_standard_parameterization_on_every_backend(act, readout, rng):
     ntk = ntkx.cntk_kernels(x1, x2, base, device="cpu")
     assert np.array_equal(cpu.nngp, ntk.nngp)  # the NNGP does not depend on the parameterization
     assert rel_err(cpu.ntk, ntk.ntk) > 0.5
+    assert "standard" not in repr(base)  # a precompute store records the repr: old stores keep it
     none = dataclasses.replace(base, standard=CntkStandard((False,) * n, (6,) * n, (True,) * n, False, True))
     assert rel_err(ntkx.cntk_kernels(x1, x2, none, device="cpu").ntk, ntk.ntk) <= TOL["route"]
 

@@ -137,6 +137,13 @@ def test_refusals(rng):
         stax.serial(stax.Dense(8, W_std=3.0), stax.Gaussian(1.0, 0.5), stax.Dense(1))[2](x, None, "nngp")
     with pytest.raises(ValueError, match="Gelu: an activation input's variance overflows"):
         stax.serial(stax.Dense(8, W_std=1e200), stax.Gelu(), stax.Dense(1))[2](x * 1e200, None, "nngp")
+    # finite variances whose closed-form products would overflow (q^4 for Gelu, b^2 q^2 for
+    # Gaussian, b^2 q for Exp): refused, not a false correlation of 1, NaN or 0
+    for net, scale in ((stax.serial(stax.Dense(8), stax.Gelu(), stax.Dense(1)), 1e39),
+                       (stax.serial(stax.Dense(8), stax.Gaussian(1.0, -1e150), stax.Dense(1)), 1e2),
+                       (stax.serial(stax.Dense(8), stax.Exp(1.0, 1e150), stax.Dense(1)), 1e5)):
+        with pytest.raises(ValueError, match="beyond the range"):
+            net[2](x * scale, None, "nngp")
     with pytest.raises(NotImplementedError, match="no finite network"):
         init_fn, apply_fn, _ = stax.serial(stax.Dense(4), stax.ExpNormalized(), stax.Dense(1))
         apply_fn(init_fn(0, x.shape)[1], x)

@@ -131,6 +131,9 @@ NETWORKS = {
         s.Conv(8, (3, 3), padding="SAME", W_std=1.4, parameterization="standard"), s.Erf(),
         s.Conv(4, (5, 5), padding="SAME", W_std=1.1, b_std=0.0, parameterization="standard"), s.Flatten(),
         s.Dense(1, parameterization="standard")), "images"),
+    "cnn_standard_small_w": (lambda s: s.serial(  # fan_in K next to a much larger b^2: no 1/w^2 rebuild
+        s.Conv(4, (3, 3), padding="SAME", W_std=1e-4, b_std=1.0, parameterization="standard"), s.Relu(),
+        s.GlobalAvgPool(), s.Dense(1, W_std=1e-3, b_std=2.0, parameterization="standard")), "images"),
     "cnn_flatten": (lambda s: s.serial(s.Conv(8, (3, 3), padding="SAME"), s.Erf(), s.Flatten(), s.Dense(1)),
                     "images"),
 }

@@ -161,9 +161,9 @@ void conv_rows(const CntkParams& p, int layer, Scratch& sc, int h, int w, int ra
       if (kNtk) {
         double* __restrict to = T + int64_t(r) * rw + off;
         if (t_mode == 0) {
-          store(to, math::conv_theta(p, layer, scale * at, so));
+          store(to, math::conv_theta(p, layer, scale * at, so, ak));
         } else if (t_mode == 1 && p.standard) {
-          store(to, math::conv_theta(p, layer, bcast(0.0), so));
+          store(to, math::conv_theta(p, layer, bcast(0.0), so, ak));
         } else {
           store(to, (t_mode == 1 ? 1.0 : 0.0) * so);
         }
@@ -450,9 +450,10 @@ void run_slice3(const CntkParams& p, const math::ActConst& kref, const math::Sli
     v8 sk = sumk, stv = sumt;
     for (int s = 0; s < w; ++s) {
       const int64_t e = int64_t(s) * kLanes;
-      const v8 c = scale * (load(k0 + e) + load(k1 + e) + load(k2 + e)) + bias;
-      const v8 tv = kNtk && kT0   ? math::conv_theta(p, st, scale * (load(t0 + e) + load(t1 + e) + load(t2 + e)), c)
-                    : p.standard ? tscale * math::conv_theta(p, st, bcast(0.0), c)
+      const v8 ak = load(k0 + e) + load(k1 + e) + load(k2 + e);
+      const v8 c = scale * ak + bias;
+      const v8 tv = kNtk && kT0 ? math::conv_theta(p, st, scale * (load(t0 + e) + load(t1 + e) + load(t2 + e)), c, ak)
+                    : p.standard ? tscale * math::conv_theta(p, st, bcast(0.0), c, ak)
                                  : tscale * c;
       if (!kAct) {  // no activation before the readout
         sk += c;

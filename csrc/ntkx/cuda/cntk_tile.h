@@ -95,16 +95,32 @@ struct CntkTile {
   }
 
   /// v-pass: dst[e] = scale * (column-window sum of tmp) + bias (+ add[e]).
-  /// Vertical box pass: dst = scale (vertical sum of tmp) + bias, or with `add` (the layer's
-  /// new Sigma) Theta' = math::conv_theta of conv layer `layer` of *p.
   NTKX_HD static void vpass(int tid, const double* tmp, double* dst, int h, int w, int rad, double scale,
-                            double bias, const double* add, const CntkParams* p = nullptr, int layer = 0) {
+                            double bias, const double* add) {
     for (int e = tid; e < h * w; e += kThreads) {
       const int r = e / w, s = e % w;
       const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
       double acc = tmp[lo * w + s];
       for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
-      dst[e] = add ? math::conv_theta(*p, layer, scale * acc + bias, add[e]) : scale * acc + bias;
+      dst[e] = add ? scale * acc + bias + add[e] : scale * acc + bias;
+    }
+  }
+
+  /// Sigma's vertical pass of conv layer `layer` that also finishes Theta: s = scale A + bias
+  /// with A the vertical sum of tmp, and t = math::conv_theta(bt = t, s, A) (t_mode 0, t holding
+  /// the scaled box of Kd Theta), conv_theta(0, s, A) (t_mode 1: the first layer, trained) or 0
+  /// (t_mode 2). The patch sum A is at hand only here, before s overwrites it.
+  NTKX_HD static void vpass_st(int tid, const double* tmp, double* s_out, double* t, int h, int w, int rad,
+                               double scale, double bias, const CntkParams& p, int layer, int t_mode) {
+    for (int e = tid; e < h * w; e += kThreads) {
+      const int r = e / w, s = e % w;
+      const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
+      double acc = tmp[lo * w + s];
+      for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
+      const double sn = scale * acc + bias;
+      s_out[e] = sn;
+      t[e] = t_mode == 0 ? math::conv_theta(p, layer, t[e], sn, acc)
+                         : (t_mode == 1 ? (p.standard ? math::conv_theta(p, layer, 0.0, sn, acc) : sn) : 0.0);
     }
   }
 
@@ -131,10 +147,11 @@ struct CntkTile {
     const int q0 = p.filt[0];
     if (k == 1) return hpass(tid, sh.s, sh.tmp, h, w, q0 / 2);
     if (k == 2) {
-      vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], nullptr);
       if (a.want_ntk)
-        for (int e = tid; e < n; e += kThreads)
-          sh.t[e] = p.train_first ? (p.standard ? math::conv_theta(p, 0, 0.0, sh.s[e]) : sh.s[e]) : 0.0;
+        vpass_st(tid, sh.tmp, sh.s, sh.t, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], p, 0,
+                 p.train_first ? 1 : 2);
+      else
+        vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], nullptr);
       return;
     }
     const int cp = a.want_ntk ? 4 : 2;
@@ -175,10 +192,16 @@ struct CntkTile {
     }
     const int q = p.filt[stage + 1];
     const double scale = math::conv_scale(p, stage + 1);
-    if (sub == 1) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
-    if (sub == 2) return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1], nullptr);
-    if (sub == 3) return hpass(tid, sh.t, sh.tmp, h, w, q / 2);
-    vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0, sh.s, &p, stage + 1);
+    if (!a.want_ntk) {
+      if (sub == 1) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
+      return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1], nullptr);
+    }
+    // Theta's box first (t = scale box(Kd Theta) + 0), then Sigma's, which finishes Theta
+    // from the patch sum (vpass_st): the same sums and roundings as Sigma-then-Theta.
+    if (sub == 1) return hpass(tid, sh.t, sh.tmp, h, w, q / 2);
+    if (sub == 2) return vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0, nullptr);
+    if (sub == 3) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
+    vpass_st(tid, sh.tmp, sh.s, sh.t, h, w, q / 2, scale, p.b2[stage + 1], p, stage + 1, 0);
   }
 
   /// Block reduction, first half: every thread's partial sums into shared memory.

@@ -41,14 +41,14 @@ inline CntkParams cntk_params(int P, int Q, int C, const std::vector<double>& w_
            "CntkParams: std_fan_in and std_beta need one entry per conv layer (or none)");
   p.standard = !std_fan_in.empty();
   for (size_t l = 0; l < std_fan_in.size(); ++l) {
+    const double q2 = double(p.filt[l]) * p.filt[l], csum = l == 0 ? double(C) : 1.0;
     if (std_fan_in[l] < 0.0) {  // an NTK-parameterization layer of a mixed network: Theta' = ... + Sigma'
-      p.std_a[l] = 1.0, p.std_c[l] = 0.0;
+      p.std_a[l] = p.w2[l] / (q2 * csum), p.std_c[l] = p.b2[l];
       continue;
     }
-    need_arg(p.w2[l] > 0.0 && std_fan_in[l] >= 1.0,
-             "CntkParams: a standard-parameterization conv layer needs W_std > 0 and its fan-in");
-    p.std_a[l] = std_fan_in[l] / p.w2[l];
-    p.std_c[l] = std_beta[l] - p.std_a[l] * p.b2[l];
+    need_arg(std_fan_in[l] >= 1.0, "CntkParams: a standard-parameterization conv layer needs its fan-in");
+    p.std_a[l] = std_fan_in[l] / (q2 * csum);
+    p.std_c[l] = std_beta[l];
   }
   p.out_nin = out_nin, p.out_beta = out_beta;
   need_arg(!p.standard || out_nin >= 0.0, "CntkParams: a standard-parameterization readout needs its fan-in");

@@ -61,9 +61,11 @@ struct CntkParams {
   /// The readout Dense is trained (else its NNGP term is left out of the NTK).
   bool train_last = true;
   /// parameterization='standard' (neural-tangents' Sohl-Dickstein et al. 2020 form): conv
-  /// layer l's NTK is Theta' = w^2 box(Kd Theta) + fan_in K-term + 1[bias], written from the
-  /// layer's new Sigma' as Theta' = w^2 box(Kd Theta) + std_a[l] Sigma' + std_c[l] with
-  /// std_a = fan_in / w^2 (fan_in = q^2 C_in) and std_c = 1[bias] - std_a b^2 (see conv_theta).
+  /// layer l's NTK is Theta' = w^2 box(Kd Theta) + fan_in box_mean(K) + 1[bias] (fan_in =
+  /// q^2 C_in), i.e. Theta' = w^2 box(Kd Theta) + std_a[l] A + std_c[l] with A the layer's
+  /// unscaled patch sum (Sigma' = conv_scale A + b^2), std_a = fan_in / (q^2 C_sum) (C_sum:
+  /// the channels A already sums, C at layer 0, else 1) and std_c = 1[bias]; an NTK layer of
+  /// a mixed network has std_a = conv_scale, std_c = b^2 (Theta' = ... + Sigma'). See conv_theta.
   bool standard = false;
   double std_a[kMaxConv];
   double std_c[kMaxConv];
@@ -266,11 +268,12 @@ NTKX_HD double conv_scale(double w2, int q, int channels) { return w2 / (double(
 NTKX_HD double conv_scale(const CntkParams& p, int l) { return conv_scale(p.w2[l], p.filt[l], l == 0 ? p.C : 1); }
 
 /// Theta' of conv layer l from its scaled box of Kd Theta (`bt` = w^2 box(Kd Theta), or 0 for
-/// the first layer) and its new Sigma' (`sn`): bt + Sigma' (NTK parameterization) or
-/// bt + std_a[l] Sigma' + std_c[l] (standard); any lane type.
+/// the first layer), its new Sigma' (`sn`) and the unscaled patch sum `a` it came from:
+/// bt + Sigma' (NTK parameterization) or bt + std_a[l] a + std_c[l] (standard; no 1/w^2, so
+/// a small W_std beside a large b_std loses nothing); any lane type.
 template <typename V>
-NTKX_HD V conv_theta(const CntkParams& p, int l, V bt, V sn) {
-  return p.standard ? bt + p.std_a[l] * sn + p.std_c[l] : bt + 0.0 + sn;
+NTKX_HD V conv_theta(const CntkParams& p, int l, V bt, V sn, V a) {
+  return p.standard ? bt + p.std_a[l] * a + p.std_c[l] : bt + 0.0 + sn;
 }
 
 /// The readout of one pair from its sums over positions (vanilla) or position pairs

@@ -344,6 +344,19 @@ inline double act_point(const FcParams& p, double logq, double* g, double* s) {
     throw std::invalid_argument(std::string(act_name(p.act)) +
                                 ": an activation input's variance overflows float64 (log q = " +
                                 std::to_string(logq) + "); its kernel depends on q itself, not only on angles");
+  // Where the closed forms' products would leave float64 (Gelu's q^2 q'^2, Gaussian's b^2 q q',
+  // Sin / Rbf / Exp's b^2 q), refuse rather than return inf / NaN or a false correlation.
+  const double scale_q = p.act == Act::kGelu       ? q
+                         : p.act == Act::kGaussian ? std::fabs(p.b) * q
+                         : p.act == Act::kRbf      ? p.a * q
+                                                   : p.b * p.b * q;
+  const double limit = p.act == Act::kGelu ? 1e60 : (p.act == Act::kGaussian ? 1e100 : 1e300);
+  if (!(scale_q <= limit) || (p.act == Act::kGaussian && !(q <= 1e100)))
+    throw std::invalid_argument(std::string(act_name(p.act)) + ": an activation input's variance q = " +
+                                std::to_string(q) + " is beyond the range where its closed form is evaluated in "
+                                "float64 (" + (p.act == Act::kGelu ? "q" : p.act == Act::kGaussian ? "|b| q" :
+                                p.act == Act::kRbf ? "gamma q" : "b^2 q") + " <= " + std::to_string(limit) +
+                                "); rescale the inputs or W_std");
   *g = std::sqrt(q);
   if (p.act == Act::kRbf) {
     *s = 1.0;
@@ -580,6 +593,7 @@ inline double poly_point(const double* coef, int m, double logq, double* e, int6
     for (int j = 2; j <= l; ++j) lf *= j;
     double acc = 0.0;
     for (int k = l, i = 0; k < m; k += 2, ++i) {
+      if (coef[k] == 0.0) continue;  // (0 times an overflowing power is not a NaN)
       double c = coef[k];  // coef_k k! / (2^i i! sqrt(l!)) sqrt(q)^k
       for (int j = l + 1; j <= k; ++j) c *= j;  // k! / l!
       for (int j = 1; j <= i; ++j) c /= 2.0 * j;

@@ -129,6 +129,10 @@ inline void check_program(const FcProgram& pr) {
             op.b != double(int64_t(op.b)) || int64_t(op.b) + int64_t(op.a) > pr.npoly)
           bad("Polynomial coefficients out of range");
       }
+      if ((op.act == Act::kArcCosN || op.act == Act::kMonomial || op.act == Act::kHermite) &&
+          op.kind != OpKind::kDense && op.kind != OpKind::kDenseStd &&
+          !(op.a == double(int64_t(op.a)) && op.a >= (op.act == Act::kArcCosN ? 3 : 0) && op.a <= kMaxDegree))
+        bad("activation degree out of range");
       if ((op.kind == OpKind::kDenseStd || op.kind == OpKind::kLayerStd) && !(op.n_in >= 1.0))
         bad("a standard-parameterization Dense needs its input width");
     } else {

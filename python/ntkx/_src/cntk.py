@@ -83,7 +83,9 @@ class CntkSpec:
     out_b_std: float = 0.0
     train_first: bool = True
     train_last: bool = True
-    standard: Optional[CntkStandard] = None
+    # repr=False: a precompute store records the spec's repr too, and the stores written before
+    # this field existed must keep their identity (describe_spec drops it when None).
+    standard: Optional[CntkStandard] = dataclasses.field(default=None, repr=False)
 
     #: Fields a precompute store's identity omits at their default (added after stores existed).
     IDENTITY_OPTIONAL = ("standard",)
@@ -132,8 +134,6 @@ class CntkSpec:
             if not st.layers[i]:
                 fan_in.append(-1.0), beta.append(0.0)
                 continue
-            if c.w_std == 0:
-                raise ValueError(f"conv layer {i}: parameterization='standard' kernels need W_std > 0")
             fan_in.append(float(c.filt * c.filt * (C if i == 0 else st.chans[i - 1])))
             beta.append(1.0 if st.biased[i] else 0.0)
         if st.out_standard:

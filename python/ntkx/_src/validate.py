@@ -77,6 +77,8 @@ def check_depth(depth: Any) -> int:
 def check_degree(degree: Any, what: str, max_degree: int) -> int:
     """An activation's degree: an int in [0, max_degree]. Out of range is NotImplementedError, as
     neural-tangents raises for degrees it has no closed form of; not an int is TypeError."""
+    if isinstance(degree, (float, np.floating)) and float(degree).is_integer():
+        degree = int(degree)  # 2.0 is 2, as neural-tangents takes it
     if isinstance(degree, (bool, np.bool_)) or not isinstance(degree, (int, np.integer)):
         raise TypeError(f"{what}: degree must be an integer, got {degree!r}")
     if degree < 0:
