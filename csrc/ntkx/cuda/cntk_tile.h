@@ -95,15 +95,19 @@ struct CntkTile {
   }
 
   /// v-pass: dst[e] = scale * (column-window sum of tmp) + bias (+ add[e]).
+  /// The vertical box sum of tmp at entry e of an h x w slice (rows e / w - rad .. + rad, clipped).
+  NTKX_HD static double vsum(const double* tmp, int e, int h, int w, int rad) {
+    const int r = e / w, s = e % w;
+    const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
+    double acc = tmp[lo * w + s];
+    for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
+    return acc;
+  }
+
+  /// Vertical box pass: dst = scale (vertical sum of tmp) + bias.
   NTKX_HD static void vpass(int tid, const double* tmp, double* dst, int h, int w, int rad, double scale,
-                            double bias, const double* add) {
-    for (int e = tid; e < h * w; e += kThreads) {
-      const int r = e / w, s = e % w;
-      const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
-      double acc = tmp[lo * w + s];
-      for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
-      dst[e] = add ? scale * acc + bias + add[e] : scale * acc + bias;
-    }
+                            double bias) {
+    for (int e = tid; e < h * w; e += kThreads) dst[e] = scale * vsum(tmp, e, h, w, rad) + bias;
   }
 
   /// Sigma's vertical pass of conv layer `layer` that also finishes Theta: s = scale A + bias
@@ -113,10 +117,7 @@ struct CntkTile {
   NTKX_HD static void vpass_st(int tid, const double* tmp, double* s_out, double* t, int h, int w, int rad,
                                double scale, double bias, const CntkParams& p, int layer, int t_mode) {
     for (int e = tid; e < h * w; e += kThreads) {
-      const int r = e / w, s = e % w;
-      const int lo = r - rad < 0 ? 0 : r - rad, hi = r + rad > h - 1 ? h - 1 : r + rad;
-      double acc = tmp[lo * w + s];
-      for (int u = lo + 1; u <= hi; ++u) acc += tmp[u * w + s];
+      const double acc = vsum(tmp, e, h, w, rad);
       const double sn = scale * acc + bias;
       s_out[e] = sn;
       t[e] = t_mode == 0 ? math::conv_theta(p, layer, t[e], sn, acc)
@@ -151,7 +152,7 @@ struct CntkTile {
         vpass_st(tid, sh.tmp, sh.s, sh.t, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], p, 0,
                  p.train_first ? 1 : 2);
       else
-        vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0], nullptr);
+        vpass(tid, sh.tmp, sh.s, h, w, q0 / 2, math::conv_scale(p, 0), p.b2[0]);
       return;
     }
     const int cp = a.want_ntk ? 4 : 2;
@@ -194,12 +195,12 @@ struct CntkTile {
     const double scale = math::conv_scale(p, stage + 1);
     if (!a.want_ntk) {
       if (sub == 1) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
-      return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1], nullptr);
+      return vpass(tid, sh.tmp, sh.s, h, w, q / 2, scale, p.b2[stage + 1]);
     }
     // Theta's box first (t = scale box(Kd Theta) + 0), then Sigma's, which finishes Theta
     // from the patch sum (vpass_st): the same sums and roundings as Sigma-then-Theta.
     if (sub == 1) return hpass(tid, sh.t, sh.tmp, h, w, q / 2);
-    if (sub == 2) return vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0, nullptr);
+    if (sub == 2) return vpass(tid, sh.tmp, sh.t, h, w, q / 2, scale, 0.0);
     if (sub == 3) return hpass(tid, sh.s, sh.tmp, h, w, q / 2);
     vpass_st(tid, sh.tmp, sh.s, sh.t, h, w, q / 2, scale, p.b2[stage + 1], p, stage + 1, 0);
   }

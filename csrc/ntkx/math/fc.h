@@ -202,12 +202,6 @@ inline ActConst act_const(const FcParams& p) {
   return k;
 }
 
-/// Whether the activation's kernel depends on the variances q, q' and not only on the
-/// angle (these carry g = sqrt(q) per point, and V where the dual normalizes by it).
-constexpr bool act_needs_q(Act a) {
-  return a == Act::kGelu || a == Act::kSin || a == Act::kRbf || a == Act::kExp || a == Act::kGaussian;
-}
-
 /// gamma^2 = 2 b^2 Q / (1 + 2 b^2 Q) of erf(b u), u ~ N(0, Q), without overflow:
 /// b^2 Q beyond the float64 range (b = 1e300, or Q = e^800 from a deep net) gives
 /// gamma^2 = 1 (erf(b u) -> sign(u)), never inf / inf. Shared by fc.h's per-point
@@ -294,8 +288,8 @@ inline const char* act_name(Act a) {
 /// The per-point quantities of an activation on an input of log-variance `logq`
 /// (host only): returns log V = log E[phi(u)^2], u ~ N(0, Q), and sets the fields
 /// the pair code reads, g and s (PointLayer): erf's gamma and V; sqrt(Q) and V for the
-/// kinds of act_needs_q (V = T(g, g) of act_moments, or 1 for Rbf; Exp's lives in
-/// logs only). A zero-variance input gives phi(0)^2. Throws std::invalid_argument where
+/// kinds whose kernel depends on q itself (Gelu, Sin, Rbf, Exp, Gaussian: V = T(g, g) of
+/// act_moments, or 1 for Rbf; Exp's lives in logs only). A zero-variance input gives phi(0)^2. Throws std::invalid_argument where
 /// the activation's moments leave float64 (a q-dependent kind on an overflowing
 /// variance; Gaussian with b q >= 1/4, whose E[phi^2] is infinite).
 inline double act_point(const FcParams& p, double logq, double* g, double* s) {
@@ -321,24 +315,21 @@ inline double act_point(const FcParams& p, double logq, double* g, double* s) {
     case Act::kArcCosN:
     case Act::kMonomial:
     case Act::kHermite: {
-      const ActConst k = act_const(p);
-      if (k.n == 0 && p.act != Act::kArcCosN) return 0.0;  // phi = 1 (x^0 = 1 at 0, as neural-tangents)
+      const int n = int(p.a);
+      if (n == 0 && p.act != Act::kArcCosN) return 0.0;  // phi = 1 (x^0 = 1 at 0, as neural-tangents)
       if (zero) return ninf;
-      // V = J_n(0) / (2 pi) q^n, (2n - 1)!! q^n, q^n.
-      double c = 1.0;
-      if (p.act == Act::kArcCosN) c = k.j0 * (0.5 * kInvPi);
-      if (p.act == Act::kMonomial) {
-        double coef[kMaxDegree + 1];
-        c = monomial_coefs(k.n, coef);
-      }
-      return std::log(c) + double(k.n) * logq;
+      // V = (2n - 1)!! q^n (Monomial), (2n - 1)!! / 2 q^n (rectified: J_n(0) / (2 pi)), q^n (Hermite).
+      double c = p.act == Act::kArcCosN ? 0.5 : 1.0;
+      if (p.act != Act::kHermite)
+        for (int m = 2 * n - 1; m > 1; m -= 2) c *= m;
+      return std::log(c) + double(n) * logq;
     }
     case Act::kPolynomial:
       throw std::invalid_argument("ntkx: Polynomial has one slot per degree: it runs as a program op (poly_point)");
     default:
       break;
   }
-  // The kinds of act_needs_q.
+  // The kinds whose kernel depends on q itself.
   const double q = std::exp(logq);
   if (!(q < std::numeric_limits<double>::infinity()))
     throw std::invalid_argument(std::string(act_name(p.act)) +

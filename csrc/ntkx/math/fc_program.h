@@ -213,29 +213,23 @@ inline double program_point(const FcProgram& pr, const int64_t* off, double* lq,
     double* sl = out + off[t] * ld;
     switch (op.kind) {
       case OpKind::kDense:
-        lq[op.dst] = program_dense_point(op, lq[op.src], &sl[0], &sl[ld]);
+      case OpKind::kDenseStd: {
+        const double lin = lq[op.src];  // dst may be src
+        lq[op.dst] = program_dense_point(op, lin, &sl[0], &sl[ld]);
+        if (op.kind == OpKind::kDenseStd) program_dense_std_point(op, lin, lq[op.dst], &sl[2 * ld], &sl[3 * ld]);
         break;
+      }
       case OpKind::kAct: {
         lq[op.dst] = op.act == Act::kPolynomial
                          ? poly_point(pr.poly + int64_t(op.b), int(op.a), lq[op.src], sl, ld)
                          : program_act_point(pr, op, lq[op.src], &sl[0], &sl[ld]);
         break;
       }
-      case OpKind::kLayer: {
-        const double lv = program_act_point(pr, op, lq[op.src], &sl[2 * ld], &sl[3 * ld]);
-        lq[op.dst] = program_dense_point(op, lv, &sl[0], &sl[ld]);
-        break;
-      }
-      case OpKind::kDenseStd: {
-        const double lin = lq[op.src];  // dst may be src
-        lq[op.dst] = program_dense_point(op, lin, &sl[0], &sl[ld]);
-        program_dense_std_point(op, lin, lq[op.dst], &sl[2 * ld], &sl[3 * ld]);
-        break;
-      }
+      case OpKind::kLayer:
       case OpKind::kLayerStd: {
         const double lv = program_act_point(pr, op, lq[op.src], &sl[2 * ld], &sl[3 * ld]);
         lq[op.dst] = program_dense_point(op, lv, &sl[0], &sl[ld]);
-        program_dense_std_point(op, lv, lq[op.dst], &sl[4 * ld], &sl[5 * ld]);
+        if (op.kind == OpKind::kLayerStd) program_dense_std_point(op, lv, lq[op.dst], &sl[4 * ld], &sl[5 * ld]);
         break;
       }
       case OpKind::kSum: {

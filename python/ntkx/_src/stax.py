@@ -241,6 +241,11 @@ def _act_layer(act: Activation, fns=None) -> Layer:
         return Layer([ActOp(act, lambda x: a * np.exp(b * x), lambda x: a * b * np.exp(b * x))])
     if act.kind is K.GAUSSIAN:
         return Layer([ActOp(act, lambda x: a * np.exp(b * x * x), lambda x: 2.0 * a * b * x * np.exp(b * x * x))])
+    if act.kind is K.POLYNOMIAL:
+        co = np.asarray(act.coef)
+        dco = np.polynomial.polynomial.polyder(co) if len(co) > 1 else np.zeros(1)
+        return Layer([ActOp(act, lambda x: np.polynomial.polynomial.polyval(x, co),
+                            lambda x: np.polynomial.polynomial.polyval(x, dco))])
     return Layer([ActOp(act, lambda x: a * special.erf(b * x) + c,
                         lambda x: a * b * 2.0 / math.sqrt(math.pi) * np.exp(-((b * x) ** 2)))])
 
@@ -290,11 +295,7 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 def Polynomial(coef: Sequence[float]) -> Layer:
     """``coef[0] + coef[1] x + ... + coef[n] x^n`` (neural-tangents' ``stax.Polynomial``), n <= 15.
     Its kernel runs in the FC register program (CPU backend)."""
-    act = activations.polynomial(coef)
-    c = np.asarray(act.coef)
-    dc = np.polynomial.polynomial.polyder(c) if len(c) > 1 else np.zeros(1)
-    return _act_layer(act, (lambda x: np.polynomial.polynomial.polyval(x, c),
-                            lambda x: np.polynomial.polynomial.polyval(x, dc)))
+    return _act_layer(activations.polynomial(coef))
 
 
 def Sigmoid_like() -> Layer:
